@@ -1,0 +1,61 @@
+/**
+ * The `plrc` command line: parses the command name and hands the rest to it. Exit codes: 0 success,
+ * 1 failure, 2 usage or configuration error.
+ *
+ * @module
+ */
+import { benchCommand } from "./src/cli/bench.ts";
+import { infoCommand } from "./src/cli/info.ts";
+import { pretrainCommand } from "./src/cli/pretrain.ts";
+import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
+import { NoAdapterError } from "./src/gpu/device.ts";
+import { VERSION } from "./src/version.ts";
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  pretrain: { run: pretrainCommand, summary: "pre-train a backbone with PLRC (see its --help for status)" },
+  info: { run: infoCommand, summary: "show the WebGPU adapter, backend, features and limits" },
+  bench: { run: benchCommand, summary: "measure kernel throughput on this adapter" },
+};
+
+const HELP = `plrc ${VERSION}: Point-Level Region Contrast pre-training on WebGPU
+
+usage: plrc <command> [options]      (plrc <command> --help for each)
+
+commands:
+${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`).join("\n")}
+
+  --version  print the version
+  -h, --help this text`;
+
+/** Runs the CLI with `args` and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (!name || name === "-h" || name === "--help" || name === "help") {
+    console.log(HELP);
+    return name ? EXIT.ok : EXIT.usage;
+  }
+  if (name === "--version" || name === "-V") return console.log(VERSION), EXIT.ok;
+  const cmd = COMMANDS[name];
+  try {
+    if (!cmd) throw new UsageError(`unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`, HELP);
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`plrc ${name}: ${e.message}`);
+      if (e.help) console.error(`\n${e.help}`);
+      return EXIT.usage;
+    }
+    if (e instanceof NoAdapterError) {
+      console.error(`plrc: ${e.message}`);
+      return EXIT.failure;
+    }
+    console.error(`plrc ${name}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    return EXIT.failure;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  // the WebGPU device keeps the event loop alive; leave explicitly
+  Deno.exit(code);
+}

@@ -1,0 +1,78 @@
+/**
+ * plrc: Point-Level Region Contrast pre-training of detection backbones on WebGPU.
+ *
+ * This is the library's front door. It currently exports the GPU runtime (device, tensors, kernels,
+ * one-submit recording, profiling), the foundation kernels with their float64 references, and
+ * safetensors I/O.
+ *
+ * @example
+ * ```ts
+ * import { getGpu, Recorder, softmax, Tensor } from "./mod.ts";
+ * const gpu = await getGpu();
+ * const x = Tensor.from(gpu, [2, 3], [1, 2, 3, 1, 1, 1]);
+ * const y = Tensor.empty(gpu, [2, 3]);
+ * new Recorder(gpu).run(await softmax(gpu, x, y)).submit();
+ * console.log(await y.read());
+ * ```
+ *
+ * @module
+ */
+export { formatBytes, getGpu, LimitError, NoAdapterError, requestGpu } from "./src/gpu/device.ts";
+export type { AdapterClass, AdapterSummary, Backend, Gpu } from "./src/gpu/device.ts";
+export { BufferPool, DTYPE_BYTES, numel, readBuffer, Tensor } from "./src/gpu/tensor.ts";
+export type { DType, HostArray } from "./src/gpu/tensor.ts";
+export {
+  bind,
+  compileKernel,
+  Dispatch,
+  grid1d,
+  KernelCompileError,
+  kernelSource,
+  pipelineCount,
+} from "./src/gpu/kernel.ts";
+export type { BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl } from "./src/gpu/kernel.ts";
+export { Profiler, Recorder, summarise, sync } from "./src/gpu/encoder.ts";
+export { add, axpy, elementwise, elementwiseRef, mul, relu, reluBackward, scale } from "./src/kernels/elementwise.ts";
+export {
+  axisView,
+  reduceAxis,
+  reduceAxisBackward,
+  reduceAxisBackwardRef,
+  reduceAxisRef,
+  reducedShape,
+} from "./src/kernels/reduce.ts";
+export type { ReduceKind, ReduceOp } from "./src/kernels/reduce.ts";
+export {
+  crossEntropy,
+  crossEntropyBackward,
+  L2_EPS,
+  l2Normalize,
+  l2NormalizeBackward,
+  logSoftmax,
+  logSoftmaxBackward,
+  rowOp,
+  rowsRef,
+  rowVariantFor,
+  softCrossEntropy,
+  softCrossEntropyBackward,
+  softmax,
+  softmaxBackward,
+} from "./src/kernels/rows.ts";
+export type { RowVariant } from "./src/kernels/rows.ts";
+export { transpose, transposeRef, transposeVariantFor } from "./src/kernels/transpose.ts";
+export type { TransposeVariant } from "./src/kernels/transpose.ts";
+export { selfCheck } from "./src/kernels/selfcheck.ts";
+export type { SelfCheckResult } from "./src/kernels/selfcheck.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  SafetensorsError,
+  toFloat32,
+  toInt32,
+  writeSafetensors,
+} from "./src/io/safetensors.ts";
+export type { StDType, StInput, StTensor } from "./src/io/safetensors.ts";
+export { benchKernels } from "./src/bench/kernels.ts";
+export type { KernelMeasurement } from "./src/bench/kernels.ts";
+export { VERSION } from "./src/version.ts";

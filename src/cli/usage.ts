@@ -1,0 +1,35 @@
+/**
+ * Shared pieces of the command line: usage errors (exit code 2) and option parsing through
+ * `node:util`'s `parseArgs` (the design card's `@std/cli` lives on JSR, which cannot be reached here).
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A problem with the command line or the configuration: printed with usage help, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string, readonly help?: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Exit codes of every command. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** Parses `argv` strictly; unknown options become a {@link UsageError} that names them. */
+export function parseOptions<T extends NonNullable<ParseArgsConfig["options"]>>(
+  argv: string[],
+  options: T,
+  help: string,
+  allowPositionals = false,
+) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^TypeError( \[\w+\])?: /, ""), help);
+  }
+}
+
+/** What a command returns: its exit code. */
+export type Command = (argv: string[]) => Promise<number>;

@@ -1,0 +1,219 @@
+/**
+ * Adapter and device acquisition.
+ *
+ * The device is requested with the adapter's own limits (WebGPU's defaults are far lower, e.g. 128 MiB
+ * storage bindings on the CPU adapters are only reachable when asked for) and with the optional features
+ * plrc can use (`shader-f16`, `timestamp-query`).
+ *
+ * @module
+ */
+
+/** Which driver stack the adapter sits on. Deno does not report it, so it is inferred. */
+export type Backend = "vulkan" | "gl" | "other";
+
+/** The adapter kinds plrc chooses kernel variants for. */
+export type AdapterClass = "cpu" | "gpu";
+
+/** A summary of the adapter, as printed by `plrc info`. */
+export interface AdapterSummary {
+  description: string;
+  vendor: string;
+  architecture: string;
+  device: string;
+  backend: Backend;
+  /** The value of `DENO_WEBGPU_BACKEND` when the adapter was requested, or null. */
+  requestedBackend: string | null;
+  isFallbackAdapter: boolean;
+  /** `cpu` for software rasterisers (llvmpipe/lavapipe/SwiftShader/WARP), else `gpu`. */
+  adapterClass: AdapterClass;
+  subgroupMinSize: number | null;
+  subgroupMaxSize: number | null;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+/** The limits plrc relies on; `plrc info` shows them. */
+export const IMPORTANT_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxUniformBufferBindingSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxBindGroups",
+  "minStorageBufferOffsetAlignment",
+  "minUniformBufferOffsetAlignment",
+] as const;
+
+const OPTIONAL_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+
+/** Thrown when no WebGPU adapter can be had, with what to do about it. */
+export class NoAdapterError extends Error {
+  constructor(detail: string) {
+    super(
+      `no WebGPU adapter is available (${detail}).\n` +
+        "  - On a CPU-only Linux machine WebGPU comes from Mesa: OpenGL (llvmpipe) works out of the box;\n" +
+        "    `apt-get install -y mesa-vulkan-drivers libvulkan1` adds lavapipe Vulkan (kernels compile 10-30x faster).\n" +
+        "  - DENO_WEBGPU_BACKEND selects a backend (vulkan, gl); an empty or unknown value gives no adapter.\n" +
+        "  - On an NVIDIA machine the Vulkan loader (libvulkan1) and the driver's ICD must be installed.",
+    );
+    this.name = "NoAdapterError";
+  }
+}
+
+/** Thrown when a buffer or binding would exceed a device limit. */
+export class LimitError extends Error {
+  constructor(what: string, bytes: number, limitName: string, limit: number) {
+    super(
+      `${what} needs ${formatBytes(bytes)} but the adapter's ${limitName} is ${formatBytes(limit)}; ` +
+        "use a smaller batch, resolution or model width, or a GPU with larger limits",
+    );
+    this.name = "LimitError";
+  }
+}
+
+/** "1.5 MiB"-style size for messages. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) v /= 1024, i++;
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/** Software adapters run kernels on the CPU; they prefer different kernel shapes (see webgpu-notes.md). */
+function classify(info: GPUAdapterInfo, fallback: boolean): AdapterClass {
+  const d = `${info.description} ${info.vendor} ${info.device}`.toLowerCase();
+  if (fallback || /llvmpipe|lavapipe|swiftshader|warp|softpipe/.test(d)) return "cpu";
+  return "gpu";
+}
+
+/**
+ * Deno does not expose the backend. Mesa's two CPU adapters report the same description; Vulkan has
+ * `shader-f16` and subgroup sizes 8/8, GL has neither f16 nor equal subgroup bounds (4/128).
+ */
+function inferBackend(
+  info: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number },
+  features: Set<string>,
+  requested: string | null,
+): Backend {
+  if (requested) {
+    const r = requested.toLowerCase();
+    if (r === "vulkan" || r === "vk") return "vulkan";
+    if (r === "gl" || r === "gles" || r === "opengl") return "gl";
+    if (!r.includes(",")) return "other";
+  }
+  if (features.has("shader-f16")) return "vulkan";
+  if (info.subgroupMinSize === 4 && info.subgroupMaxSize === 128) return "gl";
+  return "other";
+}
+
+function readEnv(name: string): string | null {
+  try {
+    return Deno.env.get(name) ?? null;
+  } catch {
+    return null; // no --allow-env: treat as unset
+  }
+}
+
+/** An acquired device plus everything plrc needs to know about its adapter. */
+export interface Gpu {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  summary: AdapterSummary;
+  /** `shader-f16` was granted. */
+  hasF16: boolean;
+  /** `timestamp-query` was granted. */
+  hasTimestamps: boolean;
+  /** Rejects buffers that the device cannot hold or bind, with a message naming `what`. */
+  checkBufferSize(what: string, bytes: number, binding?: boolean): void;
+}
+
+let shared: Promise<Gpu> | null = null;
+
+/** Requests the adapter and a device with the adapter's limits and plrc's optional features. */
+export async function requestGpu(): Promise<Gpu> {
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new NoAdapterError("navigator.gpu is missing in this runtime");
+  }
+  const requested = readEnv("DENO_WEBGPU_BACKEND");
+  if (requested !== null && requested.trim() === "") {
+    throw new NoAdapterError("DENO_WEBGPU_BACKEND is set but empty");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new NoAdapterError(
+      requested ? `DENO_WEBGPU_BACKEND=${requested} found none` : "requestAdapter() returned null",
+    );
+  }
+  const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === "number") requiredLimits[key] = v;
+  }
+  // Iterating a GPUSupportedLimits object is not guaranteed to list its getters; read the known ones too.
+  for (const key of IMPORTANT_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[key];
+    if (typeof v === "number") requiredLimits[key] = v;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+  device.addEventListener("uncapturederror", (e) => {
+    console.error(`WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  });
+  const info = adapter.info as GPUAdapterInfo & {
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+    isFallbackAdapter?: boolean;
+  };
+  const fallback = Boolean(
+    info.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+  );
+  const featureSet = new Set<string>([...adapter.features].map(String));
+  const limits: Record<string, number> = {};
+  for (const key of IMPORTANT_LIMITS) {
+    limits[key] = (device.limits as unknown as Record<string, number>)[key];
+  }
+  const summary: AdapterSummary = {
+    description: info.description || "(no description)",
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    backend: inferBackend(info, featureSet, requested),
+    requestedBackend: requested,
+    isFallbackAdapter: fallback,
+    adapterClass: classify(info, fallback),
+    subgroupMinSize: info.subgroupMinSize ?? null,
+    subgroupMaxSize: info.subgroupMaxSize ?? null,
+    features: [...featureSet].sort(),
+    limits,
+  };
+  const maxBinding = device.limits.maxStorageBufferBindingSize;
+  const maxBuffer = device.limits.maxBufferSize;
+  return {
+    device,
+    adapter,
+    summary,
+    hasF16: features.includes("shader-f16"),
+    hasTimestamps: features.includes("timestamp-query"),
+    checkBufferSize(what, bytes, binding = true) {
+      if (bytes > maxBuffer) throw new LimitError(what, bytes, "maxBufferSize", maxBuffer);
+      if (binding && bytes > maxBinding) {
+        throw new LimitError(what, bytes, "maxStorageBufferBindingSize", maxBinding);
+      }
+    },
+  };
+}
+
+/** One device per process, shared by the library, the CLI and the tests. */
+export function getGpu(): Promise<Gpu> {
+  if (!shared) {
+    shared = requestGpu();
+    shared.catch(() => (shared = null));
+  }
+  return shared;
+}

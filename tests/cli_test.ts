@@ -1,0 +1,89 @@
+/** The CLI as a user runs it: a subprocess, its exit code and its output. */
+import assert from "node:assert/strict";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+async function plrc(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("plrc info --json prints one JSON object naming the adapter and backend", async () => {
+  const r = await plrc(["info", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.equal(typeof info.adapter, "string");
+  assert.ok(info.adapter.length > 0);
+  assert.ok(["vulkan", "gl", "other"].includes(info.backend), info.backend);
+  assert.equal(typeof info.limits.maxStorageBufferBindingSize, "number");
+  assert.ok(Array.isArray(info.features));
+});
+
+Deno.test("plrc info on the GL backend reports gl", async () => {
+  const r = await plrc(["info", "--json"], { DENO_WEBGPU_BACKEND: "gl" });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).backend, "gl");
+});
+
+Deno.test("an empty DENO_WEBGPU_BACKEND gives a clear no-adapter message and exit code 1", async () => {
+  const r = await plrc(["info"], { DENO_WEBGPU_BACKEND: "" });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no WebGPU adapter/);
+  assert.match(r.stderr, /mesa-vulkan-drivers/);
+});
+
+Deno.test("usage errors exit with code 2 and name the problem", async () => {
+  const unknown = await plrc(["frobnicate"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  const badFlag = await plrc(["info", "--jsn"]);
+  assert.equal(badFlag.code, 2);
+  assert.match(badFlag.stderr, /--jsn/);
+  const badSuite = await plrc(["bench", "nope"]);
+  assert.equal(badSuite.code, 2);
+  assert.match(badSuite.stderr, /allowed: kernels/);
+  const noCmd = await plrc([]);
+  assert.equal(noCmd.code, 2);
+});
+
+Deno.test("pretrain: --help, bad config and bad data are usage errors; the run reports its status honestly", async () => {
+  const help = await plrc(["pretrain", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--auto-resume/);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/bad.yaml`, "model: [unclosed\n");
+    const badYaml = await plrc(["pretrain", "--config", `${dir}/bad.yaml`]);
+    assert.equal(badYaml.code, 2);
+    assert.match(badYaml.stderr, /not valid YAML/);
+    const badData = await plrc(["pretrain", "--data", `${dir}/missing`]);
+    assert.equal(badData.code, 2);
+    assert.match(badData.stderr, /is not a directory/);
+    const both = await plrc(["pretrain", "--resume", "x", "--auto-resume"]);
+    assert.equal(both.code, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const run = await plrc(["pretrain"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /kernel self-check: 5\/5/);
+  assert.match(run.stdout, /not available in this version/);
+  assert.match(run.stdout, /Nothing was trained/);
+});
+
+Deno.test("plrc bench kernels --json prints one JSON measurement per case", async () => {
+  const r = await plrc(["bench", "kernels", "--json", "--scale", "0.001", "--reps", "2"]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(lines.length >= 8);
+  for (const m of lines) {
+    assert.ok(m.ms > 0 && Number.isFinite(m.gbPerS), JSON.stringify(m));
+    assert.ok(Array.isArray(m.shape));
+  }
+});

@@ -1,0 +1,110 @@
+/**
+ * Test helpers: a seeded RNG, float64 closeness checks with the worst element in the message, and a way
+ * to run bound dispatches once with poisoned outputs.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { getGpu, type Gpu } from "../src/gpu/device.ts";
+import { Recorder } from "../src/gpu/encoder.ts";
+import type { Dispatch } from "../src/gpu/kernel.ts";
+import { type DType, Tensor } from "../src/gpu/tensor.ts";
+
+/** Deterministic PRNG (mulberry32) with uniform and normal draws. */
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** Standard normal (Box–Muller). */
+  normal(): number {
+    const u = 1 - this.next(), v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  /** `n` normal values scaled by `std`, rounded to f32 so that references see what the GPU sees. */
+  normals(n: number, std = 1): Float32Array {
+    return Float32Array.from({ length: n }, () => this.normal() * std);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+/** A seed that differs per run unless PLRC_TEST_SEED is set; printed on failure through the message. */
+export function freshSeed(): number {
+  const fixed = Deno.env.get("PLRC_TEST_SEED");
+  return fixed ? Number(fixed) : (Math.random() * 2 ** 31) | 0;
+}
+
+/** Tolerances: |a − e| ≤ atol + rtol·|e| elementwise. */
+export interface Tol {
+  rtol: number;
+  /** One bound for all elements, or one per element (for results whose error depends on their terms). */
+  atol: number | ArrayLike<number>;
+}
+
+/** Asserts closeness elementwise; the message names the worst element and the seed. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: Tol,
+  what: string,
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1, worstExcess = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    const atol = typeof tol.atol === "number" ? tol.atol : tol.atol[i];
+    const err = Math.abs(a - e), bound = atol + tol.rtol * Math.abs(e);
+    if (!(err <= bound)) { // catches NaN (poison) too
+      const excess = Number.isNaN(err) ? Infinity : err / bound;
+      if (worst < 0 || excess > worstExcess) worst = i, worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(rtol ${tol.rtol}, atol ${typeof tol.atol === "number" ? tol.atol : tol.atol[worst]}; ${
+          Number.isFinite(worstExcess) ? worstExcess.toFixed(1) + "× the bound" : "NaN"
+        })`,
+    );
+  }
+}
+
+/** Largest |a − e| / max(|e|, floor) over the arrays. */
+export function maxRelErr(a: ArrayLike<number>, e: ArrayLike<number>, floor = 1e-6): number {
+  let m = 0;
+  for (let i = 0; i < e.length; i++) m = Math.max(m, Math.abs(a[i] - e[i]) / Math.max(Math.abs(e[i]), floor));
+  return m;
+}
+
+/** The shared device. */
+export const gpu = (): Promise<Gpu> => getGpu();
+
+/** An output tensor filled with NaN (or -1 for integer types) so that unwritten elements fail checks. */
+export function poisoned(g: Gpu, shape: number[], dtype: DType = "f32", name = "out"): Tensor {
+  const t = Tensor.empty(g, shape, dtype, name);
+  t.fill(dtype === "f32" || dtype === "f16" ? NaN : -1);
+  return t;
+}
+
+/** Records the dispatches in one submission and waits for them. */
+export async function runOnce(g: Gpu, ds: Dispatch[]): Promise<void> {
+  new Recorder(g).runAll(ds).submit();
+  await g.device.queue.onSubmittedWorkDone();
+}
+
+/** Reads a tensor as plain numbers. */
+export async function readF64(t: Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.read());
+}
+
+/** Deno.test options for GPU tests: the device and its pools live for the whole process. */
+export const GPU_TEST = { sanitizeResources: false, sanitizeOps: false };
