@@ -9,33 +9,7 @@ import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/encoder.ts";
 import type { Dispatch } from "../src/gpu/kernel.ts";
 import { type DType, Tensor } from "../src/gpu/tensor.ts";
-
-/** Deterministic PRNG (mulberry32) with uniform and normal draws. */
-export class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Standard normal (Box–Muller). */
-  normal(): number {
-    const u = 1 - this.next(), v = this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  /** `n` normal values scaled by `std`, rounded to f32 so that references see what the GPU sees. */
-  normals(n: number, std = 1): Float32Array {
-    return Float32Array.from({ length: n }, () => this.normal() * std);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-}
+export { Rng } from "../src/util/rng.ts";
 
 /** A seed that differs per run unless PLRC_TEST_SEED is set; printed on failure through the message. */
 export function freshSeed(): number {
