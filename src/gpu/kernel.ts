@@ -190,7 +190,9 @@ export class Dispatch {
     }
     const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({
       binding: i,
-      resource: { buffer: b instanceof GPUBuffer ? b : b.buffer },
+      resource: b instanceof GPUBuffer
+        ? { buffer: b }
+        : { buffer: b.buffer, offset: b.byteOffset, size: Math.min(b.bindingSize, b.buffer.size - b.byteOffset) },
     }));
     this.#params = { ...params };
     const u = spec.uniforms ?? [];

@@ -91,17 +91,48 @@ export function poolOf(gpu: Gpu): BufferPool {
 export class Tensor {
   readonly numel: number;
   readonly byteLength: number;
+  /** Offset of the tensor inside its buffer (non-zero for views into flat parameter buffers). */
+  readonly byteOffset: number;
   #buffer: GPUBuffer | null;
+  readonly #owned: boolean;
 
   private constructor(
     readonly gpu: Gpu,
     readonly shape: readonly number[],
     readonly dtype: DType,
     readonly name: string,
+    view?: { buffer: GPUBuffer; byteOffset: number },
   ) {
     this.numel = numel(shape);
     this.byteLength = this.numel * DTYPE_BYTES[dtype];
-    this.#buffer = poolOf(gpu).acquire(this.byteLength, `tensor "${name}" [${shape.join("×")}] ${dtype}`);
+    this.byteOffset = view?.byteOffset ?? 0;
+    this.#owned = !view;
+    this.#buffer = view?.buffer ??
+      poolOf(gpu).acquire(this.byteLength, `tensor "${name}" [${shape.join("×")}] ${dtype}`);
+  }
+
+  /**
+   * A tensor that lives at `byteOffset` inside `buffer` (e.g. one parameter of a flat parameter buffer).
+   * The offset must meet the device's storage offset alignment; disposing a view frees nothing.
+   */
+  static view(
+    gpu: Gpu,
+    buffer: GPUBuffer,
+    byteOffset: number,
+    shape: readonly number[],
+    dtype: DType = "f32",
+    name = "view",
+  ): Tensor {
+    const align = gpu.device.limits.minStorageBufferOffsetAlignment;
+    if (byteOffset % align) throw new Error(`view "${name}": offset ${byteOffset} is not a multiple of ${align}`);
+    const t = new Tensor(gpu, [...shape], dtype, name, { buffer, byteOffset });
+    if (byteOffset + t.bindingSize > buffer.size) throw new Error(`view "${name}" runs past the end of its buffer`);
+    return t;
+  }
+
+  /** Bytes bound for kernels: rounded up to 16 so that vec4 views are always valid. */
+  get bindingSize(): number {
+    return roundUp(this.byteLength, 16);
   }
 
   /** Allocates an uninitialised tensor (pooled buffers may hold old data). */
@@ -133,17 +164,17 @@ export class Tensor {
     if (data.length !== this.numel) {
       throw new Error(`upload to "${this.name}": ${data.length} values for shape [${this.shape}]`);
     }
-    writeHost(this.gpu, this.buffer, toHost(this.dtype, data));
+    writeHost(this.gpu, this.buffer, toHost(this.dtype, data), this.byteOffset);
   }
 
   /** Fills every element with the bit pattern of `value` (used to poison outputs in tests). */
   fill(value: number): void {
-    writeHost(this.gpu, this.buffer, toHost(this.dtype, new Float64Array(this.numel).fill(value)));
+    writeHost(this.gpu, this.buffer, toHost(this.dtype, new Float64Array(this.numel).fill(value)), this.byteOffset);
   }
 
   /** Copies the tensor back to the host. Waits for the GPU: never call inside a training step. */
   async read(): Promise<HostArray> {
-    const bytes = await readBuffer(this.gpu, this.buffer, roundUp(this.byteLength, 4));
+    const bytes = await readBuffer(this.gpu, this.buffer, roundUp(this.byteLength, 4), this.byteOffset);
     switch (this.dtype) {
       case "f32":
         return new Float32Array(bytes, 0, this.numel);
@@ -158,17 +189,17 @@ export class Tensor {
 
   /** Returns the buffer to the pool. */
   dispose(): void {
-    if (this.#buffer) poolOf(this.gpu).release(this.#buffer);
+    if (this.#buffer && this.#owned) poolOf(this.gpu).release(this.#buffer);
     this.#buffer = null;
   }
 }
 
 /** Queues a write of `host` to the start of `buffer`; WebGPU wants whole 4-byte words, so pad a copy. */
-function writeHost(gpu: Gpu, buffer: GPUBuffer, host: HostArray): void {
+function writeHost(gpu: Gpu, buffer: GPUBuffer, host: HostArray, offset = 0): void {
   const bytes = new Uint8Array(host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
   const padded = bytes.byteLength % 4 ? new Uint8Array(roundUp(bytes.byteLength, 4)) : bytes;
   if (padded !== bytes) padded.set(bytes);
-  gpu.device.queue.writeBuffer(buffer, 0, padded);
+  gpu.device.queue.writeBuffer(buffer, offset, padded);
 }
 
 /** Converts numbers to the host representation of `dtype`; f16 is rounded to nearest even. */
@@ -190,13 +221,13 @@ export function toHost(dtype: DType, data: ArrayLike<number> | HostArray): HostA
 }
 
 /** Copies `bytes` of `buffer` to the host through a temporary staging buffer (one GPU wait). */
-export async function readBuffer(gpu: Gpu, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+export async function readBuffer(gpu: Gpu, buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
   const staging = gpu.device.createBuffer({
     size: bytes,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
   const enc = gpu.device.createCommandEncoder();
-  enc.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
+  enc.copyBufferToBuffer(buffer, offset, staging, 0, bytes);
   gpu.device.queue.submit([enc.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
   const out = staging.getMappedRange().slice(0);

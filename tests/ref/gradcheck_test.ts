@@ -7,6 +7,9 @@ import { elementwiseRef as ew } from "../../src/kernels/elementwise.ts";
 import { reduceAxisBackwardRef, reduceAxisRef } from "../../src/kernels/reduce.ts";
 import { rowsRef as rows } from "../../src/kernels/rows.ts";
 import { transposeRef } from "../../src/kernels/transpose.ts";
+import { convDgradRef, convForwardRef, convOutSize, convWgradRef } from "../../src/kernels/gemm.ts";
+import { bnBackwardRef, bnForwardRef } from "../../src/kernels/batchnorm.ts";
+import { maxPoolBackwardRef, maxPoolRef, poolOutSize } from "../../src/kernels/pool.ts";
 import { freshSeed, Rng } from "../util.ts";
 
 const H = 1e-6;
@@ -133,4 +136,44 @@ check("cross_entropy (soft targets)", (rng) => {
     loss: (x) => dot(rows.softCrossEntropy(x, t, R, C).loss, w),
     grad: rows.softCrossEntropyBackward(x, t, w, R, C),
   };
+});
+
+// ---- layers of the ResNet engine ----
+
+check("conv2d (input and weight, 3×3 stride 2 pad 1)", (rng) => {
+  const g = { nb: 2, ih: 5, iw: 4, cin: 3, cout: 2, kh: 3, kw: 3, stride: 2, pad: 1 };
+  const [oh, ow] = convOutSize(g);
+  const nx = 2 * 5 * 4 * 3, nw = 9 * 3 * 2;
+  const x = vec(rng, nx + nw), w = vec(rng, 2 * oh * ow * 2);
+  const loss = (v: Float64Array) => dot(convForwardRef(v.subarray(0, nx), v.subarray(nx), g), w);
+  const grad = [...convDgradRef(w, x.subarray(nx), g), ...convWgradRef(x.subarray(0, nx), w, g)];
+  return { x, loss, grad };
+});
+
+check("batch norm in 2 groups (through ReLU and residual)", (rng) => {
+  const s = { rows: 8, c: 3, groups: 2, eps: 1e-5 };
+  const n = 24, gamma = vec(rng, 3), beta = vec(rng, 3), res = vec(rng, n), w = vec(rng, n);
+  const x = vec(rng, n, 2);
+  const zeros = new Float64Array(3), ones = new Float64Array(3).fill(1);
+  const fwd = (v: Float64Array) => bnForwardRef(v, gamma, beta, zeros, ones, s, { relu: true, residual: res }).y;
+  const y = fwd(x);
+  return { x, loss: (v) => dot(fwd(v), w), grad: bnBackwardRef(x, y, w, gamma, s, true).dx };
+}, 1e-5);
+
+check("batch norm γ and β", (rng) => {
+  const s = { rows: 6, c: 2, groups: 1, eps: 1e-5 };
+  const xv = vec(rng, 12), w = vec(rng, 12), zeros = new Float64Array(2), ones = new Float64Array(2).fill(1);
+  const x = vec(rng, 4); // [γ0, γ1, β0, β1]
+  const loss = (v: Float64Array) => dot(bnForwardRef(xv, v.subarray(0, 2), v.subarray(2), zeros, ones, s).y, w);
+  const y = bnForwardRef(xv, x.subarray(0, 2), x.subarray(2), zeros, ones, s).y;
+  const b = bnBackwardRef(xv, y, w, x.subarray(0, 2), s);
+  return { x, loss, grad: [...b.dgamma, ...b.dbeta] };
+});
+
+check("max pool 3×3/2 pad 1", (rng) => {
+  const g = { nb: 1, ih: 5, iw: 6, c: 2, k: 3, stride: 2, pad: 1 };
+  const [oh, ow] = poolOutSize(g);
+  const x = vec(rng, 60), w = vec(rng, oh * ow * 2);
+  const { arg } = maxPoolRef(x, g);
+  return { x, loss: (v) => dot(maxPoolRef(v, g).y, w), grad: maxPoolBackwardRef(w, arg, 60) };
 });

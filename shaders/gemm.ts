@@ -1,0 +1,376 @@
+/**
+ * The GEMM / implicit-GEMM convolution template.
+ *
+ * One template covers every product the ResNet needs, as a convolution over NHWC tensors with weights
+ * stored [KH·KW, Cin, Cout] (HWIO):
+ *
+ * - `fwd`:   out[m=(n,oy,ox), co] = Σ_{seg=(ky,kx), ci} X[n, oy·s−p+ky, ox·s−p+kx, ci] · W(seg, ci, co)
+ * - `dgrad`: out[m=(n,y,x), ci]   = Σ_{seg, co} dY[n, (y+p−ky)/s, (x+p−kx)/s, co] · W(seg, co → ci)
+ * - `wgrad`: out[r=(seg,ci), co]  = Σ_{m=(n,oy,ox)} X[n, oy·s−p+ky, ox·s−p+kx, ci] · dY[m, co]
+ *
+ * A dense GEMM is the 1×1, stride-1 case (`dense` skips the gathers): `fwd` is A·B (or A·Bᵀ with the
+ * `nk` weight layout), `dgrad` is A·Bᵀ / A·B, `wgrad` is Aᵀ·B. `wgrad` reduces over the long axis and
+ * is split along it (grid z), writing partial sums that a deterministic reduction adds up.
+ *
+ * Two code shapes, chosen per adapter (see webgpu-notes.md):
+ * - `register` (CPU adapters): no workgroup memory; each invocation owns an RM × 4V block of outputs in
+ *   named variables (straight-line code, never an indexed private array) and loads straight from storage.
+ * - `tiled` (GPUs): 16×16 invocations, A and B tiles staged in workgroup memory, an RM × 4V register
+ *   block per invocation, again fully unrolled.
+ *
+ * @module
+ */
+import { type KernelSpec, read, u32, write } from "../src/gpu/kernel.ts";
+
+/** Which product. */
+export type GemmMode = "fwd" | "dgrad" | "wgrad";
+/** Weight layout of B for fwd/dgrad: `kn` = [seg][k][n] (row-major K×N), `nk` = [seg][n][k]. */
+export type BLayout = "kn" | "nk";
+/** Kernel shape. */
+export type GemmShape = "register" | "tiled";
+
+/** Fused output operations (fwd/dgrad only): out = relu(acc + bias[c] + residual[m, c]). */
+export interface Epilogue {
+  bias?: boolean;
+  residual?: boolean;
+  relu?: boolean;
+}
+
+/** Everything that specialises a GEMM pipeline (shapes travel in uniforms). */
+export interface GemmConfig {
+  mode: GemmMode;
+  shape: GemmShape;
+  /** Rows per invocation. */
+  rm: number;
+  /** vec4 column groups per invocation (4·V columns). */
+  v: number;
+  bLayout: BLayout;
+  /** 1×1, stride 1, no padding: plain matrix indexing. */
+  dense: boolean;
+  /** cols is not a multiple of 4·V: clamp column loads. */
+  edge: boolean;
+  epilogue: Epilogue;
+}
+
+/** Uniform names, in order; unused ones are zero. */
+export const GEMM_UNIFORMS = [
+  "rows",
+  "cols",
+  "kin",
+  "segs",
+  "nb",
+  "ih",
+  "iw",
+  "oh",
+  "ow",
+  "kw",
+  "stride",
+  "pad",
+  "cin",
+  "mred",
+  "chunk",
+] as const;
+
+/** Invocations per workgroup side: 8×8 for `register`, 16×16 for `tiled`. */
+export function gemmWorkgroup(shape: GemmShape): number {
+  return shape === "register" ? 8 : 16;
+}
+
+/** Tile K-depth of the tiled shape. */
+export const TILE_K = 16;
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** The pipeline key for a config. */
+export function gemmKey(c: GemmConfig): string {
+  const e = c.epilogue;
+  return [
+    c.mode,
+    c.shape,
+    `${c.rm}x${4 * c.v}`,
+    c.bLayout,
+    c.dense ? "dense" : "conv",
+    c.edge ? "edge" : "fit",
+    e.bias ? "bias" : "",
+    e.residual ? "res" : "",
+    e.relu ? "relu" : "",
+  ].join(".");
+}
+
+/** Kernel spec for `c`. Bindings: A, B, out, then bias and residual when the epilogue uses them. */
+export function gemmSpec(c: GemmConfig): KernelSpec {
+  const buffers = [read("A"), read("Bm", vec4B(c) ? "vec4<f32>" : "f32"), write("out")];
+  if (c.epilogue.bias) buffers.push(read("bias"));
+  if (c.epilogue.residual) buffers.push(read("res"));
+  const body = c.shape === "register" ? registerBody(c) : tiledBody(c);
+  return {
+    name: `gemm_${c.mode}`,
+    key: gemmKey(c),
+    buffers,
+    uniforms: GEMM_UNIFORMS.map(u32),
+    body,
+  };
+}
+
+/** Register kernels read B as vec4 when its rows are contiguous in the output columns and 4-aligned. */
+function vec4B(c: GemmConfig): boolean {
+  return c.shape === "register" && !c.edge && (c.mode === "wgrad" || c.bLayout === "kn");
+}
+
+/** WGSL expression for B(seg, k, col) in the configured layout (`kin` = inner reduction length). */
+function bIndex(c: GemmConfig, seg: string, k: string, col: string): string {
+  return c.bLayout === "kn" ? `(${seg} * P.kin + ${k}) * P.cols + ${col}` : `(${seg} * P.cols + ${col}) * P.kin + ${k}`;
+}
+
+/** Epilogue + guarded stores of the register block; `row(r)` and `col(j)` give output coordinates. */
+function stores(c: GemmConfig, acc: (r: number, j: number) => string, outRow: (r: number) => string, col0: string) {
+  const lines: string[] = [];
+  const CN = 4 * c.v;
+  for (const r of range(c.rm)) {
+    lines.push(`if (${outRow(r)} < P.rows) {`);
+    lines.push(`  let o${r} = ${outRow(r)} * P.cols;`);
+    for (const j of range(CN)) {
+      const col = `${col0} + ${j}u`;
+      let v = acc(r, j);
+      if (c.epilogue.bias) v = `${v} + bias[${col}]`;
+      if (c.epilogue.residual) v = `${v} + res[o${r} + ${col}]`;
+      if (c.epilogue.relu) v = `max(${v}, 0.0)`;
+      lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? `zoff + ` : ""}o${r} + ${col}] = ${v}; }`);
+    }
+    lines.push(`}`);
+  }
+  return lines.join("\n  ");
+}
+
+function registerBody(c: GemmConfig): string {
+  const RM = c.rm, V = c.v, CN = 4 * V;
+  const R = range(RM), VV = range(V);
+  const decl = R.flatMap((r) => VV.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join("\n  ");
+  const col = (j: number) => c.edge ? `min(c0 + ${j}u, P.cols - 1u)` : `c0 + ${j}u`;
+  const fma = (a: (r: number) => string) =>
+    R.flatMap((r) => VV.map((v) => `acc${r}_${v} = fma(vec4<f32>(${a(r)}), b${v}, acc${r}_${v});`)).join("\n      ");
+  let loop: string;
+
+  if (c.mode === "wgrad") {
+    // rows are (seg, ci); the reduction walks output pixels m = (n, oy, ox) of this split's chunk
+    const rowSetup = R.map((r) =>
+      `let rr${r} = min(r0 + ${r}u, P.rows - 1u);` +
+      (c.dense ? "" : ` let sg${r} = rr${r} / P.cin; let ci${r} = rr${r} % P.cin;` +
+        ` let ky${r} = i32(sg${r} / P.kw); let kx${r} = i32(sg${r} % P.kw);`)
+    ).join("\n  ");
+    const bLoads = VV.map((v) =>
+      vec4B(c)
+        ? `let b${v} = Bm[(m * P.cols + c0) / 4u + ${v}u];`
+        : `let b${v} = vec4<f32>(${range(4).map((q) => `Bm[m * P.cols + ${col(4 * v + q)}]`).join(", ")});`
+    ).join("\n      ");
+    const aLoads = c.dense
+      ? R.map((r) => `let a${r} = A[m * P.rows + rr${r}];`).join("\n      ")
+      : R.map((r) =>
+        `let yy${r} = iy0 + ky${r}; let xx${r} = ix0 + kx${r};` +
+        ` let ok${r} = yy${r} >= 0 && yy${r} < i32(P.ih) && xx${r} >= 0 && xx${r} < i32(P.iw);` +
+        ` let a${r} = select(0.0, A[select(0u, ((n * P.ih + u32(yy${r})) * P.iw + u32(xx${r})) * P.cin + ci${r}, ok${r})], ok${r});`
+      ).join("\n      ");
+    loop = `${rowSetup}
+  let m0 = g.z * P.chunk;
+  let m1 = min(P.mred, m0 + P.chunk);
+  var n = m0 / (P.oh * P.ow);
+  var oy = (m0 / P.ow) % P.oh;
+  var ox = m0 % P.ow;
+  for (var m = m0; m < m1; m++) {
+      let iy0 = i32(oy * P.stride) - i32(P.pad);
+      let ix0 = i32(ox * P.stride) - i32(P.pad);
+      ${bLoads}
+      ${aLoads}
+      ${fma((r) => `a${r}`)}
+      ox++;
+      if (ox == P.ow) { ox = 0u; oy++; if (oy == P.oh) { oy = 0u; n++; } }
+  }`;
+  } else {
+    // rows are output pixels (fwd) or input pixels (dgrad); the reduction is segments × kin
+    const rowSetup = R.map((r) => {
+      const m = `m${r}`;
+      if (c.dense) return `let ${m} = min(r0 + ${r}u, P.rows - 1u);`;
+      const [hh, ww] = c.mode === "fwd" ? ["P.oh", "P.ow"] : ["P.ih", "P.iw"];
+      return `let ${m} = min(r0 + ${r}u, P.rows - 1u); let n${r} = ${m} / (${hh} * ${ww});` +
+        ` let py${r} = i32((${m} / ${ww}) % ${hh}); let px${r} = i32(${m} % ${ww});`;
+    }).join("\n  ");
+    const segSetup = c.dense ? R.map((r) => `let base${r} = m${r} * P.kin;`).join("\n    ") : R.map((r) => {
+      if (c.mode === "fwd") {
+        return `let yy${r} = py${r} * i32(P.stride) - i32(P.pad) + ky; let xx${r} = px${r} * i32(P.stride) - i32(P.pad) + kx;` +
+          ` let ok${r} = yy${r} >= 0 && yy${r} < i32(P.ih) && xx${r} >= 0 && xx${r} < i32(P.iw);` +
+          ` let base${r} = select(0u, ((n${r} * P.ih + u32(yy${r})) * P.iw + u32(xx${r})) * P.kin, ok${r});` +
+          ` let f${r} = select(0.0, 1.0, ok${r});`;
+      }
+      // dgrad: output position (ty/s, tx/s) must be integral and inside the output
+      return `let ty${r} = py${r} + i32(P.pad) - ky; let tx${r} = px${r} + i32(P.pad) - kx;` +
+        ` let ok${r} = ty${r} >= 0 && tx${r} >= 0 && ty${r} % i32(P.stride) == 0 && tx${r} % i32(P.stride) == 0` +
+        ` && ty${r} / i32(P.stride) < i32(P.oh) && tx${r} / i32(P.stride) < i32(P.ow);` +
+        ` let base${r} = select(0u, ((n${r} * P.oh + u32(ty${r} / i32(P.stride))) * P.ow + u32(tx${r} / i32(P.stride))) * P.kin, ok${r});` +
+        ` let f${r} = select(0.0, 1.0, ok${r});`;
+    }).join("\n    ");
+    const bLoads = c.bLayout === "kn"
+      ? VV.map((v) =>
+        vec4B(c)
+          ? `let b${v} = Bm[(bk + c0) / 4u + ${v}u];`
+          : `let b${v} = vec4<f32>(${range(4).map((q) => `Bm[bk + ${col(4 * v + q)}]`).join(", ")});`
+      ).join("\n      ")
+      : VV.map((v) => `let b${v} = vec4<f32>(${range(4).map((q) => `Bm[bn${4 * v + q} + k]`).join(", ")});`).join(
+        "\n      ",
+      );
+    const bPre = c.bLayout === "kn" ? "let bk = (seg * P.kin + k) * P.cols;" : "";
+    const bSeg = c.bLayout === "nk"
+      ? range(CN).map((j) => `let bn${j} = (seg * P.cols + ${col(j)}) * P.kin;`).join(" ")
+      : "";
+    const aLoads = R.map((r) => c.dense ? `let a${r} = A[base${r} + k];` : `let a${r} = A[base${r} + k] * f${r};`)
+      .join("\n      ");
+    loop = `${rowSetup}
+  for (var seg = 0u; seg < P.segs; seg++) {
+    let ky = i32(seg / P.kw); let kx = i32(seg % P.kw);
+    ${segSetup}
+    ${bSeg}
+    for (var k = 0u; k < P.kin; k++) {
+      ${bPre}
+      ${bLoads}
+      ${aLoads}
+      ${fma((r) => `a${r}`)}
+    }
+  }`;
+  }
+  const acc = (r: number, j: number) => `acc${r}_${Math.floor(j / 4)}[${j % 4}]`;
+  return `
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c0 = g.x * ${CN}u;
+  let r0 = g.y * ${RM}u;
+  if (r0 >= P.rows || c0 >= P.cols) { return; }
+  let zoff = g.z * P.rows * P.cols;
+  ${decl}
+  ${loop}
+  ${stores(c, acc, (r) => `(r0 + ${r}u)`, "c0")}
+}`;
+}
+
+/**
+ * The tiled shape: each workgroup computes a (16·RM) × (64·V) tile; A and B tiles of depth TILE_K are
+ * staged in workgroup memory through general element loaders (`loadA(m, kk)`, `loadB(kk, c)`, zero
+ * outside), so the same kernel serves every mode. Thread (tx, ty) owns rows ty + 16·r and vec4 column
+ * groups tx + 16·v, so that neighbouring threads touch neighbouring addresses.
+ */
+function tiledBody(c: GemmConfig): string {
+  const RM = c.rm, V = c.v, TM = 16 * RM, TN = 64 * V, TK = TILE_K;
+  const R = range(RM), VV = range(V);
+  const decl = R.flatMap((r) => VV.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join("\n  ");
+  // reduction length and element loaders per mode
+  let red: string, loadA: string, loadB: string;
+  if (c.mode === "wgrad") {
+    red = "m1 - m0";
+    loadA = c.dense
+      ? `
+fn loadA(row: u32, m: u32) -> f32 {
+  if (row >= P.rows || m >= P.mred) { return 0.0; }
+  return A[m * P.rows + row];
+}`
+      : `
+fn loadA(row: u32, m: u32) -> f32 {
+  if (row >= P.rows || m >= P.mred) { return 0.0; }
+  let sg = row / P.cin; let ci = row % P.cin;
+  let n = m / (P.oh * P.ow); let oy = (m / P.ow) % P.oh; let ox = m % P.ow;
+  let yy = i32(oy * P.stride) - i32(P.pad) + i32(sg / P.kw);
+  let xx = i32(ox * P.stride) - i32(P.pad) + i32(sg % P.kw);
+  if (yy < 0 || yy >= i32(P.ih) || xx < 0 || xx >= i32(P.iw)) { return 0.0; }
+  return A[((n * P.ih + u32(yy)) * P.iw + u32(xx)) * P.cin + ci];
+}`;
+    loadB = `
+fn loadB(m: u32, col: u32) -> f32 {
+  if (m >= P.mred || col >= P.cols) { return 0.0; }
+  return Bm[m * P.cols + col];
+}`;
+  } else {
+    red = "P.segs * P.kin";
+    const gather = c.dense
+      ? "return A[row * P.kin + k];"
+      : c.mode === "fwd"
+      ? `let n = row / (P.oh * P.ow); let py = i32((row / P.ow) % P.oh); let px = i32(row % P.ow);
+  let yy = py * i32(P.stride) - i32(P.pad) + i32(seg / P.kw);
+  let xx = px * i32(P.stride) - i32(P.pad) + i32(seg % P.kw);
+  if (yy < 0 || yy >= i32(P.ih) || xx < 0 || xx >= i32(P.iw)) { return 0.0; }
+  return A[((n * P.ih + u32(yy)) * P.iw + u32(xx)) * P.kin + k];`
+      : `let n = row / (P.ih * P.iw); let py = i32((row / P.iw) % P.ih); let px = i32(row % P.iw);
+  let ty = py + i32(P.pad) - i32(seg / P.kw); let tx = px + i32(P.pad) - i32(seg % P.kw);
+  let s = i32(P.stride);
+  if (ty < 0 || tx < 0 || ty % s != 0 || tx % s != 0 || ty / s >= i32(P.oh) || tx / s >= i32(P.ow)) { return 0.0; }
+  return A[((n * P.oh + u32(ty / s)) * P.ow + u32(tx / s)) * P.kin + k];`;
+    loadA = `
+fn loadA(row: u32, kk: u32) -> f32 {
+  if (row >= P.rows || kk >= P.segs * P.kin) { return 0.0; }
+  let seg = kk / P.kin; let k = kk % P.kin;
+  ${gather}
+}`;
+    loadB = `
+fn loadB(kk: u32, col: u32) -> f32 {
+  if (kk >= P.segs * P.kin || col >= P.cols) { return 0.0; }
+  let seg = kk / P.kin; let k = kk % P.kin;
+  return Bm[${bIndex(c, "seg", "k", "col")}];
+}`;
+  }
+  const aPer = (TM * TK) / 256, bPer = (TK * TN) / 256;
+  const body = [
+    ...VV.map((v) => `let b${v} = Bs[k][tx + ${16 * v}u];`),
+    ...R.map((r) => `let a${r} = As[k][ty + ${16 * r}u];`),
+    ...R.flatMap((r) => VV.map((v) => `acc${r}_${v} = fma(vec4<f32>(a${r}), b${v}, acc${r}_${v});`)),
+  ].join("\n      ");
+  const acc = (r: number, j: number) => `acc${r}_${Math.floor(j / 4)}[${j % 4}]`;
+  // stores: thread column group v covers columns col0 + (tx + 16v)·4 .. +3
+  const lines: string[] = [];
+  for (const r of R) {
+    const row = `(row0 + ty + ${16 * r}u)`;
+    lines.push(`if (${row} < P.rows) {`, `  let o${r} = ${row} * P.cols;`);
+    for (const v of VV) {
+      for (const q of range(4)) {
+        const col = `(col0 + (tx + ${16 * v}u) * 4u + ${q}u)`;
+        let val = acc(r, 4 * v + q);
+        if (c.epilogue.bias) val = `${val} + bias[${col}]`;
+        if (c.epilogue.residual) val = `${val} + res[o${r} + ${col}]`;
+        if (c.epilogue.relu) val = `max(${val}, 0.0)`;
+        lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? "zoff + " : ""}o${r} + ${col}] = ${val}; }`);
+      }
+    }
+    lines.push("}");
+  }
+  return `
+var<workgroup> As: array<array<f32, ${TM}>, ${TK}>;
+var<workgroup> Bs: array<array<vec4<f32>, ${TN / 4}>, ${TK}>;
+${loadA}
+${loadB}
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let row0 = wid.y * ${TM}u; let col0 = wid.x * ${TN}u;
+  let zoff = wid.z * P.rows * P.cols;
+  let m0 = ${c.mode === "wgrad" ? "wid.z * P.chunk" : "0u"};
+  let m1 = ${c.mode === "wgrad" ? "min(P.mred, m0 + P.chunk)" : "0u"};
+  let red = ${red};
+  ${decl}
+  for (var k0 = 0u; k0 < red; k0 += ${TK}u) {
+    for (var i = 0u; i < ${aPer}u; i++) {
+      let e = tid + i * 256u; let mm = e % ${TM}u; let kk = e / ${TM}u;
+      As[kk][mm] = ${
+    c.mode === "wgrad" ? `select(0.0, loadA(row0 + mm, m0 + k0 + kk), k0 + kk < red)` : "loadA(row0 + mm, k0 + kk)"
+  };
+    }
+    for (var i = 0u; i < ${bPer}u; i++) {
+      let e = tid + i * 256u; let cc = e % ${TN}u; let kk = e / ${TN}u;
+      // vec4 group g of the tile holds columns col0 + 4g .. col0 + 4g + 3
+      Bs[kk][cc / 4u][cc % 4u] = ${
+    c.mode === "wgrad" ? `select(0.0, loadB(m0 + k0 + kk, col0 + cc), k0 + kk < red)` : "loadB(k0 + kk, col0 + cc)"
+  };
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < ${TK}u; k++) {
+      ${body}
+    }
+    workgroupBarrier();
+  }
+  ${lines.join("\n  ")}
+}`;
+}

@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { bnBackward, bnBackwardRef, bnForwardEval, bnForwardRef, bnForwardTrain } from "../../src/kernels/batchnorm.ts";
+import { emaUpdate, sgdRef, sgdStep } from "../../src/kernels/optim.ts";
+import {
+  maxPool,
+  maxPoolBackward,
+  maxPoolBackwardRef,
+  maxPoolRef,
+  type PoolGeom,
+  poolOutSize,
+} from "../../src/kernels/pool.ts";
+import { Tensor } from "../../src/gpu/tensor.ts";
+import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce } from "../util.ts";
+
+const TOL = { rtol: 1e-5, atol: 1e-5 };
+
+for (
+  const [rows, c, groups, relu, residual] of [[24, 5, 1, false, false], [60, 16, 3, true, true], [
+    2048,
+    8,
+    2,
+    true,
+    false,
+  ]] as const
+) {
+  Deno.test({
+    name: `batch norm [${rows}×${c}] groups ${groups}${relu ? " +relu" : ""}${
+      residual ? " +residual" : ""
+    }: train forward, running stats, backward, eval`,
+    ...GPU_TEST,
+    async fn() {
+      const g = await gpu();
+      const seed = freshSeed(), rng = new Rng(seed);
+      const s = { rows, c, groups, eps: 1e-5, momentum: 0.1 };
+      const xv = Float32Array.from(rng.normals(rows * c), (v, i) => 2 * v + (i % c)); // channel offsets
+      const gv = rng.normals(c),
+        bv = rng.normals(c),
+        rmv = rng.normals(c),
+        rvv = Float32Array.from({ length: c }, () => 0.5 + rng.next());
+      const resv = rng.normals(rows * c), dyv = rng.normals(rows * c);
+      const x = Tensor.from(g, [rows, c], xv), gamma = Tensor.from(g, [c], gv), beta = Tensor.from(g, [c], bv);
+      const rm = Tensor.from(g, [c], rmv), rv = Tensor.from(g, [c], rvv), res = Tensor.from(g, [rows, c], resv);
+      const dy = Tensor.from(g, [rows, c], dyv);
+      const y = poisoned(g, [rows, c]), dx = poisoned(g, [rows, c]), dgam = poisoned(g, [c]), dbet = poisoned(g, [c]);
+      const gout = poisoned(g, [rows, c]), yEval = poisoned(g, [rows, c]);
+      const fwd = await bnForwardTrain(g, x, y, gamma, beta, rm, rv, s, { relu, residual: residual ? res : undefined });
+      const bwd = await bnBackward(g, x, y, dy, fwd.saved, gamma, dx, dgam, dbet, s, { relu, gradOut: gout });
+      await runOnce(g, [...fwd.dispatches, ...bwd.dispatches]);
+      const tag = `seed=${seed}`;
+      const ref = bnForwardRef(xv, gv, bv, rmv, rvv, s, { relu, residual: residual ? resv : undefined });
+      const yv = await readF64(y);
+      assertClose(yv, ref.y, TOL, `y ${tag}`);
+      assertClose(await readF64(rm), ref.runningMean, TOL, `running mean ${tag}`);
+      assertClose(await readF64(rv), ref.runningVar, TOL, `running var ${tag}`);
+      const b = bnBackwardRef(xv, yv, dyv, gv, s, relu);
+      assertClose(await readF64(dx), b.dx, { rtol: 1e-4, atol: 1e-4 }, `dx ${tag}`);
+      assertClose(await readF64(dgam), b.dgamma, { rtol: 1e-4, atol: 1e-4 }, `dgamma ${tag}`);
+      assertClose(await readF64(dbet), b.dbeta, { rtol: 1e-5, atol: 1e-4 }, `dbeta ${tag}`);
+      assertClose(await readF64(gout), b.g, { rtol: 0, atol: 0 }, `masked gradient ${tag}`);
+      // eval mode uses the (updated) running statistics
+      const ev = await bnForwardEval(g, x, yEval, gamma, beta, rm, rv, s, { relu });
+      await runOnce(g, ev.dispatches);
+      const rmNow = await readF64(rm), rvNow = await readF64(rv);
+      const evRef = Float64Array.from(xv, (v, i) => {
+        const ch = i % c, o = (v - rmNow[ch]) / Math.sqrt(rvNow[ch] + 1e-5) * gv[ch] + bv[ch];
+        return relu ? Math.max(o, 0) : o;
+      });
+      assertClose(await readF64(yEval), evRef, TOL, `eval ${tag}`);
+      for (
+        const t of [
+          x,
+          gamma,
+          beta,
+          rm,
+          rv,
+          res,
+          dy,
+          y,
+          dx,
+          dgam,
+          dbet,
+          gout,
+          yEval,
+          ...fwd.scratch,
+          ...bwd.scratch,
+          ...ev.scratch,
+        ]
+      ) t.dispose();
+    },
+  });
+}
+
+Deno.test({
+  name: "max pool 3×3/2 pad 1: forward values and arg-max, backward as a gather, match float64",
+  ...GPU_TEST,
+  async fn() {
+    const g = await gpu();
+    const seed = freshSeed(), rng = new Rng(seed);
+    for (
+      const geom of [{ nb: 2, ih: 9, iw: 8, c: 5, k: 3, stride: 2, pad: 1 }, {
+        nb: 1,
+        ih: 16,
+        iw: 16,
+        c: 8,
+        k: 3,
+        stride: 2,
+        pad: 1,
+      }] as PoolGeom[]
+    ) {
+      const [oh, ow] = poolOutSize(geom);
+      const nIn = geom.nb * geom.ih * geom.iw * geom.c, nOut = geom.nb * oh * ow * geom.c;
+      const xv = rng.normals(nIn), dyv = rng.normals(nOut);
+      const x = Tensor.from(g, [nIn], xv), dy = Tensor.from(g, [nOut], dyv);
+      const y = poisoned(g, [nOut]), arg = poisoned(g, [nOut], "i32"), dx = poisoned(g, [nIn]);
+      await runOnce(g, [await maxPool(g, x, y, arg, geom), await maxPoolBackward(g, dy, arg, dx, geom)]);
+      const ref = maxPoolRef(xv, geom);
+      assertClose(await readF64(y), ref.y, { rtol: 0, atol: 0 }, `maxpool y seed=${seed}`);
+      assert.deepEqual([...(await arg.read())], [...ref.arg]);
+      assertClose(
+        await readF64(dx),
+        maxPoolBackwardRef(dyv, ref.arg, nIn),
+        { rtol: 1e-6, atol: 1e-7 },
+        `maxpool dx seed=${seed}`,
+      );
+      for (const t of [x, dy, y, arg, dx]) t.dispose();
+    }
+  },
+});
+
+for (const nesterov of [false, true]) {
+  Deno.test({
+    name: `SGD step (momentum, weight decay with mask${nesterov ? ", Nesterov" : ""}) and EMA match float64`,
+    ...GPU_TEST,
+    async fn() {
+      const g = await gpu();
+      const seed = freshSeed(), rng = new Rng(seed);
+      const n = 1003;
+      const pv = rng.normals(n), gv = rng.normals(n), bv = rng.normals(n);
+      const mv = Float32Array.from({ length: n }, (_, i) => (i % 3 ? 1 : 0));
+      const o = { lr: 0.03, momentum: 0.9, weightDecay: 1e-4, nesterov };
+      const p = Tensor.from(g, [n], pv),
+        gr = Tensor.from(g, [n], gv),
+        buf = Tensor.from(g, [n], bv),
+        mask = Tensor.from(g, [n], mv);
+      const k = Tensor.from(g, [n], gv);
+      await runOnce(g, [await sgdStep(g, p, gr, buf, mask, o), await emaUpdate(g, k, p, 0.99)]);
+      const ref = sgdRef(pv, gv, bv, mv, {
+        ...o,
+        lr: Math.fround(0.03),
+        momentum: Math.fround(0.9),
+        weightDecay: Math.fround(1e-4),
+      });
+      assertClose(await readF64(p), ref.p, { rtol: 1e-6, atol: 1e-6 }, `sgd p seed=${seed}`);
+      assertClose(await readF64(buf), ref.buf, { rtol: 1e-6, atol: 1e-6 }, `sgd buf seed=${seed}`);
+      const pNow = await readF64(p);
+      const emaRef = Float64Array.from(gv, (v, i) => Math.fround(0.99) * v + (1 - Math.fround(0.99)) * pNow[i]);
+      assertClose(await readF64(k), emaRef, { rtol: 1e-6, atol: 1e-6 }, `ema seed=${seed}`);
+      for (const t of [p, gr, buf, mask, k]) t.dispose();
+    },
+  });
+}
