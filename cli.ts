@@ -7,6 +7,7 @@
 import { benchCommand } from "./src/cli/bench.ts";
 import { infoCommand } from "./src/cli/info.ts";
 import { pretrainCommand } from "./src/cli/pretrain.ts";
+import { masksCommand } from "./src/cli/masks.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { NoAdapterError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
@@ -14,7 +15,8 @@ import { VERSION } from "./src/version.ts";
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   pretrain: { run: pretrainCommand, summary: "pre-train a backbone with PLRC (see its --help for status)" },
   info: { run: infoCommand, summary: "show the WebGPU adapter, backend, features and limits" },
-  bench: { run: benchCommand, summary: "measure kernel throughput on this adapter" },
+  masks: { run: masksCommand, summary: "precompute Felzenszwalb-Huttenlocher region masks for an image folder" },
+  bench: { run: benchCommand, summary: "measure kernels, GEMM, convolutions, a ResNet step, data loading" },
 };
 
 const HELP = `plrc ${VERSION}: Point-Level Region Contrast pre-training on WebGPU

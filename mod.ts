@@ -76,3 +76,98 @@ export type { StDType, StInput, StTensor } from "./src/io/safetensors.ts";
 export { benchKernels } from "./src/bench/kernels.ts";
 export type { KernelMeasurement } from "./src/bench/kernels.ts";
 export { VERSION } from "./src/version.ts";
+
+// ---- ResNet engine ----
+export {
+  chooseSplits,
+  chooseTile,
+  convDgrad,
+  convDgradRef,
+  convFlops,
+  convForward,
+  convForwardRef,
+  type ConvGeom,
+  convOutSize,
+  convWgrad,
+  convWgradRef,
+  denseGeom,
+  type GemmTile,
+  matmul,
+  matmulRef,
+  matmulTA,
+  type ProductOptions,
+  type SplitOp,
+} from "./src/kernels/gemm.ts";
+export {
+  bnBackward,
+  bnBackwardRef,
+  type BnForward,
+  bnForwardEval,
+  bnForwardRef,
+  bnForwardTrain,
+  type BnSaved,
+  type BnShape,
+} from "./src/kernels/batchnorm.ts";
+export {
+  globalAvgPool,
+  globalAvgPoolBackward,
+  maxPool,
+  maxPoolBackward,
+  maxPoolBackwardRef,
+  maxPoolRef,
+  type PoolGeom,
+  poolOutSize,
+} from "./src/kernels/pool.ts";
+export { emaUpdate, type SgdOptions, sgdRef, sgdStep } from "./src/kernels/optim.ts";
+export {
+  gpuShape,
+  hwioToOihw,
+  isTrainable,
+  oihwToHwio,
+  type ParamKind,
+  type ParamSpec,
+  ParamStore,
+} from "./src/nn/params.ts";
+export {
+  buildResNet,
+  initResNet,
+  lastBnNames,
+  type ResNetBuildOptions,
+  type ResNetConfig,
+  type ResNetGraph,
+  resnetOutChannels,
+  resnetPlan,
+  resnetSpecs,
+  resnetWidths,
+} from "./src/models/resnet.ts";
+export { benchConv, benchGemm, benchResnetStep, distinctConvs, type EngineMeasurement } from "./src/bench/engine.ts";
+
+// ---- data ----
+export { type LabelMap, labelMap, type RgbImage, rgbImage } from "./src/data/image.ts";
+export { DecodeError, decodeFile, decodeImage, probeImage } from "./src/data/decode.ts";
+export { formatSkipReport, scanFolder } from "./src/data/folder.ts";
+export { DEFAULT_MAX_SHORT, loadImage } from "./src/data/cache.ts";
+export { maskPathFor, WorkerPool } from "./src/data/pool.ts";
+export { exportScenes, type Scene, sceneClassNames, SceneGenerator } from "./src/data/scenes.ts";
+export {
+  annotationMask,
+  type CocoDataset,
+  CocoError,
+  parseCoco,
+  readCoco,
+  rleFromString,
+  rleToString,
+} from "./src/data/coco.ts";
+export { defaultFhOptions, defaultMinSize, felzenszwalb } from "./src/data/felzenszwalb.ts";
+export { readLabelMapPng, writeLabelMapPng } from "./src/data/labelmap_png.ts";
+export {
+  type DataConfig,
+  dataConfig,
+  DEFAULT_DATA_CONFIG,
+  makeBatch,
+  makeSample,
+  type PlrcBatch,
+} from "./src/data/batch.ts";
+export { matchPairs, type Pairs } from "./src/data/pairs.ts";
+export { samplePoints, toFeatureGrid, toGridSample } from "./src/data/points.ts";
+export { Rng } from "./src/util/rng.ts";

@@ -5,24 +5,33 @@
  */
 import { getGpu } from "../gpu/device.ts";
 import { benchKernels } from "../bench/kernels.ts";
+import { benchConv, benchGemm, benchResnetStep, type EngineMeasurement } from "../bench/engine.ts";
+import { benchDataSources } from "../bench/data_sources.ts";
+import { benchDataViews } from "../bench/data_views.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-const SUITES = ["kernels"];
+const SUITES = ["kernels", "gemm", "conv", "resnet", "data"];
 
 export const BENCH_HELP = `plrc bench <suite> [--json] [--scale S] [--reps N]
 
 Suites:
   kernels    elementwise, reductions, softmax/cross-entropy, transpose (GB/s)
+  gemm       square GEMMs (--size N, default 1024,2048; GFLOP/s)
+  conv       every distinct convolution of a ResNet, forward / input grad / weight grad
+  resnet     a whole backbone step: forward, backward, SGD (GFLOP/s and images/s)
+  data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224
+
+Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
+--resolution R (64); the paper setting is --width 1 --batch 64 --resolution 224.
 
 Each case is timed over N repetitions in one submission, with GPU timestamps where the adapter
 has timestamp-query (wall time otherwise); the median is reported.
 
   --json       one JSON object per measurement
   --scale S    problem size relative to the default (default 1)
-  --reps N     repetitions (default 20)
-  -h, --help   this text
-
-The ResNet engine's suites (gemm, conv, resnet, step) arrive with that engine.`;
+  --reps N     repetitions (default 20 for kernels, 3-5 otherwise)
+  --size N     GEMM sizes, comma-separated
+  -h, --help   this text`;
 
 /** Runs `plrc bench`. */
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -32,6 +41,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
       json: { type: "boolean" },
       scale: { type: "string" },
       reps: { type: "string" },
+      size: { type: "string" },
+      depth: { type: "string" },
+      width: { type: "string" },
+      batch: { type: "string" },
+      resolution: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     BENCH_HELP,
@@ -42,15 +56,51 @@ export async function benchCommand(argv: string[]): Promise<number> {
   if (!SUITES.includes(suite)) {
     throw new UsageError(`unknown bench suite "${suite}"; allowed: ${SUITES.join(", ")}`, BENCH_HELP);
   }
-  const scale = Number(values.scale ?? 1), reps = Number(values.reps ?? 20);
+  const scale = Number(values.scale ?? 1), reps = Number(values.reps ?? (suite === "kernels" ? 20 : 3));
   if (!(scale > 0 && scale <= 4)) {
     throw new UsageError(`--scale must be a number in (0, 4], got "${values.scale}"`, BENCH_HELP);
   }
   if (!(Number.isInteger(reps) && reps >= 1 && reps <= 1000)) {
     throw new UsageError(`--reps must be an integer in 1..1000, got "${values.reps}"`, BENCH_HELP);
   }
+  if (suite === "data") {
+    const rows: object[] = [...await benchDataSources({}), ...await benchDataViews({})];
+    for (const r of rows) console.log(values.json ? JSON.stringify(r) : formatRow(r));
+    return 0;
+  }
   const gpu = await getGpu();
   if (!values.json) console.log(`bench ${suite} on ${gpu.summary.description} (${gpu.summary.backend})`);
+  if (suite !== "kernels") {
+    const int = (name: string, v: string | undefined, def: number, ok: (n: number) => boolean) => {
+      const n = v === undefined ? def : Number(v);
+      if (!ok(n)) throw new UsageError(`--${name} has an invalid value "${v}"`, BENCH_HELP);
+      return n;
+    };
+    const depth = int("depth", values.depth, 50, (n) => [18, 34, 50].includes(n)) as 18 | 34 | 50;
+    const width = int("width", values.width, 0.25, (n) => n > 0 && n <= 4);
+    const batch = int("batch", values.batch, 8, (n) => Number.isInteger(n) && n >= 1);
+    const resolution = int("resolution", values.resolution, 64, (n) => Number.isInteger(n) && n >= 32);
+    const sizes = (values.size ?? "1024,2048").split(",").map((s) =>
+      int("size", s, 0, (n) => Number.isInteger(n) && n >= 16)
+    );
+    let rows: EngineMeasurement[];
+    if (suite === "gemm") rows = await benchGemm(gpu, sizes, { reps });
+    else if (suite === "conv") rows = await benchConv(gpu, { depth, width }, batch, resolution, { reps });
+    else {
+      const best = (await benchGemm(gpu, [sizes[0]], { reps })).at(0)!;
+      rows = await benchResnetStep(gpu, { depth, width }, batch, resolution, { reps });
+      rows = [best, ...rows.map((r) => ({ ...r, shape: { ...r.shape, fractionOfGemm: r.gflops / best.gflops } }))];
+    }
+    for (const r of rows) {
+      if (values.json) console.log(JSON.stringify(r));
+      else {console.log(
+          `${r.name.padEnd(44)} ${r.ms.toFixed(2).padStart(10)} ms ${
+            r.gflops.toFixed(2).padStart(9)
+          } GFLOP/s  (${r.timing})`,
+        );}
+    }
+    return 0;
+  }
   const results = await benchKernels(gpu, { scale, reps });
   for (const r of results) {
     if (values.json) console.log(JSON.stringify(r));
@@ -62,4 +112,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+function formatRow(r: object): string {
+  return Object.entries(r).map(([k, v]) => `${k}=${typeof v === "number" ? +v.toFixed(3) : v}`).join("  ");
 }

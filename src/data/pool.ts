@@ -1,0 +1,194 @@
+/**
+ * Parallel decoding: a pool of Web Workers (`decode_worker.ts`) that run data tasks (load an image through
+ * the decode cache; compute and cache its FH mask), with a bounded prefetch window and results delivered
+ * in task order, so output never depends on the worker count or on which worker finishes first.
+ * `workers: 0` runs the same tasks on the calling thread.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { loadImage, type LoadOptions } from "./cache.ts";
+import { countRegions, felzenszwalb, type FhOptions } from "./felzenszwalb.ts";
+import type { RgbImage } from "./image.ts";
+import { readLabelMapPng, writeLabelMapPng } from "./labelmap_png.ts";
+
+/** Load one image (decode cache → decode → downscale). */
+export interface LoadTask {
+  kind: "load";
+  root: string;
+  rel: string;
+  opts: LoadOptions;
+}
+
+/** Compute (or reuse) the FH label map of one image and write it to `out`. */
+export interface MaskTask {
+  kind: "fh-mask";
+  root: string;
+  rel: string;
+  opts: LoadOptions;
+  fh: FhOptions;
+  /** Destination PNG ({@link maskPathFor}). */
+  out: string;
+}
+
+/** A unit of work for the pool. */
+export type DataTask = LoadTask | MaskTask;
+
+/** What a task returns: an image (load), a region count (mask), or the reason the source was skipped. */
+export type TaskResult =
+  | { ok: true; rel: string; image?: RgbImage; regions?: number; reused?: boolean; fromCache: boolean }
+  | { ok: false; rel: string; reason: string };
+
+/** Where the mask of source `rel` goes under `outDir`: the source path plus ".png" (so a.jpg and a.png differ). */
+export function maskPathFor(outDir: string, rel: string): string {
+  return join(outDir, `${rel}.png`);
+}
+
+/** The metadata stored in a mask PNG; a mask is reused only when all of it matches. */
+export interface MaskMeta {
+  method: "fh";
+  scale: number;
+  sigma: number;
+  minSize: number;
+  maxShort: number;
+  source: { path: string; size: number; mtimeMs: number };
+  regions: number;
+}
+
+/** Runs one task on this thread (the workers call this too). Never throws for a bad source file. */
+export async function runTask(task: DataTask): Promise<TaskResult> {
+  if (task.kind === "load") {
+    const r = await loadImage(task.root, task.rel, task.opts);
+    return r.ok
+      ? { ok: true, rel: task.rel, image: r.image, fromCache: r.fromCache }
+      : { ok: false, rel: task.rel, reason: r.reason };
+  }
+  const st = await Deno.stat(join(task.root, task.rel)).catch(() => null);
+  const maxShort = task.opts.maxShort ?? 256;
+  const want = {
+    method: "fh" as const,
+    ...task.fh,
+    maxShort,
+    source: { path: task.rel, size: st?.size ?? -1, mtimeMs: st?.mtime?.getTime() ?? 0 },
+  };
+  if (st) {
+    const prev = await readLabelMapPng(task.out).catch(() => null);
+    const meta = prev?.meta as MaskMeta | undefined;
+    if (meta && sameMeta(meta, want)) {
+      return { ok: true, rel: task.rel, regions: meta.regions, reused: true, fromCache: true };
+    }
+  }
+  const r = await loadImage(task.root, task.rel, task.opts);
+  if (!r.ok) return { ok: false, rel: task.rel, reason: r.reason };
+  const map = felzenszwalb(r.image, task.fh), regions = countRegions(map);
+  await writeLabelMapPng(task.out, map, { ...want, regions } satisfies MaskMeta);
+  return { ok: true, rel: task.rel, regions, reused: false, fromCache: r.fromCache };
+}
+
+function sameMeta(a: MaskMeta, b: Omit<MaskMeta, "regions">): boolean {
+  return a.method === b.method && a.scale === b.scale && a.sigma === b.sigma && a.minSize === b.minSize &&
+    a.maxShort === b.maxShort && a.source?.path === b.source.path && a.source?.size === b.source.size &&
+    a.source?.mtimeMs === b.source.mtimeMs && Number.isInteger(a.regions);
+}
+
+interface Job {
+  task: DataTask;
+  resolve: (r: TaskResult) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | null;
+}
+
+/** A pool of decode workers (or the calling thread when `workers` is 0). */
+export class WorkerPool {
+  readonly workers: number;
+  #slots: Slot[] = [];
+  #queue: Job[] = [];
+  #closed = false;
+
+  constructor(workers: number) {
+    if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be an integer ≥ 0, got ${workers}`);
+    this.workers = workers;
+    for (let i = 0; i < workers; i++) this.#slots.push(this.#spawn());
+  }
+
+  #spawn(): Slot {
+    const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, { type: "module" });
+    const slot: Slot = { worker, job: null };
+    worker.onmessage = (e: MessageEvent<{ result?: TaskResult; error?: string }>) => {
+      const job = slot.job!;
+      slot.job = null;
+      if (e.data.error !== undefined) job.reject(new Error(e.data.error));
+      else job.resolve(e.data.result!);
+      this.#pump();
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      // a crashed worker fails its task (as a skip) and is replaced, so one hostile file cannot stop a run
+      e.preventDefault();
+      const job = slot.job;
+      slot.job = null;
+      worker.terminate();
+      const i = this.#slots.indexOf(slot);
+      if (i >= 0 && !this.#closed) this.#slots[i] = this.#spawn();
+      job?.resolve({ ok: false, rel: job.task.rel, reason: `decoder crashed (${e.message})` });
+      this.#pump();
+    };
+    return slot;
+  }
+
+  #pump(): void {
+    for (const slot of this.#slots) {
+      if (slot.job || this.#queue.length === 0) continue;
+      const job = this.#queue.shift()!;
+      slot.job = job;
+      slot.worker.postMessage(job.task);
+    }
+  }
+
+  /** Runs one task. */
+  run(task: DataTask): Promise<TaskResult> {
+    if (this.#closed) return Promise.reject(new Error("WorkerPool is closed"));
+    if (this.workers === 0) return runTask(task);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ task, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /**
+   * Runs `tasks` with at most `prefetch` started but not yet consumed (default 2 per worker, at least 1),
+   * yielding results in task order.
+   */
+  async *map(tasks: Iterable<DataTask>, prefetch: number = Math.max(1, 2 * this.workers)): AsyncGenerator<TaskResult> {
+    const it = tasks[Symbol.iterator](), window: Promise<TaskResult>[] = [];
+    const fill = () => {
+      while (window.length < prefetch) {
+        const n = it.next();
+        if (n.done) break;
+        const p = this.run(n.value);
+        p.catch(() => {}); // rejections surface when awaited in order
+        window.push(p);
+      }
+    };
+    fill();
+    while (window.length > 0) {
+      const r = await window.shift()!;
+      fill();
+      yield r;
+    }
+  }
+
+  /** Stops the workers; pending tasks are rejected. */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#slots) {
+      s.worker.terminate();
+      s.job?.reject(new Error("WorkerPool closed"));
+    }
+    for (const j of this.#queue) j.reject(new Error("WorkerPool closed"));
+    this.#slots = [], this.#queue = [];
+  }
+}

@@ -1,0 +1,374 @@
+/**
+ * ResNet-18/34/50 (torchvision v1.5: stride on the 3×3 of the bottleneck) with a width multiplier,
+ * torchvision parameter names, torchvision's initialisation with the zero-initialised last BN γ of each
+ * block, and a graph builder that binds every forward and backward dispatch once for a given batch and
+ * resolution.
+ *
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import type { Dispatch } from "../gpu/kernel.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { bnBackward, bnForwardEval, bnForwardTrain } from "../kernels/batchnorm.ts";
+import { convDgrad, convForward, type ConvGeom, convOutSize, convWgrad, type GemmTile } from "../kernels/gemm.ts";
+import { maxPool, maxPoolBackward, type PoolGeom, poolOutSize } from "../kernels/pool.ts";
+import type { ParamSpec, ParamStore } from "../nn/params.ts";
+import { Rng } from "../util/rng.ts";
+
+/** Which ResNet. */
+export interface ResNetConfig {
+  depth: 18 | 34 | 50;
+  /** Channel multiplier (1 = torchvision's widths); widths are rounded and at least 1. */
+  width: number;
+}
+
+const BLOCKS: Record<ResNetConfig["depth"], number[]> = { 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3] };
+
+/** Channel counts: stem and the four stages' "planes" (before the bottleneck's ×4 expansion). */
+export function resnetWidths(cfg: ResNetConfig): { stem: number; planes: number[]; expansion: number } {
+  const w = (c: number) => Math.max(1, Math.round(c * cfg.width));
+  return { stem: w(64), planes: [64, 128, 256, 512].map(w), expansion: cfg.depth === 50 ? 4 : 1 };
+}
+
+/** Output channels of stage 4 (C5) and stage 3 (C4). */
+export function resnetOutChannels(cfg: ResNetConfig): { c4: number; c5: number } {
+  const { planes, expansion } = resnetWidths(cfg);
+  return { c4: planes[2] * expansion, c5: planes[3] * expansion };
+}
+
+interface ConvUnit {
+  conv: string;
+  bn: string;
+  cin: number;
+  cout: number;
+  k: number;
+  stride: number;
+  pad: number;
+}
+
+interface BlockPlan {
+  prefix: string;
+  units: ConvUnit[];
+  downsample: ConvUnit | null;
+}
+
+/** The network as a list of blocks of conv+BN units, with torchvision names. */
+export function resnetPlan(cfg: ResNetConfig): { stem: ConvUnit; blocks: BlockPlan[][] } {
+  const { stem, planes, expansion } = resnetWidths(cfg);
+  const bottleneck = cfg.depth === 50;
+  let inplanes = stem;
+  const stages: BlockPlan[][] = [];
+  BLOCKS[cfg.depth].forEach((n, si) => {
+    const p = planes[si], out = p * expansion;
+    const blocks: BlockPlan[] = [];
+    for (let b = 0; b < n; b++) {
+      const stride = b === 0 && si > 0 ? 2 : 1;
+      const pre = `layer${si + 1}.${b}`;
+      const u = (i: number, cin: number, cout: number, k: number, s: number): ConvUnit => ({
+        conv: `${pre}.conv${i}`,
+        bn: `${pre}.bn${i}`,
+        cin,
+        cout,
+        k,
+        stride: s,
+        pad: k === 3 ? 1 : 0,
+      });
+      const units = bottleneck
+        ? [u(1, inplanes, p, 1, 1), u(2, p, p, 3, stride), u(3, p, out, 1, 1)]
+        : [u(1, inplanes, p, 3, stride), u(2, p, p, 3, 1)];
+      const downsample = stride !== 1 || inplanes !== out
+        ? { conv: `${pre}.downsample.0`, bn: `${pre}.downsample.1`, cin: inplanes, cout: out, k: 1, stride, pad: 0 }
+        : null;
+      blocks.push({ prefix: pre, units, downsample });
+      inplanes = out;
+    }
+    stages.push(blocks);
+  });
+  return { stem: { conv: "conv1", bn: "bn1", cin: 3, cout: stem, k: 7, stride: 2, pad: 3 }, blocks: stages };
+}
+
+function unitSpecs(u: ConvUnit): ParamSpec[] {
+  return [
+    { name: `${u.conv}.weight`, shape: [u.cout, u.cin, u.k, u.k], kind: "conv" },
+    { name: `${u.bn}.weight`, shape: [u.cout], kind: "bn_weight" },
+    { name: `${u.bn}.bias`, shape: [u.cout], kind: "bn_bias" },
+    { name: `${u.bn}.running_mean`, shape: [u.cout], kind: "running_mean" },
+    { name: `${u.bn}.running_var`, shape: [u.cout], kind: "running_var" },
+  ];
+}
+
+/**
+ * Parameter specs in torchvision's state-dict order (without `num_batches_tracked`, which is a host-side
+ * counter), optionally with the classifier `fc`.
+ */
+export function resnetSpecs(cfg: ResNetConfig, prefix = "", fcClasses = 0): ParamSpec[] {
+  const plan = resnetPlan(cfg);
+  const specs: ParamSpec[] = [...unitSpecs(plan.stem)];
+  for (const stage of plan.blocks) {
+    for (const b of stage) {
+      for (const u of b.units) specs.push(...unitSpecs(u));
+      if (b.downsample) specs.push(...unitSpecs(b.downsample));
+    }
+  }
+  if (fcClasses > 0) {
+    const c5 = resnetOutChannels(cfg).c5;
+    specs.push({ name: "fc.weight", shape: [fcClasses, c5], kind: "linear_weight" });
+    specs.push({ name: "fc.bias", shape: [fcClasses], kind: "bias" });
+  }
+  return specs.map((s) => ({ ...s, name: prefix + s.name }));
+}
+
+/** Names of the last BN of every block (zero-initialised γ, as torchvision's zero_init_residual). */
+export function lastBnNames(cfg: ResNetConfig, prefix = ""): string[] {
+  return resnetPlan(cfg).blocks.flat().map((b) => `${prefix}${b.units[b.units.length - 1].bn}.weight`);
+}
+
+/**
+ * torchvision's initialisation: convolutions Kaiming-normal (fan_out, ReLU gain), BN γ = 1 (0 for the
+ * last BN of each block), β = 0, running mean 0 and variance 1, `fc` uniform ±1/√fan_in.
+ */
+export function initResNet(store: ParamStore, cfg: ResNetConfig, seed: number, prefix = ""): void {
+  const zeroGamma = new Set(lastBnNames(cfg, prefix));
+  store.specs.forEach((s, i) => {
+    if (!s.name.startsWith(prefix)) return;
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    const rng = Rng.derive(seed, i);
+    let v: Float32Array;
+    switch (s.kind) {
+      case "conv": {
+        const std = Math.sqrt(2 / (s.shape[0] * s.shape[2] * s.shape[3]));
+        v = Float32Array.from({ length: n }, () => rng.normal() * std);
+        break;
+      }
+      case "linear_weight":
+      case "bias": {
+        const fanIn = s.kind === "bias"
+          ? store.specs.find((t) => t.name === s.name.replace(/bias$/, "weight"))!.shape[1]
+          : s.shape[1];
+        const b = 1 / Math.sqrt(fanIn);
+        v = Float32Array.from({ length: n }, () => rng.uniform(-b, b));
+        break;
+      }
+      case "bn_weight":
+        v = new Float32Array(n).fill(zeroGamma.has(s.name) ? 0 : 1);
+        break;
+      case "running_var":
+        v = new Float32Array(n).fill(1);
+        break;
+      default:
+        v = new Float32Array(n);
+    }
+    store.set(s.name, v);
+  });
+}
+
+/** How to build the graph. */
+export interface ResNetBuildOptions {
+  batch: number;
+  resolution: number;
+  /** Training-mode BN (batch statistics, running-stat updates) vs eval mode. */
+  train: boolean;
+  /** Bind the backward pass (parameter gradients into the store's gradient buffer). */
+  backward: boolean;
+  /** Ghost-BN groups (the batch must divide evenly). */
+  bnGroups?: number;
+  /** Update running statistics in training mode (default true). */
+  updateRunning?: boolean;
+  /** Override the GEMM tile choice (benchmarks, tests). */
+  tile?: Partial<GemmTile>;
+  /** Also expose C4 (stage-3 output). */
+  c4?: boolean;
+  /** An existing input tensor [B, R, R, 3] (NHWC) to read from, e.g. shared between encoders. */
+  input?: Tensor;
+}
+
+/** A bound ResNet: input, outputs, and the dispatch lists of one forward and one backward. */
+export interface ResNetGraph {
+  input: Tensor;
+  c5: Tensor;
+  c5Shape: [number, number, number, number];
+  c4: Tensor | null;
+  /** Gradient of C5, written by whatever consumes C5 before `backward` runs. */
+  dC5: Tensor | null;
+  forward: Dispatch[];
+  backward: Dispatch[];
+  /** Multiply-add FLOPs of one forward (×2), and of one backward (≈ 2× forward). */
+  flops: { forward: number; backward: number };
+  /** Every tensor the graph allocated (activations, saved statistics, scratch). */
+  tensors: Tensor[];
+  dispose(): void;
+}
+
+interface Act {
+  t: Tensor;
+  h: number;
+  w: number;
+  c: number;
+}
+
+/** Binds the forward (and backward) of `cfg` on the parameters of `store` (names with `prefix`). */
+export async function buildResNet(
+  gpu: Gpu,
+  store: ParamStore,
+  cfg: ResNetConfig,
+  o: ResNetBuildOptions,
+  prefix = "",
+): Promise<ResNetGraph> {
+  const B = o.batch, groups = o.bnGroups ?? 1;
+  const plan = resnetPlan(cfg);
+  const tensors: Tensor[] = [];
+  const fwd: Dispatch[] = [];
+  const bwd: Dispatch[] = [];
+  let flopsF = 0, flopsB = 0;
+  const alloc = (shape: number[], name: string) => {
+    const t = Tensor.empty(gpu, shape, "f32", name);
+    tensors.push(t);
+    return t;
+  };
+  const P = (n: string) => store.value(prefix + n);
+  const G = (n: string) => store.grad(prefix + n);
+
+  /** conv → BN (→ + residual) (→ ReLU); returns the output and a backward builder. */
+  async function unit(
+    x: Act,
+    u: ConvUnit,
+    relu: boolean,
+    residual?: Tensor,
+  ): Promise<
+    {
+      y: Act;
+      back: (dy: Tensor, opts: { gradOut?: Tensor; addTo?: Tensor; needDx: boolean }) => Promise<Tensor | null>;
+    }
+  > {
+    const g: ConvGeom = {
+      nb: B,
+      ih: x.h,
+      iw: x.w,
+      cin: x.c,
+      cout: u.cout,
+      kh: u.k,
+      kw: u.k,
+      stride: u.stride,
+      pad: u.pad,
+    };
+    const [oh, ow] = convOutSize(g);
+    const rows = B * oh * ow;
+    const h = alloc([rows, u.cout], `${prefix}${u.conv} out`);
+    const y = alloc([rows, u.cout], `${prefix}${u.bn} out`);
+    fwd.push(await convForward(gpu, x.t, P(`${u.conv}.weight`), h, g, { tile: o.tile }));
+    const s = { rows, c: u.cout, groups, eps: 1e-5, momentum: 0.1 };
+    const bnArgs = [
+      P(`${u.bn}.weight`),
+      P(`${u.bn}.bias`),
+      P(`${u.bn}.running_mean`),
+      P(`${u.bn}.running_var`),
+    ] as const;
+    const bn = o.train
+      ? await bnForwardTrain(gpu, h, y, ...bnArgs, s, { residual, relu, updateRunning: o.updateRunning })
+      : await bnForwardEval(gpu, h, y, ...bnArgs, s, { residual, relu });
+    tensors.push(...bn.scratch);
+    fwd.push(...bn.dispatches);
+    const flops = 2 * rows * u.cout * u.k * u.k * x.c;
+    flopsF += flops;
+    const back = async (dy: Tensor, opts: { gradOut?: Tensor; addTo?: Tensor; needDx: boolean }) => {
+      const dh = alloc([rows, u.cout], `grad ${prefix}${u.conv} out`);
+      const bb = await bnBackward(
+        gpu,
+        h,
+        y,
+        dy,
+        bn.saved,
+        P(`${u.bn}.weight`),
+        dh,
+        G(`${u.bn}.weight`),
+        G(`${u.bn}.bias`),
+        s,
+        {
+          relu,
+          gradOut: opts.gradOut,
+        },
+      );
+      tensors.push(...bb.scratch);
+      bwd.push(...bb.dispatches);
+      const wg = await convWgrad(gpu, x.t, dh, G(`${u.conv}.weight`), g, { tile: o.tile });
+      tensors.push(...wg.scratch);
+      bwd.push(...wg.dispatches);
+      flopsB += flops;
+      if (!opts.needDx) return null;
+      const dx = alloc([B * x.h * x.w, x.c], `grad ${prefix}${u.conv} in`);
+      bwd.push(await convDgrad(gpu, dh, P(`${u.conv}.weight`), dx, g, { residual: opts.addTo, tile: o.tile }));
+      flopsB += flops;
+      return dx;
+    };
+    return { y: { t: y, h: oh, w: ow, c: u.cout }, back };
+  }
+
+  // stem
+  const input = o.input ?? alloc([B, o.resolution, o.resolution, 3], `${prefix}input`);
+  if (input.numel !== B * o.resolution * o.resolution * 3) throw new Error("resnet: input tensor has the wrong size");
+  const x0: Act = { t: input, h: o.resolution, w: o.resolution, c: 3 };
+  const stem = await unit(x0, plan.stem, true);
+  const pg: PoolGeom = { nb: B, ih: stem.y.h, iw: stem.y.w, c: stem.y.c, k: 3, stride: 2, pad: 1 };
+  const [ph, pw] = poolOutSize(pg);
+  const pooled = alloc([B * ph * pw, stem.y.c], `${prefix}maxpool out`);
+  const arg = Tensor.empty(gpu, [B * ph * pw * stem.y.c], "i32", `${prefix}maxpool argmax`);
+  tensors.push(arg);
+  fwd.push(await maxPool(gpu, stem.y.t, pooled, arg, pg));
+  let cur: Act = { t: pooled, h: ph, w: pw, c: stem.y.c };
+  let c4: Tensor | null = null;
+
+  // blocks: forward now, backward builders stacked
+  type BlockBack = (dOut: Tensor, needDx: boolean) => Promise<Tensor | null>;
+  const blockBacks: BlockBack[] = [];
+  for (const [si, stage] of plan.blocks.entries()) {
+    for (const b of stage) {
+      const x = cur;
+      const mains: Awaited<ReturnType<typeof unit>>[] = [];
+      let a = x;
+      for (const u of b.units.slice(0, -1)) {
+        const r = await unit(a, u, true);
+        mains.push(r);
+        a = r.y;
+      }
+      const ds = b.downsample ? await unit(x, b.downsample, false) : null;
+      const shortcut = ds ? ds.y.t : x.t;
+      const last = await unit(a, b.units[b.units.length - 1], true, shortcut);
+      cur = last.y;
+      blockBacks.push(async (dOut, needDx) => {
+        // the gradient reaching the shortcut is the output gradient masked by the final ReLU
+        const gSc = alloc([B * last.y.h * last.y.w, last.y.c], `grad ${prefix}${b.prefix} shortcut`);
+        let d = (await last.back(dOut, { gradOut: gSc, needDx: true }))!;
+        for (const m of [...mains].reverse().slice(0, -1)) d = (await m.back(d, { needDx: true }))!;
+        let addTo = gSc;
+        if (ds) addTo = (await ds.back(gSc, { needDx: needDx }))!;
+        return await mains[0].back(d, { needDx, addTo: needDx ? addTo : undefined });
+      });
+    }
+    if (si === 2 && o.c4) c4 = cur.t;
+  }
+
+  let dC5: Tensor | null = null;
+  if (o.backward) {
+    dC5 = alloc([B * cur.h * cur.w, cur.c], `${prefix}grad C5`);
+    let d: Tensor = dC5;
+    for (let i = blockBacks.length - 1; i >= 0; i--) d = (await blockBacks[i](d, true))!;
+    const dStem = alloc([B * stem.y.h * stem.y.w, stem.y.c], `grad ${prefix}stem out`);
+    bwd.push(await maxPoolBackward(gpu, d, arg, dStem, pg));
+    await stem.back(dStem, { needDx: false });
+  }
+
+  return {
+    input,
+    c5: cur.t,
+    c5Shape: [B, cur.h, cur.w, cur.c],
+    c4,
+    dC5,
+    forward: fwd,
+    backward: bwd,
+    flops: { forward: flopsF, backward: flopsB },
+    tensors,
+    dispose() {
+      for (const t of tensors) t.dispose();
+    },
+  };
+}
