@@ -82,3 +82,15 @@ export async function readF64(t: Tensor): Promise<Float64Array> {
 
 /** Deno.test options for GPU tests: the device and its pools live for the whole process. */
 export const GPU_TEST = { sanitizeResources: false, sanitizeOps: false };
+
+/**
+ * The workgroup-memory ("tiled") GEMM shape is the real-GPU variant. Mesa's GL compiler takes minutes for
+ * each of its pipelines (measured: 6.5 min for one convolution's three kernels), and CPU adapters never
+ * choose it, so its tests run on Vulkan (lavapipe in CI, real GPUs) and are skipped on GL.
+ */
+export function skipTiled(shape: string): boolean {
+  return shape === "tiled" && BACKEND === "gl";
+}
+
+/** The backend of the shared device ("none" without an adapter). */
+export const BACKEND: string = await getGpu().then((g) => g.summary.backend, () => "none");

@@ -13,7 +13,7 @@ import {
   matmulTA,
 } from "../../src/kernels/gemm.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
-import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce } from "../util.ts";
+import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce, skipTiled } from "../util.ts";
 
 // f32 sums of K products of N(0,1) values: errors grow like √K·2^-24 of the terms' scale.
 const tolFor = (k: number) => ({ rtol: 1e-5, atol: 2e-6 * Math.sqrt(k) * 4 });
@@ -31,6 +31,7 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
     Deno.test({
       name: `conv ${name} (${shape}): forward, input gradient and weight gradient match float64`,
       ...GPU_TEST,
+      ignore: skipTiled(shape),
       async fn() {
         const gp = await gpu();
         const seed = freshSeed(), rng = new Rng(seed);
@@ -79,6 +80,7 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
   Deno.test({
     name: `matmul (${shape}): A·B, A·Bᵀ with bias, Aᵀ·B on odd shapes match float64`,
     ...GPU_TEST,
+    ignore: skipTiled(shape),
     async fn() {
       const gp = await gpu();
       const seed = freshSeed(), rng = new Rng(seed);

@@ -13,7 +13,7 @@ import { isTrainable, ParamStore } from "../../src/nn/params.ts";
 import { Recorder, sync } from "../../src/gpu/encoder.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
 import type { GemmShape } from "../../src/kernels/gemm.ts";
-import { assertClose, gpu, GPU_TEST } from "../util.ts";
+import { assertClose, gpu, GPU_TEST, skipTiled } from "../util.ts";
 import { fixtureValue, nchwToNhwc } from "./fixture_values.ts";
 
 const FIX = (f: string) => new URL(`../fixtures/${f}`, import.meta.url).pathname;
@@ -37,6 +37,7 @@ for (const [file, cfg] of MODELS) {
       name:
         `ResNet-${cfg.depth} ×${cfg.width} (${shape} GEMMs) matches torchvision: C5, loss, every gradient, BN stats`,
       ...GPU_TEST,
+      ignore: skipTiled(shape),
       async fn() {
         const g = await gpu();
         const fx = await readSafetensors(FIX(file));
