@@ -51,6 +51,8 @@ def fixture_value(name, shape, kind):
     if kind == "conv":
         fan_in = shape[1] * shape[2] * shape[3]
         v = (2 * u - 1) * (3.0 / fan_in) ** 0.5
+    elif kind == "linear":
+        v = (2 * u - 1) * (3.0 / shape[1]) ** 0.5
     elif kind == "bn_weight":
         v = 0.5 + u
     elif kind == "bn_last_weight":

@@ -22,6 +22,9 @@ export function fixtureValue(name: string, shape: number[], kind: string): Float
       case "conv":
         out[i] = (2 * u - 1) * Math.sqrt(3 / (shape[1] * shape[2] * shape[3]));
         break;
+      case "linear":
+        out[i] = (2 * u - 1) * Math.sqrt(3 / shape[1]);
+        break;
       case "bn_last_weight":
         out[i] = 0.1 * (0.5 + u);
         break;
