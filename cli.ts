@@ -8,6 +8,7 @@ import { benchCommand } from "./src/cli/bench.ts";
 import { infoCommand } from "./src/cli/info.ts";
 import { pretrainCommand } from "./src/cli/pretrain.ts";
 import { masksCommand } from "./src/cli/masks.ts";
+import { exportCommand } from "./src/cli/export.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { NoAdapterError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
@@ -15,6 +16,7 @@ import { VERSION } from "./src/version.ts";
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   pretrain: { run: pretrainCommand, summary: "pre-train a backbone with PLRC (see its --help for status)" },
   info: { run: infoCommand, summary: "show the WebGPU adapter, backend, features and limits" },
+  export: { run: exportCommand, summary: "write a checkpoint's backbone for torchvision, detectron2 or mmdetection" },
   masks: { run: masksCommand, summary: "precompute Felzenszwalb-Huttenlocher region masks for an image folder" },
   bench: { run: benchCommand, summary: "measure kernels, GEMM, convolutions, a ResNet step, data loading" },
 };

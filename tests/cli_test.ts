@@ -52,29 +52,65 @@ Deno.test("usage errors exit with code 2 and name the problem", async () => {
   assert.equal(noCmd.code, 2);
 });
 
-Deno.test("pretrain: --help, bad config and bad data are usage errors; the run reports its status honestly", async () => {
+Deno.test("pretrain: --help; bad YAML, unknown or invalid keys and bad data exit 2 naming the problem", async () => {
   const help = await plrc(["pretrain", "--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--auto-resume/);
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/bad.yaml`, "model: [unclosed\n");
-    const badYaml = await plrc(["pretrain", "--config", `${dir}/bad.yaml`]);
+    const badYaml = await plrc(["pretrain", "--config", `${dir}/bad.yaml`, "--out", `${dir}/r0`]);
     assert.equal(badYaml.code, 2);
-    assert.match(badYaml.stderr, /not valid YAML/);
-    const badData = await plrc(["pretrain", "--data", `${dir}/missing`]);
+    assert.match(badYaml.stderr, /bad\.yaml/);
+    await Deno.writeTextFile(`${dir}/unknown.yaml`, "model:\n  depht: 18\n");
+    const unknown = await plrc(["pretrain", "--config", `${dir}/unknown.yaml`, "--out", `${dir}/r1`]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /model\.depht/);
+    assert.match(unknown.stderr, /depth/);
+    const badValue = await plrc(["pretrain", "--set", "model.depth=19", "--out", `${dir}/r2`]);
+    assert.equal(badValue.code, 2);
+    assert.match(badValue.stderr, /model\.depth/);
+    assert.match(badValue.stderr, /18/);
+    const badData = await plrc(["pretrain", "--data", `${dir}/missing`, "--out", `${dir}/r3`]);
     assert.equal(badData.code, 2);
     assert.match(badData.stderr, /is not a directory/);
-    const both = await plrc(["pretrain", "--resume", "x", "--auto-resume"]);
+    const both = await plrc(["pretrain", "--resume", "x", "--auto-resume", "--out", `${dir}/r4`]);
     assert.equal(both.code, 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-  const run = await plrc(["pretrain"]);
-  assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stdout, /kernel self-check: 5\/5/);
-  assert.match(run.stdout, /not available in this version/);
-  assert.match(run.stdout, /Nothing was trained/);
+});
+
+Deno.test("pretrain trains on the built-in scenes, writes its run directory, and export loads the checkpoint", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await plrc(["pretrain", "--out", dir, "--set", "train.maxSteps=3", "--set", "checkpoint.unit=step"]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stdout, /finished after 3 steps/);
+    for (const f of ["config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.safetensors"]) {
+      assert.ok((await Deno.stat(`${dir}/${f}`)).isFile, f);
+    }
+    const metrics = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(metrics.map((m) => m.step), [0, 1, 2]);
+    for (const m of metrics) {
+      for (const k of ["loss", "loss_image", "loss_point", "loss_distill", "lr", "images_per_s"]) {
+        assert.ok(Number.isFinite(m[k]), `${k} in ${JSON.stringify(m)}`);
+      }
+    }
+    const ex = await plrc([
+      "export",
+      "--ckpt",
+      `${dir}/checkpoints/last.safetensors`,
+      "--format",
+      "torchvision",
+      "--out",
+      `${dir}/bb.safetensors`,
+    ]);
+    assert.equal(ex.code, 0, ex.stderr);
+    assert.ok((await Deno.stat(`${dir}/bb.safetensors`)).size > 1000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("plrc bench kernels --json prints one JSON measurement per case", async () => {

@@ -1,0 +1,74 @@
+/**
+ * From a resolved configuration to what the trainer binds and runs.
+ *
+ * @module
+ */
+import { UsageError } from "../cli/usage.ts";
+import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config.ts";
+import type { StepConfig } from "./step.ts";
+import type { ImageSource, TrainPlan } from "./trainer.ts";
+
+/** The step's binding parameters from a resolved configuration. */
+export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>): StepConfig {
+  if (cfg.method === "detcon") throw new UsageError("method: detcon is not implemented yet; allowed now: plrc, moco");
+  const l = cfg.loss;
+  return {
+    method: cfg.method,
+    encoder: {
+      backbone: resnetConfigOf(cfg),
+      heads: {
+        pointHidden: d.pointHidden,
+        pointDim: cfg.model.pointDim,
+        dinoHidden: d.dinoHidden,
+        bottleneck: cfg.model.bottleneck,
+        prototypes: cfg.model.prototypes,
+      },
+    },
+    batch: cfg.train.batchSize,
+    resolution: cfg.data.resolution,
+    bnGroupSize: d.bnGroup,
+    regions: cfg.data.regions.count,
+    points: cfg.data.points,
+    weights: { image: l.image.weight, point: l.point.weight, distill: l.distill.weight },
+    temperatures: {
+      image: l.image.temperature,
+      point: l.point.temperature,
+      pointBase: l.point.baseTemperature,
+      student: l.distill.studentTemperature,
+      teacher: l.distill.teacherStartTemperature,
+    },
+    queueSize: l.image.queue,
+    affinityScale: l.distill.affinityScale,
+    centerMomentum: l.distill.centerMomentum,
+    maxPairsPerImage: d.maskSize ** 2 * 4,
+    optim: { lr: d.lr, momentum: cfg.optim.momentum, weightDecay: cfg.optim.weightDecay, nesterov: cfg.optim.nesterov },
+    ema: cfg.ema.momentum,
+    seed: cfg.seed,
+  };
+}
+
+/** The whole training plan for `cfg` on `source`, writing into `outDir`. */
+export function makePlan(
+  cfg: PlrcConfig,
+  source: ImageSource,
+  outDir: string,
+  o: { configText?: string; resume?: string; quiet?: boolean } = {},
+): TrainPlan {
+  const d = deriveConfig(cfg, { datasetSize: source.count });
+  return {
+    step: stepConfigOf(cfg, d),
+    data: dataConfigOf(cfg),
+    source,
+    totalSteps: d.totalSteps!,
+    schedules: schedules(cfg, d),
+    outDir,
+    logInterval: cfg.log.interval,
+    checkpointInterval: cfg.checkpoint.unit === "step"
+      ? cfg.checkpoint.interval
+      : cfg.checkpoint.interval * (d.stepsPerEpoch ?? 1),
+    keepLast: cfg.checkpoint.keepLast,
+    configText: o.configText ?? configToYaml(cfg),
+    resume: o.resume,
+    quiet: o.quiet,
+  };
+}

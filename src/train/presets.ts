@@ -1,0 +1,93 @@
+/**
+ * Named presets: each one is a set of key paths laid over the schema's defaults (see `config.ts`). The
+ * defaults themselves are the paper's setting, so `paper` only restates the keys that define it.
+ *
+ * @module
+ */
+import type { FlatConfig } from "./config.ts";
+
+/** A preset: what it is for, and the keys it sets. */
+export interface Preset {
+  doc: string;
+  values: Omit<FlatConfig, "preset">;
+}
+
+/** A preset's name. */
+export type PresetName = "paper" | "cpu-tiny" | "cpu-small" | "gpu-small";
+
+/** The presets, in the order the documentation lists them. */
+export const PRESETS: Readonly<Record<PresetName, Preset>> = {
+  paper: {
+    doc: "The paper's setting: ResNet-50 ×1, R 224, batch 256, K 4096, queue 65536, 100 epochs (needs a GPU).",
+    values: {
+      "model.depth": 50,
+      "model.width": 1,
+      "data.resolution": 224,
+      "train.batchSize": 256,
+      "model.prototypes": 4096,
+      "loss.image.queue": 65536,
+      "train.epochs": 100,
+    },
+  },
+  "cpu-tiny": {
+    doc: "A smoke run that finishes in a minute or two on a 2-core CPU adapter: ResNet-18 ×0.125, R 64, " +
+      "batch 8, 16 steps on 64 built-in scenes.",
+    values: {
+      "model.depth": 18,
+      "model.width": 0.125,
+      "model.pointDim": 32,
+      "model.bottleneck": 32,
+      "model.prototypes": 64,
+      "model.bnGroup": 4,
+      "data.resolution": 64,
+      "data.scenes.count": 64,
+      "data.scenes.size": 96,
+      "data.points": 8,
+      "loss.image.queue": 256,
+      "train.batchSize": 8,
+      "train.epochs": 2,
+      "schedule.granularity": "step",
+      "log.interval": 1,
+      "checkpoint.keepLast": 2,
+    },
+  },
+  "cpu-small": {
+    doc: "A longer CPU run: ResNet-18 ×0.25, R 96, batch 16, 5 epochs of 512 built-in scenes (160 steps).",
+    values: {
+      "model.depth": 18,
+      "model.width": 0.25,
+      "model.pointDim": 64,
+      "model.bottleneck": 64,
+      "model.prototypes": 256,
+      "model.bnGroup": 8,
+      "data.resolution": 96,
+      "data.scenes.count": 512,
+      "data.scenes.size": 128,
+      "loss.image.queue": 1024,
+      "train.batchSize": 16,
+      "train.epochs": 5,
+      "schedule.granularity": "step",
+      "log.interval": 5,
+      "checkpoint.keepLast": 2,
+    },
+  },
+  "gpu-small": {
+    doc: "A short GPU run: ResNet-50 ×0.5, R 128, batch 64, K 1024, queue 16384, 30 epochs of 8192 scenes.",
+    values: {
+      "model.depth": 50,
+      "model.width": 0.5,
+      "model.bottleneck": 128,
+      "model.prototypes": 1024,
+      "data.resolution": 128,
+      "data.scenes.count": 8192,
+      "data.scenes.size": 192,
+      "loss.image.queue": 16384,
+      "train.batchSize": 64,
+      "train.epochs": 30,
+      "schedule.granularity": "step",
+    },
+  },
+};
+
+/** Preset names in documentation order. */
+export const PRESET_NAMES: readonly PresetName[] = Object.keys(PRESETS) as PresetName[];

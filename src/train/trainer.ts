@@ -1,0 +1,235 @@
+/**
+ * The training loop around {@link PlrcStep}: data order per epoch, batch preparation overlapped with the
+ * GPU (the step is submitted, then the next batch is built while it runs), schedules, lagged metrics,
+ * NaN/Inf stop, periodic and final checkpoints written atomically, SIGINT/SIGTERM handling, exact resume.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Gpu } from "../gpu/device.ts";
+import { sync } from "../gpu/encoder.ts";
+import { type DataConfig, makeBatch } from "../data/batch.ts";
+import type { LabelMap, RgbImage } from "../data/image.ts";
+import { Rng } from "../util/rng.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import type { Schedules } from "./config.ts";
+import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
+
+/** Where training images come from (scenes or a folder); `get` may be called in any order. */
+export interface ImageSource {
+  readonly count: number;
+  readonly description: string;
+  get(index: number): Promise<{ image: RgbImage; regions?: LabelMap }>;
+}
+
+/** Everything the loop needs. */
+export interface TrainPlan {
+  step: StepConfig;
+  data: DataConfig;
+  source: ImageSource;
+  /** Steps to run in all (epochs × steps per epoch, or fewer with train.maxSteps). */
+  totalSteps: number;
+  /** Learning rate, EMA momentum and teacher temperature per step. */
+  schedules: Schedules;
+  outDir: string;
+  logInterval: number;
+  checkpointInterval: number;
+  keepLast: number;
+  /** The resolved configuration, saved in checkpoints. */
+  configText: string;
+  /** Continue from this checkpoint. */
+  resume?: string;
+  /** Print progress (a bar on a TTY, lines otherwise). */
+  quiet?: boolean;
+}
+
+/** What a finished (or stopped) run reports. */
+export interface TrainResult {
+  steps: number;
+  firstLoss: number | null;
+  lastLoss: number | null;
+  stoppedBy: "done" | "signal" | "nan";
+  checkpoint: string;
+  imagesPerSecond: number;
+}
+
+/** Metric record written to metrics.jsonl (one per step, once its losses are read back). */
+export interface MetricRecord {
+  step: number;
+  epoch: number;
+  lr: number;
+  loss: number;
+  loss_image: number;
+  loss_point: number;
+  loss_distill: number;
+  images_per_s: number;
+  ms_per_step: number;
+}
+
+/** Steps per epoch for `count` images at batch `b` (incomplete batches dropped, as drop_last). */
+export function stepsPerEpoch(count: number, b: number): number {
+  return Math.max(1, Math.floor(count / b));
+}
+
+/** The image indices of `step`: a per-epoch permutation derived from the seed, so resume needs only the step. */
+export function batchIndices(
+  seed: number,
+  count: number,
+  batch: number,
+  step: number,
+): { epoch: number; indices: number[] } {
+  const spe = stepsPerEpoch(count, batch);
+  const epoch = Math.floor(step / spe);
+  const order = Rng.derive(seed ^ 0x5eed, epoch).shuffle(Array.from({ length: count }, (_, i) => i));
+  const k = step % spe;
+  return { epoch, indices: Array.from({ length: batch }, (_, i) => order[(k * batch + i) % count]) };
+}
+
+/** Runs (or continues) training. */
+export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => void): Promise<TrainResult> {
+  const B = plan.step.batch;
+  const total = plan.totalSteps;
+  const ckptDir = join(plan.outDir, "checkpoints");
+  await Deno.mkdir(ckptDir, { recursive: true });
+  const step = await PlrcStep.build(gpu, plan.step);
+  let start = 0;
+  if (plan.resume) {
+    const meta = await loadCheckpoint(plan.resume, checkpointParts(step));
+    start = Number(meta.step);
+    step.queuePointer = Number(meta.queuePointer ?? 0);
+    log(`resumed from ${plan.resume} at step ${start}`);
+  }
+
+  let stop: "signal" | null = null;
+  const onSignal = () => {
+    stop = "signal";
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+
+  const metricsFile = await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true });
+  const enc = new TextEncoder();
+  const lrs = new Map<number, { lr: number; epoch: number; t: number }>();
+  let firstLoss: number | null = null, lastLoss: number | null = null, nan = false;
+  const t0 = performance.now();
+  let lastT = t0, done = start;
+
+  const consume = async (r: { step: number; values: Float32Array } | null) => {
+    if (!r) return;
+    const [li, lp, ld] = r.values;
+    const w = plan.step.weights;
+    const loss = w.image * li + w.point * lp + w.distill * ld;
+    if (![li, lp, ld].every(Number.isFinite)) nan = true;
+    const info = lrs.get(r.step)!;
+    lrs.delete(r.step);
+    const now = performance.now();
+    const rec: MetricRecord = {
+      step: r.step,
+      epoch: info.epoch,
+      lr: info.lr,
+      loss,
+      loss_image: li,
+      loss_point: lp,
+      loss_distill: ld,
+      images_per_s: (B * (r.step + 1 - start)) / ((now - t0) / 1000),
+      ms_per_step: now - info.t,
+    };
+    firstLoss ??= loss;
+    lastLoss = loss;
+    await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
+    if (!plan.quiet && (r.step % plan.logInterval === 0 || r.step === total - 1)) {
+      log(
+        `step ${r.step + 1}/${total} epoch ${info.epoch} lr ${info.lr.toExponential(2)} loss ${loss.toFixed(4)} ` +
+          `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}) ${
+            rec.images_per_s.toFixed(1)
+          } img/s`,
+      );
+    }
+  };
+
+  const save = async (s: number, name = "last.safetensors") => {
+    for (const r of await step.ring.drain()) await consume(r);
+    await sync(gpu);
+    if (nan) return null; // keep the last good checkpoint
+    const path = join(ckptDir, name);
+    await saveCheckpoint(path, {
+      ...checkpointParts(step),
+      meta: { step: s, queuePointer: step.queuePointer, config: plan.configText },
+    });
+    return path;
+  };
+
+  let lastCkpt = plan.resume ?? "";
+  try {
+    for (let s = start; s < total; s++) {
+      const { epoch, indices } = batchIndices(plan.step.seed, plan.source.count, B, s);
+      const items = await Promise.all(
+        indices.map(async (i) => ({ ...(await plan.source.get(i)), key: epoch * plan.source.count + i })),
+      );
+      const batch = makeBatch(items, plan.data);
+      const lr = plan.schedules.lr(s);
+      lrs.set(s, { lr, epoch, t: lastT });
+      step.upload(batch);
+      await consume(
+        await step.run(s, {
+          lr,
+          ema: plan.schedules.emaMomentum(s),
+          teacherTemperature: plan.schedules.teacherTemperature(s),
+        }),
+      );
+      lastT = performance.now();
+      done = s + 1;
+      if (nan) break;
+      if (stop) break;
+      if (plan.checkpointInterval > 0 && done % plan.checkpointInterval === 0 && done < total) {
+        const p = await save(done);
+        if (p) {
+          lastCkpt = p;
+          await keepPeriodic(ckptDir, p, done, plan.keepLast);
+        }
+      }
+    }
+    const p = await save(done);
+    if (p) lastCkpt = p;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    metricsFile.close();
+  }
+  const secs = (performance.now() - t0) / 1000;
+  step.dispose();
+  if (nan) {
+    log(
+      `error: a loss became NaN or Inf near step ${done}; stopped. The last good checkpoint is ${lastCkpt || "none"}.`,
+    );
+  }
+  return {
+    steps: done,
+    firstLoss,
+    lastLoss,
+    stoppedBy: nan ? "nan" : stop ?? "done",
+    checkpoint: lastCkpt,
+    imagesPerSecond: (B * (done - start)) / Math.max(secs, 1e-9),
+  };
+}
+
+/** The GPU state a checkpoint holds. */
+function checkpointParts(step: PlrcStep) {
+  const tensors: Record<string, import("../gpu/tensor.ts").Tensor> = { queue: step.losses.image.queue };
+  if (step.losses.distill) tensors.center = step.losses.distill.center;
+  return { stores: { online: step.online, momentum: step.momentum }, tensors };
+}
+
+/** Copies the checkpoint to `step_NNNNNNNN.safetensors` (atomically); keeps the newest `keep` (0: all). */
+async function keepPeriodic(dir: string, last: string, step: number, keep: number): Promise<void> {
+  const name = join(dir, `step_${String(step).padStart(8, "0")}.safetensors`);
+  const tmp = `${name}.tmp-${crypto.randomUUID()}`;
+  await Deno.copyFile(last, tmp);
+  await Deno.rename(tmp, name);
+  const periodic: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (/^step_\d+\.safetensors$/.test(e.name)) periodic.push(e.name);
+  periodic.sort();
+  if (keep <= 0) return;
+  for (const old of periodic.slice(0, Math.max(0, periodic.length - keep))) await Deno.remove(join(dir, old));
+}
+
+export { STEP_SCALARS };
