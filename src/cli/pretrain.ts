@@ -133,13 +133,12 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const result = await train(gpu, makePlan(cfg, source, outDir, { configText, resume }), log);
     const secs = (performance.now() - t0) / 1000;
     if (result.stoppedBy === "nan") return 1;
+    const verb = result.stoppedBy === "signal" ? "interrupted" : "finished";
+    const w = result.window;
+    log(`${verb} after ${result.steps} steps in ${secs.toFixed(1)} s (${result.imagesPerSecond.toFixed(1)} images/s)`);
     log(
-      `${result.stoppedBy === "signal" ? "interrupted" : "finished"} after ${result.steps} steps in ${
-        secs.toFixed(1)
-      } s ` +
-        `(${result.imagesPerSecond.toFixed(1)} images/s); loss ${result.firstLoss?.toFixed(4)} → ${
-          result.lastLoss?.toFixed(4)
-        }`,
+      `mean loss over ${w.size} steps from step ${w.firstStart + 1} (once the queue is full): ` +
+        `${result.firstLoss?.toFixed(4)}; over the last ${w.size} steps: ${result.lastLoss?.toFixed(4)}`,
     );
     log(`outputs: ${outDir}/config.yaml, ${outDir}/metrics.jsonl, ${outDir}/train.log, ${result.checkpoint}`);
     log(`export the backbone: plrc export --ckpt ${result.checkpoint} --format torchvision --out backbone.safetensors`);

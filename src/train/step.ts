@@ -68,6 +68,8 @@ export const STEP_SCALARS = ["loss_image", "loss_point", "loss_distill"] as cons
 export class PlrcStep {
   /** Dispatches in recording order (for profiling by family). */
   readonly dispatches: Dispatch[] = [];
+  /** The weighted combination of the loss gradients into the online heads' output gradients. */
+  gradDispatches: Dispatch[] = [];
   #queuePtr = 0;
 
   private constructor(
@@ -195,6 +197,7 @@ export class PlrcStep {
       lossTensors,
       tensors,
     );
+    step.gradDispatches = gradDispatches;
     step.dispatches.push(
       ...q.forward,
       ...kA1.forward,

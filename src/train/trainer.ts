@@ -46,8 +46,12 @@ export interface TrainPlan {
 /** What a finished (or stopped) run reports. */
 export interface TrainResult {
   steps: number;
+  /** Mean weighted loss over the first window of steps after the queue filled (see `window`). */
   firstLoss: number | null;
+  /** Mean weighted loss over the last window of steps. */
   lastLoss: number | null;
+  /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
+  window: { size: number; firstStart: number };
   stoppedBy: "done" | "signal" | "nan";
   checkpoint: string;
   imagesPerSecond: number;
@@ -110,7 +114,12 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
   const metricsFile = await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true });
   const enc = new TextEncoder();
   const lrs = new Map<number, { lr: number; epoch: number; t: number }>();
-  let firstLoss: number | null = null, lastLoss: number | null = null, nan = false;
+  // the image loss starts low against the random initial queue and rises as real keys fill it, so the
+  // first window starts once the queue has been filled once
+  const win = Math.max(1, Math.round((total - start) / 10));
+  const firstStart = Math.min(total - win, start + Math.ceil(plan.step.queueSize / B));
+  const losses: number[] = [];
+  let nan = false;
   const t0 = performance.now();
   let lastT = t0, done = start;
 
@@ -134,8 +143,7 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
       images_per_s: (B * (r.step + 1 - start)) / ((now - t0) / 1000),
       ms_per_step: now - info.t,
     };
-    firstLoss ??= loss;
-    lastLoss = loss;
+    losses[r.step] = loss;
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
     if (!plan.quiet && (r.step % plan.logInterval === 0 || r.step === total - 1)) {
       log(
@@ -202,10 +210,15 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
       `error: a loss became NaN or Inf near step ${done}; stopped. The last good checkpoint is ${lastCkpt || "none"}.`,
     );
   }
+  const mean = (a: number, b: number) => {
+    const xs = losses.slice(Math.max(a, 0), b).filter((v) => v !== undefined);
+    return xs.length ? xs.reduce((x, y) => x + y, 0) / xs.length : null;
+  };
   return {
     steps: done,
-    firstLoss,
-    lastLoss,
+    firstLoss: mean(firstStart, firstStart + win),
+    lastLoss: mean(done - win, done),
+    window: { size: win, firstStart },
     stoppedBy: nan ? "nan" : stop ?? "done",
     checkpoint: lastCkpt,
     imagesPerSecond: (B * (done - start)) / Math.max(secs, 1e-9),
