@@ -94,3 +94,19 @@ export function skipTiled(shape: string): boolean {
 
 /** The backend of the shared device ("none" without an adapter). */
 export const BACKEND: string = await getGpu().then((g) => g.summary.backend, () => "none");
+
+/** Max relative error between `grad` and central differences (step 1e-6) of `loss` at `x` (x restored). */
+export function fdError(loss: (x: Float64Array) => number, x: Float64Array, grad: ArrayLike<number>, h = 1e-6): number {
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    x[i] = xi + h;
+    const up = loss(x);
+    x[i] = xi - h;
+    const down = loss(x);
+    x[i] = xi;
+    const fd = (up - down) / (2 * h);
+    worst = Math.max(worst, Math.abs(fd - grad[i]) / Math.max(1, Math.abs(fd)));
+  }
+  return worst;
+}

@@ -17,38 +17,14 @@ import sys
 
 import torch
 import torchvision
-from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 import safetensors_io  # noqa: E402
-
-
-class NarrowResNet(ResNet):
-    """torchvision's ResNet with every width multiplied by `width`, without fc (as make_resnet_fixtures.py)."""
-
-    def __init__(self, block, layers, width):
-        nn.Module.__init__(self)
-        w = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = w[0], 1, 1, 64
-        self.conv1 = nn.Conv2d(3, w[0], kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(w[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, w[0], layers[0])
-        self.layer2 = self._make_layer(block, w[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(block, w[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(block, w[3], layers[3], stride=2)
-
-    def c5(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
+from make_resnet_fixtures import NarrowResNet  # noqa: E402
 
 ARCH = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
-
 
 def d2_name(k):
     """detectron2's name for a torchvision name (detectron2's convert-torchvision-to-d2 renames)."""
@@ -60,14 +36,12 @@ def d2_name(k):
         k = k.replace(f"bn{t}", f"conv{t}.norm")
     return k.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
-
 def same(a, b):
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     return a == b
-
 
 def state_dict_of(path, fmt, tv_names):
     """Loads one export; returns the state dict under torchvision's names and notes on the structure."""
@@ -94,7 +68,6 @@ def state_dict_of(path, fmt, tv_names):
     assert set(model) == set(want), f"detectron2 names differ: {sorted(set(model) ^ set(want))[:6]}"
     notes.append(f"{len(model)} detectron2 names as expected, e.g. {list(model)[:2]}")
     return {want[k]: v for k, v in model.items()}, notes
-
 
 def verify(folder):
     with open(os.path.join(folder, "manifest.json")) as f:
@@ -147,13 +120,11 @@ def verify(folder):
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 
-
 def make_fixture(out):
     sd = {"weight": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4,
           "num_batches_tracked": torch.tensor(7, dtype=torch.int64)}
     torch.save(sd, out)
     print(f"wrote {out} ({os.path.getsize(out)} bytes) with torch {torch.__version__}")
-
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--make-fixture":

@@ -6,6 +6,9 @@
  *
  * @module
  */
+
+import { crc32 } from "../util/crc32.ts";
+export { crc32 };
 import { deflateSync, inflateSync } from "node:zlib";
 
 /** The PNG signature. */
@@ -43,23 +46,6 @@ export class PngError extends Error {
     super(message);
     this.name = "PngError";
   }
-}
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (the PNG/zlib polynomial) of `bytes`. */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
 }
 
 /** True when `bytes` starts with the PNG signature. */

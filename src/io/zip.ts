@@ -7,29 +7,15 @@
  * @module
  */
 
+import { crc32 } from "../util/crc32.ts";
+export { crc32 };
+
 /** Raised for malformed archives or archives this module cannot write. */
 export class ZipError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "ZipError";
   }
-}
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (ISO-HDLC, as in ZIP and PNG) of `bytes`, continuing from `crc` (default: a fresh start). */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = (crc ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 const SIG_LOCAL = 0x04034b50;

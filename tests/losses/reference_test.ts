@@ -5,26 +5,8 @@
 import assert from "node:assert/strict";
 import { pointContrastRef } from "../../src/losses/point_contrast.ts";
 import { imageContrastRef } from "../../src/losses/image_contrast.ts";
-import { freshSeed, Rng } from "../util.ts";
+import { fdError, freshSeed, Rng } from "../util.ts";
 import { randomPointInputs } from "./helpers.ts";
-
-const H = 1e-6;
-
-/** Max relative error between `grad` and central differences of `loss` at `x` (x is restored). */
-function fdError(loss: (x: Float64Array) => number, x: Float64Array, grad: ArrayLike<number>): number {
-  let worst = 0;
-  for (let i = 0; i < x.length; i++) {
-    const xi = x[i];
-    x[i] = xi + H;
-    const up = loss(x);
-    x[i] = xi - H;
-    const down = loss(x);
-    x[i] = xi;
-    const fd = (up - down) / (2 * H);
-    worst = Math.max(worst, Math.abs(fd - grad[i]) / Math.max(1, Math.abs(fd)));
-  }
-  return worst;
-}
 
 for (const [B, h, w, D, regions, points] of [[1, 2, 2, 3, 2, 2], [2, 3, 4, 5, 2, 3], [3, 2, 3, 4, 3, 2]]) {
   Deno.test(`finite differences agree with the point contrast reference [B ${B}, ${h}×${w}, D ${D}]`, () => {

@@ -10,25 +10,7 @@ import { transposeRef } from "../../src/kernels/transpose.ts";
 import { convDgradRef, convForwardRef, convOutSize, convWgradRef } from "../../src/kernels/gemm.ts";
 import { bnBackwardRef, bnForwardRef } from "../../src/kernels/batchnorm.ts";
 import { maxPoolBackwardRef, maxPoolRef, poolOutSize } from "../../src/kernels/pool.ts";
-import { freshSeed, Rng } from "../util.ts";
-
-const H = 1e-6;
-
-/** Max relative error between the analytic gradient and finite differences of `loss` at `x`. */
-function fdError(loss: (x: Float64Array) => number, x: Float64Array, grad: ArrayLike<number>): number {
-  let worst = 0;
-  for (let i = 0; i < x.length; i++) {
-    const xi = x[i];
-    x[i] = xi + H;
-    const up = loss(x);
-    x[i] = xi - H;
-    const down = loss(x);
-    x[i] = xi;
-    const fd = (up - down) / (2 * H);
-    worst = Math.max(worst, Math.abs(fd - grad[i]) / Math.max(1, Math.abs(fd)));
-  }
-  return worst;
-}
+import { fdError, freshSeed, Rng } from "../util.ts";
 
 const dot = (a: ArrayLike<number>, w: ArrayLike<number>) => {
   let s = 0;

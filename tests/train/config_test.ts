@@ -77,9 +77,10 @@ Deno.test("every preset resolves to a valid configuration, and the default is cp
   assert.equal(tiny.data.resolution, 64);
   assert.equal(tiny.train.batchSize, 8);
   assert.equal(tiny.model.prototypes, 64);
-  assert.equal(tiny.loss.image.queue, 256);
+  assert.equal(tiny.loss.image.queue, 64);
+  assert.ok(tiny.loss.image.queue < tiny.data.scenes.count, "the queue never holds two keys of one image");
   assert.equal(tiny.data.source, "scenes");
-  assert.equal(deriveConfig(tiny).totalSteps, 16);
+  assert.equal(deriveConfig(tiny).totalSteps, 128);
   const paper = resolveConfig({ preset: "paper" });
   assert.equal(paper.model.depth, 50);
   assert.equal(paper.train.epochs, 100);
@@ -283,7 +284,16 @@ Deno.test("YAML round trip: save, load, same configuration", async () => {
 
 Deno.test("derived values and schedules", () => {
   const cfg = resolveConfig({
-    sets: ["schedule.warmup=0.25", "schedule.granularity=step", "ema.schedule=cosine", "train.maxSteps=5"],
+    sets: [
+      "schedule.warmup=0.25",
+      "schedule.granularity=step",
+      "ema.schedule=cosine",
+      "train.maxSteps=5",
+      "data.scenes.count=64",
+      "train.epochs=2",
+      "optim.lr=0.03",
+      "optim.lrScaling=linear",
+    ],
   });
   const d = deriveConfig(cfg, { cores: 2 });
   assert.equal(d.maskSize, 16);
@@ -310,7 +320,7 @@ Deno.test("derived values and schedules", () => {
   assert.equal(deriveConfig(folder).stepsPerEpoch, null);
   assert.equal(deriveConfig(folder, { datasetSize: 100 }).stepsPerEpoch, 12);
   // epoch granularity: constant within an epoch
-  const e = resolveConfig({ sets: ["schedule.granularity=epoch"] });
+  const e = resolveConfig({ sets: ["schedule.granularity=epoch", "data.scenes.count=64", "train.epochs=2"] });
   const se = schedules(e, deriveConfig(e));
   assert.equal(se.lr(8), se.lr(15));
   assert.ok(se.lr(8) < se.lr(7));
