@@ -41,7 +41,14 @@ export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>
     affinityScale: l.distill.affinityScale,
     centerMomentum: l.distill.centerMomentum,
     maxPairsPerImage: d.maskSize ** 2 * 4,
-    optim: { lr: d.lr, momentum: cfg.optim.momentum, weightDecay: cfg.optim.weightDecay, nesterov: cfg.optim.nesterov },
+    optim: {
+      lr: d.lr,
+      momentum: cfg.optim.momentum,
+      weightDecay: cfg.optim.weightDecay,
+      nesterov: cfg.optim.nesterov,
+      lars: cfg.optim.lars,
+      larsTrust: cfg.optim.larsTrust,
+    },
     ema: cfg.ema.momentum,
     seed: cfg.seed,
   };

@@ -21,7 +21,7 @@ import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { PlrcBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
-import { emaUpdate, sgdStep } from "../kernels/optim.ts";
+import { emaUpdate, larsStep, sgdStep } from "../kernels/optim.ts";
 import { buildDistillation } from "../losses/distill.ts";
 import { buildImageContrast } from "../losses/image_contrast.ts";
 import { buildPointContrast, pointInputsFromBatch } from "../losses/point_contrast.ts";
@@ -49,7 +49,8 @@ export interface StepConfig {
   centerMomentum: number;
   /** Upper bound of matched pairs per image (the pair list is truncated beyond it). */
   maxPairsPerImage: number;
-  optim: { lr: number; momentum: number; weightDecay: number; nesterov: boolean };
+  /** SGD; with `lars`, the per-tensor LARS trust ratio (coefficient `larsTrust`) on weights. */
+  optim: { lr: number; momentum: number; weightDecay: number; nesterov: boolean; lars?: boolean; larsTrust?: number };
   ema: number;
   seed: number;
 }
@@ -176,7 +177,27 @@ export class PlrcStep {
     }
 
     const f = online.flat();
-    const sgd = await sgdStep(gpu, f.params, f.grads, f.momentum, f.wdMask, cfg.optim);
+    let sgd: Dispatch;
+    const optimDispatches: Dispatch[] = [];
+    if (cfg.optim.lars) {
+      const segments = [...online.entries.values()]
+        .filter((e) => e.spec.kind !== "running_mean" && e.spec.kind !== "running_var")
+        .map((e) => ({
+          offset: e.offset,
+          numel: e.numel,
+          adapt: e.spec.kind === "conv" || e.spec.kind === "linear_weight",
+        }));
+      const l = await larsStep(gpu, f.params, f.grads, f.momentum, segments, {
+        ...cfg.optim,
+        eta: cfg.optim.larsTrust ?? 0.001,
+      });
+      tensors.push(...l.tensors);
+      optimDispatches.push(...l.dispatches);
+      sgd = l.dispatches[l.dispatches.length - 1];
+    } else {
+      sgd = await sgdStep(gpu, f.params, f.grads, f.momentum, f.wdMask, cfg.optim);
+      optimDispatches.push(sgd);
+    }
     const emaDispatch = await emaUpdate(gpu, momentum.flat().params, f.params, cfg.ema);
     const zero = alloc([1], "zero loss");
     zero.fill(0);
@@ -210,7 +231,7 @@ export class PlrcStep {
       ...(distill?.backward ?? []),
       ...gradDispatches,
       ...q.backward,
-      sgd,
+      ...optimDispatches,
       emaDispatch,
       ...image.enqueue,
       ...(distill?.centerUpdate ?? []),
