@@ -123,3 +123,22 @@ Deno.test("plrc bench kernels --json prints one JSON measurement per case", asyn
     assert.ok(Array.isArray(m.shape));
   }
 });
+
+Deno.test("plrc bench step --json runs the whole training step at a tiny size and reports the breakdown", async () => {
+  const r = await plrc([
+    "bench",
+    "step",
+    "--json",
+    "--reps",
+    "1",
+    ...["train.batchSize=4", "model.width=0.0625", "data.resolution=32", "model.prototypes=16", "loss.image.queue=16"]
+      .flatMap((s) => ["--set", s]),
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const m = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  assert.equal(m.suite, "step");
+  assert.equal(m.batch, 4);
+  assert.ok(m.msPerStep > 0 && m.imagesPerS > 0 && m.backboneGflops > 0, JSON.stringify(m));
+  assert.ok(m.dispatchesPerStep > 100);
+  if (m.gpuMsByFamily) assert.ok(m.gpuMsByFamily["conv forward"] > 0);
+});

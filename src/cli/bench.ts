@@ -8,9 +8,11 @@ import { benchKernels } from "../bench/kernels.ts";
 import { benchConv, benchGemm, benchResnetStep, type EngineMeasurement } from "../bench/engine.ts";
 import { benchDataSources } from "../bench/data_sources.ts";
 import { benchDataViews } from "../bench/data_views.ts";
+import { benchStep } from "../bench/step.ts";
+import { resolveConfig } from "../train/config.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-const SUITES = ["kernels", "gemm", "conv", "resnet", "data"];
+const SUITES = ["kernels", "gemm", "conv", "resnet", "step", "data"];
 
 export const BENCH_HELP = `plrc bench <suite> [--json] [--scale S] [--reps N]
 
@@ -19,6 +21,8 @@ Suites:
   gemm       square GEMMs (--size N, default 1024,2048; GFLOP/s)
   conv       every distinct convolution of a ResNet, forward / input grad / weight grad
   resnet     a whole backbone step: forward, backward, SGD (GFLOP/s and images/s)
+  step       the whole PLRC training step at a preset's size (--preset, --set k=v): ms/step,
+             images/s, backbone GFLOP/s, GPU time per kernel family
   data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
@@ -46,6 +50,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       width: { type: "string" },
       batch: { type: "string" },
       resolution: { type: "string" },
+      preset: { type: "string" },
+      set: { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
     BENCH_HELP,
@@ -66,6 +72,26 @@ export async function benchCommand(argv: string[]): Promise<number> {
   if (suite === "data") {
     const rows: object[] = [...await benchDataSources({}), ...await benchDataViews({})];
     for (const r of rows) console.log(values.json ? JSON.stringify(r) : formatRow(r));
+    return 0;
+  }
+  if (suite === "step") {
+    const cfg = resolveConfig({ preset: values.preset as never, sets: values.set ?? [] });
+    const g = await getGpu();
+    const m = await benchStep(g, cfg, Math.max(1, reps));
+    if (values.json) console.log(JSON.stringify(m));
+    else {
+      console.log(
+        `bench step on ${m.adapter} (${m.backend}): preset ${m.preset}, ResNet-${m.depth} x${m.width}, ` +
+          `batch ${m.batch} @${m.resolution}`,
+      );
+      console.log(
+        `${m.msPerStep.toFixed(1)} ms/step, ${m.imagesPerS.toFixed(2)} images/s, backbone ` +
+          `${m.backboneGflops.toFixed(2)} GFLOP/s, ${m.dispatchesPerStep} dispatches/step`,
+      );
+      for (const [f, ms] of Object.entries(m.gpuMsByFamily ?? {}).sort((a, b) => b[1] - a[1])) {
+        console.log(`  ${f.padEnd(36)} ${ms.toFixed(1).padStart(9)} ms  ${(100 * ms / m.gpuMsTotal!).toFixed(1)}%`);
+      }
+    }
     return 0;
   }
   const gpu = await getGpu();

@@ -1,0 +1,108 @@
+/**
+ * `plrc bench step`: the whole PLRC training step (three backbone+head forwards, one backward, losses,
+ * SGD, EMA, queue and centre updates) at a configuration's size: wall time per step over several steps
+ * (one submission each, no wait inside), images/s, the backbone's achieved FLOP rate, and a per-family
+ * breakdown of GPU time from timestamp queries (one profiled step, each dispatch in its own pass).
+ *
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { Profiler, Recorder, summarise, sync } from "../gpu/encoder.ts";
+import { makeBatch } from "../data/batch.ts";
+import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config.ts";
+import { stepConfigOf } from "../train/plan.ts";
+import { scenesSource } from "../train/sources.ts";
+import { PlrcStep } from "../train/step.ts";
+
+/** Kernel families of the breakdown, by dispatch label. */
+export function kernelFamily(label: string): string {
+  if (label === "conv_fwd") return "conv forward";
+  if (label === "conv_dgrad") return "conv input-grad";
+  if (label === "conv_wgrad" || label === "reduce_sum") return "conv weight-grad (+split-K sums)";
+  if (label.startsWith("bn_")) return "batch norm";
+  if (label === "matmul") return "heads and loss GEMMs";
+  if (label === "maxpool") return "max pool";
+  if (label === "optimizer" || label === "ema") return "optimizer + EMA";
+  if (label.startsWith("distill")) return "distillation";
+  return "other losses and elementwise";
+}
+
+/** The measurement, one JSON object. */
+export interface StepMeasurement {
+  suite: "step";
+  preset: string;
+  batch: number;
+  resolution: number;
+  depth: number;
+  width: number;
+  steps: number;
+  msPerStep: number;
+  imagesPerS: number;
+  /** Backbone multiply-adds ×2 of one step (3 forwards + 1 backward), per second. */
+  backboneGflops: number;
+  dispatchesPerStep: number;
+  /** GPU milliseconds of one profiled step by family (timestamp queries; null without them). */
+  gpuMsByFamily: Record<string, number> | null;
+  gpuMsTotal: number | null;
+  adapter: string;
+  backend: string;
+}
+
+/** Runs `steps` training steps (after 2 warm-up steps) and one profiled step. */
+export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<StepMeasurement> {
+  const src = scenesSource({
+    count: Math.max(64, cfg.train.batchSize),
+    size: cfg.data.scenes.size,
+    classes: 6,
+    seed: 1,
+  });
+  const d = deriveConfig(cfg, { datasetSize: src.count });
+  const sc = stepConfigOf(cfg, d);
+  const step = await PlrcStep.build(gpu, sc);
+  const items = await Promise.all(
+    Array.from({ length: sc.batch }, async (_, i) => ({ ...(await src.get(i)), key: i })),
+  );
+  step.upload(makeBatch(items, dataConfigOf(cfg)));
+  const schedule = { lr: sc.optim.lr, ema: sc.ema, teacherTemperature: sc.temperatures.teacher };
+  for (let i = 0; i < 2; i++) await step.run(i, schedule);
+  await sync(gpu);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await step.run(2 + i, schedule);
+  await sync(gpu);
+  const ms = (performance.now() - t0) / steps;
+  let byFamily: Record<string, number> | null = null, total: number | null = null;
+  if (gpu.hasTimestamps) {
+    const prof = new Profiler(gpu, step.dispatches.length + 8);
+    new Recorder(gpu, prof).runAll(step.dispatches).submit();
+    const times = await prof.read();
+    prof.destroy();
+    byFamily = {};
+    total = 0;
+    for (const s of summarise(times)) {
+      const f = kernelFamily(s.label);
+      byFamily[f] = (byFamily[f] ?? 0) + s.ms;
+      total += s.ms;
+    }
+  }
+  const fl = step.q.backbone.flops;
+  const flops = 3 * fl.forward + fl.backward;
+  const out: StepMeasurement = {
+    suite: "step",
+    preset: cfg.preset,
+    batch: sc.batch,
+    resolution: sc.resolution,
+    depth: sc.encoder.backbone.depth,
+    width: sc.encoder.backbone.width,
+    steps,
+    msPerStep: ms,
+    imagesPerS: sc.batch / (ms / 1000),
+    backboneGflops: flops / (ms * 1e6),
+    dispatchesPerStep: step.dispatches.length,
+    gpuMsByFamily: byFamily,
+    gpuMsTotal: total,
+    adapter: gpu.summary.description,
+    backend: gpu.summary.backend,
+  };
+  step.dispose();
+  return out;
+}
