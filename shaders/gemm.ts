@@ -29,9 +29,11 @@ export type BLayout = "kn" | "nk";
 /** Kernel shape. */
 export type GemmShape = "register" | "tiled";
 
-/** Fused output operations (fwd/dgrad only): out = relu(acc + bias[c] + residual[m, c]). */
+/** Fused output operations (fwd/dgrad only): out = relu((acc + bias[c])·scale[c] + shift[c] + residual[m, c]). */
 export interface Epilogue {
   bias?: boolean;
+  /** Per-channel scale and shift (e.g. an eval-mode BN folded into the convolution). */
+  affine?: boolean;
   residual?: boolean;
   relu?: boolean;
 }
@@ -92,6 +94,7 @@ export function gemmKey(c: GemmConfig): string {
     c.dense ? "dense" : "conv",
     c.edge ? "edge" : "fit",
     e.bias ? "bias" : "",
+    e.affine ? "affine" : "",
     e.residual ? "res" : "",
     e.relu ? "relu" : "",
   ].join(".");
@@ -101,6 +104,7 @@ export function gemmKey(c: GemmConfig): string {
 export function gemmSpec(c: GemmConfig): KernelSpec {
   const buffers = [read("A"), read("Bm", vec4B(c) ? "vec4<f32>" : "f32"), write("out")];
   if (c.epilogue.bias) buffers.push(read("bias"));
+  if (c.epilogue.affine) buffers.push(read("scale"), read("shift"));
   if (c.epilogue.residual) buffers.push(read("res"));
   const body = c.shape === "register" ? registerBody(c) : tiledBody(c);
   return {
@@ -133,6 +137,7 @@ function stores(c: GemmConfig, acc: (r: number, j: number) => string, outRow: (r
       const col = `${col0} + ${j}u`;
       let v = acc(r, j);
       if (c.epilogue.bias) v = `${v} + bias[${col}]`;
+      if (c.epilogue.affine) v = `(${v}) * scale[${col}] + shift[${col}]`;
       if (c.epilogue.residual) v = `${v} + res[o${r} + ${col}]`;
       if (c.epilogue.relu) v = `max(${v}, 0.0)`;
       lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? `zoff + ` : ""}o${r} + ${col}] = ${v}; }`);
@@ -330,6 +335,7 @@ fn loadB(kk: u32, col: u32) -> f32 {
         const col = `(col0 + (tx + ${16 * v}u) * 4u + ${q}u)`;
         let val = acc(r, 4 * v + q);
         if (c.epilogue.bias) val = `${val} + bias[${col}]`;
+        if (c.epilogue.affine) val = `(${val}) * scale[${col}] + shift[${col}]`;
         if (c.epilogue.residual) val = `${val} + res[o${r} + ${col}]`;
         if (c.epilogue.relu) val = `max(${val}, 0.0)`;
         lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? "zoff + " : ""}o${r} + ${col}] = ${val}; }`);

@@ -111,9 +111,10 @@ function config(mode: GemmMode, tile: GemmTile, cols: number, g: ConvGeom, e: Ep
   };
 }
 
-function extras(e: Epilogue, bias?: Tensor, residual?: Tensor): Tensor[] {
+function extras(e: Epilogue, bias?: Tensor, residual?: Tensor, affine?: [Tensor, Tensor]): Tensor[] {
   const t: Tensor[] = [];
   if (e.bias) t.push(bias!);
+  if (e.affine) t.push(...affine!);
   if (e.residual) t.push(residual!);
   return t;
 }
@@ -121,6 +122,8 @@ function extras(e: Epilogue, bias?: Tensor, residual?: Tensor): Tensor[] {
 /** Options of the forward-type products. */
 export interface ProductOptions {
   bias?: Tensor;
+  /** Per-output-channel [scale, shift], applied after the bias. */
+  affine?: [Tensor, Tensor];
   residual?: Tensor;
   relu?: boolean;
   tile?: Partial<GemmTile>;
@@ -145,11 +148,11 @@ export function convForward(
   checkSize(w, g.kh * g.kw * g.cin * g.cout, "conv weight");
   checkSize(out, rows * cols, "conv output");
   const tile = chooseTile(gpu, rows, cols, o.tile);
-  const e = { bias: !!o.bias, residual: !!o.residual, relu: !!o.relu };
+  const e = { bias: !!o.bias, affine: !!o.affine, residual: !!o.residual, relu: !!o.relu };
   return bind(
     gpu,
     gemmSpec(config("fwd", tile, cols, g, e, "kn")),
-    [x, w, out, ...extras(e, o.bias, o.residual)],
+    [x, w, out, ...extras(e, o.bias, o.residual, o.affine)],
     params(g, rows, cols, g.cin),
     grid(tile, rows, cols, 1),
     "conv_fwd",

@@ -41,6 +41,8 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
         const resv = rng.normals(ny), dres = rng.normals(nx);
         const x = Tensor.from(gp, [nx], xv), w = Tensor.from(gp, [nw], wv), dy = Tensor.from(gp, [ny], dyv);
         const bias = Tensor.from(gp, [g.cout], bv), res = Tensor.from(gp, [ny], resv);
+        const sv = rng.normals(g.cout), hv = rng.normals(g.cout);
+        const scl = Tensor.from(gp, [g.cout], sv), shf = Tensor.from(gp, [g.cout], hv);
         const dxRes = Tensor.from(gp, [nx], dres);
         const y = poisoned(gp, [ny]), yFused = poisoned(gp, [ny]), dx = poisoned(gp, [nx]);
         const dxAdd = poisoned(gp, [nx]), dw = poisoned(gp, [nw]), dw1 = poisoned(gp, [nw]);
@@ -49,7 +51,7 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
         const wg1 = await convWgrad(gp, x, dy, dw1, g, { tile, splits: 1 });
         await runOnce(gp, [
           await convForward(gp, x, w, y, g, { tile }),
-          await convForward(gp, x, w, yFused, g, { tile, bias, residual: res, relu: true }),
+          await convForward(gp, x, w, yFused, g, { tile, bias, affine: [scl, shf], residual: res, relu: true }),
           await convDgrad(gp, dy, w, dx, g, { tile }),
           await convDgrad(gp, dy, w, dxAdd, g, { tile, residual: dxRes }),
           ...wg.dispatches,
@@ -59,8 +61,9 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
         const K = g.kh * g.kw * g.cin;
         const yRef = convForwardRef(xv, wv, g);
         assertClose(await readF64(y), yRef, tolFor(K), `forward ${tag}`);
-        const fused = yRef.map((v, i) => Math.max(v + bv[i % g.cout] + resv[i], 0));
-        assertClose(await readF64(yFused), fused, tolFor(K), `forward+bias+residual+relu ${tag}`);
+        const fused = yRef.map((v, i) => Math.max((v + bv[i % g.cout]) * sv[i % g.cout] + hv[i % g.cout] + resv[i], 0));
+        const fusedTol = { rtol: 1e-5, atol: 2e-6 * Math.sqrt(K) * 4 * Math.max(...Array.from(sv, Math.abs)) };
+        assertClose(await readF64(yFused), fused, fusedTol, `forward+bias+scale/shift+residual+relu ${tag}`);
         const dxRef = convDgradRef(dyv, wv, g);
         assertClose(await readF64(dx), dxRef, tolFor(g.kh * g.kw * g.cout), `dgrad ${tag}`);
         assertClose(
@@ -72,7 +75,9 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
         const dwRef = convWgradRef(xv, dyv, g);
         assertClose(await readF64(dw), dwRef, tolFor(g.nb * oh * ow), `wgrad split 3 ${tag}`);
         assertClose(await readF64(dw1), dwRef, tolFor(g.nb * oh * ow), `wgrad split 1 ${tag}`);
-        for (const t of [x, w, dy, bias, res, dxRes, y, yFused, dx, dxAdd, dw, dw1, ...wg.scratch]) t.dispose();
+        for (const t of [x, w, dy, bias, scl, shf, res, dxRes, y, yFused, dx, dxAdd, dw, dw1, ...wg.scratch]) {
+          t.dispose();
+        }
       },
     });
   }
