@@ -93,9 +93,10 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
     const metrics = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
     assert.deepEqual(metrics.map((m) => m.step), [0, 1, 2]);
     for (const m of metrics) {
-      for (const k of ["loss", "loss_image", "loss_point", "loss_distill", "lr", "images_per_s"]) {
+      for (const k of ["loss", "loss_image", "loss_point", "loss_distill", "lr", "images_per_s", "ms_per_step"]) {
         assert.ok(Number.isFinite(m[k]), `${k} in ${JSON.stringify(m)}`);
       }
+      assert.ok(m.gpu_ms_per_step === null || m.gpu_ms_per_step > 0, `gpu_ms_per_step in ${JSON.stringify(m)}`);
     }
     const ex = await plrc([
       "export",

@@ -84,9 +84,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   await Deno.mkdir(outDir, { recursive: true });
   const logFile = await Deno.open(join(outDir, "train.log"), { append: true, create: true });
   const enc = new TextEncoder();
+  const fileLog = (line: string) => logFile.writeSync(enc.encode(line + "\n"));
   const log = (line: string) => {
     console.log(line);
-    logFile.writeSync(enc.encode(line + "\n"));
+    fileLog(line);
   };
 
   try {
@@ -130,7 +131,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px`,
     );
     const t0 = performance.now();
-    const result = await train(gpu, makePlan(cfg, source, outDir, { configText, resume }), log);
+    const result = await train(gpu, makePlan(cfg, source, outDir, { configText, resume }), log, fileLog);
     const secs = (performance.now() - t0) / 1000;
     if (result.stoppedBy === "nan") return 1;
     const verb = result.stoppedBy === "signal" ? "interrupted" : "finished";

@@ -122,6 +122,20 @@ export class Recorder {
     return this;
   }
 
+  /** Writes a GPU timestamp into `querySet[index]` at this point (an empty pass; ends the current one). */
+  timestamp(querySet: GPUQuerySet, index: number): this {
+    this.#endPass();
+    this.#enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: index } }).end();
+    return this;
+  }
+
+  /** Resolves `count` queries from `first` into `dst` at `offset` (a multiple of 256). */
+  resolve(querySet: GPUQuerySet, first: number, count: number, dst: GPUBuffer, offset: number): this {
+    this.#endPass();
+    this.#enc.resolveQuerySet(querySet, first, count, dst, offset);
+    return this;
+  }
+
   #endPass(): void {
     this.#pass?.end();
     this.#pass = null;

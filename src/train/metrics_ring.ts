@@ -1,5 +1,6 @@
 /**
- * Reading scalars back without waiting inside a step: every step copies its loss scalars into the next
+ * Reading scalars back without waiting inside a step: every step copies its loss scalars (and, where the
+ * adapter has timestamp queries, the GPU time between the step's first and last command) into the next
  * staging buffer of a small ring and starts mapping it; the host collects a slot only when the ring comes
  * back round to it, a few steps later, by which time the GPU has long finished it.
  *
@@ -13,49 +14,86 @@ import type { Tensor } from "../gpu/tensor.ts";
 export interface StepScalars {
   step: number;
   values: Float32Array;
+  /** GPU milliseconds of the step (timestamp queries), or null without them. */
+  gpuMs: number | null;
 }
 
-/** A ring of MAP_READ staging buffers for `count` f32 scalars per step. */
+interface Slot {
+  buf: GPUBuffer;
+  step: number;
+  pending: Promise<void> | null;
+}
+
+/** A ring of MAP_READ staging buffers for `count` f32 scalars (+ two u64 timestamps) per step. */
 export class MetricsRing {
-  readonly #slots: { buf: GPUBuffer; step: number; pending: Promise<void> | null }[];
+  readonly #slots: Slot[];
+  readonly #timer: { qs: GPUQuerySet; resolve: GPUBuffer } | null;
+  readonly #timeOffset: number;
   #next = 0;
 
   constructor(readonly gpu: Gpu, readonly sources: Tensor[], readonly depth = 4) {
+    this.#timeOffset = Math.ceil((sources.length * 4) / 8) * 8;
     this.#slots = Array.from({ length: depth }, () => ({
       buf: gpu.device.createBuffer({
-        size: Math.max(16, sources.length * 4),
+        size: this.#timeOffset + 16,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       }),
       step: -1,
       pending: null,
     }));
+    this.#timer = gpu.hasTimestamps
+      ? {
+        qs: gpu.device.createQuerySet({ type: "timestamp", count: 2 * depth }),
+        resolve: gpu.device.createBuffer({
+          size: 256 * depth,
+          usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+        }),
+      }
+      : null;
   }
 
   /**
-   * Records the copies for `step` into `rec` (before its submit). If the slot still holds an older step,
-   * that step's values are returned (awaiting its map, normally long complete).
+   * Starts a step in `rec`: returns the values of the step that last used this slot (awaiting its map,
+   * normally long complete) and writes the start timestamp.
    */
-  async record(rec: Recorder, step: number): Promise<StepScalars | null> {
+  async begin(rec: Recorder): Promise<StepScalars | null> {
     const slot = this.#slots[this.#next];
-    this.#next = (this.#next + 1) % this.depth;
     const old = slot.step >= 0 ? await this.#collect(slot) : null;
-    this.sources.forEach((t, i) => rec.copy(t.buffer, t.byteOffset, slot.buf, i * 4, 4));
-    slot.step = step;
+    if (this.#timer) rec.timestamp(this.#timer.qs, 2 * this.#next);
     return old;
   }
 
-  /** Starts mapping the slots written by the last submit (call right after `submit`). */
+  /** Ends the step in `rec`: end timestamp and the copies of the scalars into the slot. */
+  end(rec: Recorder, step: number): void {
+    const i = this.#next, slot = this.#slots[i];
+    this.#next = (this.#next + 1) % this.depth;
+    if (this.#timer) {
+      rec.timestamp(this.#timer.qs, 2 * i + 1);
+      rec.resolve(this.#timer.qs, 2 * i, 2, this.#timer.resolve, 256 * i);
+      rec.copy(this.#timer.resolve, 256 * i, slot.buf, this.#timeOffset, 16);
+    }
+    this.sources.forEach((t, k) => rec.copy(t.buffer, t.byteOffset, slot.buf, k * 4, 4));
+    slot.step = step;
+  }
+
+  /** Starts mapping the slot written by the last submit (call right after `submit`). */
   afterSubmit(): void {
     const slot = this.#slots[(this.#next + this.depth - 1) % this.depth];
     slot.pending = slot.buf.mapAsync(GPUMapMode.READ);
   }
 
-  async #collect(slot: { buf: GPUBuffer; step: number; pending: Promise<void> | null }): Promise<StepScalars> {
+  async #collect(slot: Slot): Promise<StepScalars> {
     await slot.pending;
-    const values = new Float32Array(slot.buf.getMappedRange().slice(0, this.sources.length * 4));
+    const range = slot.buf.getMappedRange();
+    const values = new Float32Array(range.slice(0, this.sources.length * 4));
+    let gpuMs: number | null = null;
+    if (this.#timer) {
+      const [t0, t1] = new BigUint64Array(range.slice(this.#timeOffset, this.#timeOffset + 16));
+      gpuMs = t1 > t0 ? Number(t1 - t0) / 1e6 : null;
+    }
     slot.buf.unmap();
     slot.pending = null;
-    const out = { step: slot.step, values };
+    const out = { step: slot.step, values, gpuMs };
     slot.step = -1;
     return out;
   }
@@ -72,5 +110,7 @@ export class MetricsRing {
 
   destroy(): void {
     for (const s of this.#slots) s.buf.destroy();
+    this.#timer?.qs.destroy();
+    this.#timer?.resolve.destroy();
   }
 }

@@ -27,6 +27,7 @@ export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>
     batch: cfg.train.batchSize,
     resolution: cfg.data.resolution,
     bnGroupSize: d.bnGroup,
+    shuffleBn: cfg.model.shuffleBn,
     regions: cfg.data.regions.count,
     points: cfg.data.points,
     weights: { image: l.image.weight, point: l.point.weight, distill: l.distill.weight },

@@ -21,6 +21,8 @@ import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { PlrcBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
+import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
+import { Rng } from "../util/rng.ts";
 import { emaUpdate, larsStep, sgdStep } from "../kernels/optim.ts";
 import { buildDistillation } from "../losses/distill.ts";
 import { buildImageContrast } from "../losses/image_contrast.ts";
@@ -40,6 +42,11 @@ export interface StepConfig {
   resolution: number;
   /** Images per ghost-BN group (the batch must be a multiple, or smaller: then one group). */
   bnGroupSize: number;
+  /**
+   * Shuffle-BN emulation: the key encoder sees each of its views in a random image order (so its BN
+   * groups mix images differently from the query's), and its outputs are put back in order.
+   */
+  shuffleBn?: boolean;
   regions: number;
   points: number;
   weights: { image: number; point: number; distill: number };
@@ -72,6 +79,7 @@ export class PlrcStep {
   /** The weighted combination of the loss gradients into the online heads' output gradients. */
   gradDispatches: Dispatch[] = [];
   #queuePtr = 0;
+  #shuffleOrder: Tensor[] = [];
 
   private constructor(
     readonly gpu: Gpu,
@@ -119,10 +127,30 @@ export class PlrcStep {
       tensors.push(t);
       return t;
     };
+    // shuffle-BN: key outputs come back in shuffled image order; gather them into image order
+    const shuffle = !!cfg.shuffleBn;
+    const unshuffle: Dispatch[] = [];
+    const order: Tensor[] = [];
+    const keyOut = async (t: Tensor, which: 0 | 1) => {
+      if (!shuffle) return t;
+      const y = alloc([...t.shape], `${t.name} (image order)`);
+      unshuffle.push(await gatherBlocks(gpu, t, order[which], y, B));
+      return y;
+    };
+    if (shuffle) {
+      for (const v of ["A1", "B0"]) {
+        const o = Tensor.empty(gpu, [B], "u32", `shuffle order ${v}`);
+        o.upload(Uint32Array.from({ length: B }, (_, i) => i));
+        tensors.push(o);
+        order.push(o);
+      }
+    }
+    const kA1y1 = await keyOut(kA1.heads.y1, 0), kA1z = await keyOut(kA1.heads.z, 0);
+    const kB0z = await keyOut(kB0.heads.z, 1), kB0l = await keyOut(kB0.heads.logits, 1);
 
     const image = await buildImageContrast(gpu, {
       y1A0: q.heads.y1,
-      y1A1: kA1.heads.y1,
+      y1A1: kA1y1,
       batch: B,
       hw: h * w,
       dim: D,
@@ -133,7 +161,7 @@ export class PlrcStep {
     const point = cfg.method === "plrc"
       ? await buildPointContrast(gpu, {
         y1A0: q.heads.y1,
-        y1A1: kA1.heads.y1,
+        y1A1: kA1y1,
         batch: B,
         h,
         w,
@@ -147,9 +175,9 @@ export class PlrcStep {
       ? await buildDistillation(gpu, {
         zq: q.heads.z,
         lq: q.heads.logits,
-        zt: kB0.heads.z,
-        lt: kB0.heads.logits,
-        za: kA1.heads.z,
+        zt: kB0z,
+        lt: kB0l,
+        za: kA1z,
         batch: B,
         h,
         w,
@@ -219,10 +247,12 @@ export class PlrcStep {
       tensors,
     );
     step.gradDispatches = gradDispatches;
+    step.#shuffleOrder = order;
     step.dispatches.push(
       ...q.forward,
       ...kA1.forward,
       ...kB0.forward,
+      ...unshuffle,
       ...image.forward,
       ...(point?.forward ?? []),
       ...(distill?.forward ?? []),
@@ -239,11 +269,27 @@ export class PlrcStep {
     return step;
   }
 
-  /** Uploads one batch (views, points, pairs). */
-  upload(b: PlrcBatch): void {
+  /**
+   * Uploads one batch (views, points, pairs). With shuffle-BN the key views go up in a random image order
+   * drawn from the seed and `stepIndex` (so resume stays exact).
+   */
+  upload(b: PlrcBatch, stepIndex = 0): void {
     this.q.input.upload(b.viewA0);
-    this.kA1.input.upload(b.viewA1);
-    this.kB0.input.upload(b.viewB0);
+    if (this.#shuffleOrder.length) {
+      const B = this.cfg.batch, per = b.viewA1.length / B;
+      const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex);
+      const views: [Float32Array, Tensor][] = [[b.viewA1, this.kA1.input], [b.viewB0, this.kB0.input]];
+      views.forEach(([view, input], k) => {
+        const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
+        const shuffled = new Float32Array(view.length);
+        perm.forEach((img, j) => shuffled.set(view.subarray(img * per, (img + 1) * per), j * per));
+        input.upload(shuffled);
+        this.#shuffleOrder[k].upload(invertPermutation(perm)); // image i sits in slot inv[i]
+      });
+    } else {
+      this.kA1.input.upload(b.viewA1);
+      this.kB0.input.upload(b.viewB0);
+    }
     if (this.losses.point) this.losses.point.upload(pointInputsFromBatch(b, this.q.h, this.q.w));
     if (this.losses.distill) {
       const max = this.cfg.maxPairsPerImage * this.cfg.batch;
@@ -266,8 +312,10 @@ export class PlrcStep {
     this.losses.distill?.setTeacherTemperature(s.teacherTemperature);
     this.losses.image.setPointer(this.#queuePtr);
     this.#queuePtr = (this.#queuePtr + this.cfg.batch) % this.cfg.queueSize;
-    const rec = new Recorder(this.gpu).runAll(this.dispatches);
-    const old = await this.ring.record(rec, step);
+    const rec = new Recorder(this.gpu);
+    const old = await this.ring.begin(rec);
+    rec.runAll(this.dispatches);
+    this.ring.end(rec, step);
     rec.submit();
     this.ring.afterSubmit();
     return old;

@@ -14,6 +14,7 @@ import { Rng } from "../util/rng.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { Schedules } from "./config.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
+import type { StepScalars } from "./metrics_ring.ts";
 
 /** Where training images come from (scenes or a folder); `get` may be called in any order. */
 export interface ImageSource {
@@ -68,6 +69,8 @@ export interface MetricRecord {
   loss_distill: number;
   images_per_s: number;
   ms_per_step: number;
+  /** GPU time of the step from timestamp queries (null where the adapter has none). */
+  gpu_ms_per_step: number | null;
 }
 
 /** Steps per epoch for `count` images at batch `b` (incomplete batches dropped, as drop_last). */
@@ -90,7 +93,13 @@ export function batchIndices(
 }
 
 /** Runs (or continues) training. */
-export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => void): Promise<TrainResult> {
+export async function train(
+  gpu: Gpu,
+  plan: TrainPlan,
+  log: (line: string) => void,
+  fileLog: (line: string) => void = log,
+): Promise<TrainResult> {
+  const tty = Deno.stdout.isTerminal();
   const B = plan.step.batch;
   const total = plan.totalSteps;
   const ckptDir = join(plan.outDir, "checkpoints");
@@ -123,7 +132,7 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
   const t0 = performance.now();
   let lastT = t0, done = start;
 
-  const consume = async (r: { step: number; values: Float32Array } | null) => {
+  const consume = async (r: StepScalars | null) => {
     if (!r) return;
     const [li, lp, ld] = r.values;
     const w = plan.step.weights;
@@ -142,11 +151,24 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
       loss_distill: ld,
       images_per_s: (B * (r.step + 1 - start)) / ((now - t0) / 1000),
       ms_per_step: now - info.t,
+      gpu_ms_per_step: r.gpuMs,
     };
     losses[r.step] = loss;
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
+    if (!plan.quiet && tty) {
+      // a progress bar with ETA on a terminal (log lines still go to train.log at the interval)
+      const doneSteps = r.step + 1 - start, left = total - r.step - 1;
+      const eta = left * ((now - t0) / 1000 / Math.max(doneSteps, 1));
+      const width = 24, fill = Math.round(width * (r.step + 1) / total);
+      const bar = "█".repeat(fill) + "░".repeat(width - fill);
+      Deno.stdout.writeSync(enc.encode(
+        `\r${bar} ${r.step + 1}/${total}  loss ${loss.toFixed(4)}  ${rec.images_per_s.toFixed(1)} img/s  ` +
+          `ETA ${formatDuration(eta)}   `,
+      ));
+      if (r.step === total - 1) Deno.stdout.writeSync(enc.encode("\n"));
+    }
     if (!plan.quiet && (r.step % plan.logInterval === 0 || r.step === total - 1)) {
-      log(
+      (tty ? fileLog : log)(
         `step ${r.step + 1}/${total} epoch ${info.epoch} lr ${info.lr.toExponential(2)} loss ${loss.toFixed(4)} ` +
           `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}) ${
             rec.images_per_s.toFixed(1)
@@ -177,7 +199,7 @@ export async function train(gpu: Gpu, plan: TrainPlan, log: (line: string) => vo
       const batch = makeBatch(items, plan.data);
       const lr = plan.schedules.lr(s);
       lrs.set(s, { lr, epoch, t: lastT });
-      step.upload(batch);
+      step.upload(batch, s);
       await consume(
         await step.run(s, {
           lr,
@@ -246,3 +268,10 @@ async function keepPeriodic(dir: string, last: string, step: number, keep: numbe
 }
 
 export { STEP_SCALARS };
+
+/** "1h02m", "3m20s", "12s". */
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.round(s % 60);
+  return h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
+}

@@ -10,6 +10,7 @@ import {
   poolOutSize,
 } from "../../src/kernels/pool.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
+import { gatherBlocks, gatherBlocksRef, invertPermutation } from "../../src/kernels/gather.ts";
 import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce } from "../util.ts";
 
 const TOL = { rtol: 1e-5, atol: 1e-5 };
@@ -191,5 +192,24 @@ Deno.test({
     const sgd = sgdRef(pv, gv, bv, new Float32Array(n).fill(1), o);
     assert.ok(Math.abs(sgd.p[0] - ref.p[0]) > 1e-6);
     for (const t of [p, gr, buf, ...l.tensors]) t.dispose();
+  },
+});
+
+Deno.test({
+  name: "block gather (shuffle-BN unpermute) is exact, and a permutation followed by its inverse is the identity",
+  ...GPU_TEST,
+  async fn() {
+    const g = await gpu();
+    const seed = freshSeed(), rng = new Rng(seed);
+    const B = 6, size = 37;
+    const xv = rng.normals(B * size);
+    const perm = Uint32Array.from(rng.shuffle([0, 1, 2, 3, 4, 5]));
+    const x = Tensor.from(g, [B * size], xv), p = Tensor.from(g, [B], perm, "u32");
+    const inv = Tensor.from(g, [B], invertPermutation(perm), "u32");
+    const y = poisoned(g, [B * size]), back = poisoned(g, [B * size]);
+    await runOnce(g, [await gatherBlocks(g, x, p, y, B), await gatherBlocks(g, y, inv, back, B)]);
+    assertClose(await readF64(y), gatherBlocksRef(xv, perm, B), { rtol: 0, atol: 0 }, `gather seed=${seed}`);
+    assertClose(await readF64(back), xv, { rtol: 0, atol: 0 }, `gather inverse seed=${seed}`);
+    for (const t of [x, p, inv, y, back]) t.dispose();
   },
 });
