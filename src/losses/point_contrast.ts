@@ -38,6 +38,7 @@ import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { PlrcBatch } from "../data/batch.ts";
 import { matmul } from "../kernels/gemm.ts";
+import { reduceAxis, reduceAxisBackward } from "../kernels/reduce.ts";
 import { L2_EPS, l2Normalize, l2NormalizeBackward, rowOp, rowsRef, type RowVariant } from "../kernels/rows.ts";
 
 /** The release's temperature τ = 0.2 and the SupCon base temperature 0.07 (scale τ / τ_base). */
@@ -67,6 +68,12 @@ export interface PointContrastOptions {
   variant?: RowVariant;
   /** Where to write d y1(A0) (e.g. a view into a larger gradient); default: a tensor owned by the op. */
   dY1?: Tensor;
+  /**
+   * Average each run of `pool` consecutive sampled points (one region slot) into one vector before the
+   * contrast: region-level contrast with region features estimated from points sampled uniformly in the
+   * region (the `detcon` baseline). Default 1: point-level.
+   */
+  pool?: number;
 }
 
 /** Host arrays of one step: points in feature-grid units (x = column, y = row), [P, 2] each; labels [P]. */
@@ -158,7 +165,10 @@ export function pointInputsFromBatch(batch: PlrcBatch, h: number, w: number): Po
 export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Promise<PointContrast> {
   const { batch: B, h, w, dim: D, pointsPerImage: ppi } = o;
   const tau = o.temperature ?? POINT_TEMPERATURE, scale = o.scale ?? POINT_SCALE;
+  const k = o.pool ?? 1;
   const P = B * ppi, N = 2 * P, cells = B * h * w;
+  if (P % k) throw new Error(`point contrast: ${ppi} points per image do not pool in runs of ${k}`);
+  const R = P / k, NR = 2 * R; // contrasted rows per view / in all (= P, N without pooling)
   for (const t of [o.y1A0, o.y1A1]) {
     if (t.numel !== cells * D) throw new Error(`point contrast: "${t.name}" must have ${cells}·${D} elements`);
   }
@@ -168,36 +178,51 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
     owned.push(t);
     return t;
   };
-  const pts = T([N, 2], "points"), labels = T([N], "labels", "i32");
+  const pts = T([N, 2], "points"), labels = T([NR], "labels", "i32");
   const ptr = T([cells + 1], "csr ptr", "u32"), idx = T([4 * P], "csr index", "u32"), wt = T([4 * P], "csr weight");
-  const g = T([N, D], "samples"), f = T([N, D], "features"), norm = T([N], "norms");
-  const gram = T([N, N], "gram"), lse = T([N], "lse"), npos = T([N], "positives"), rloss = T([N], "anchor terms");
+  const g = T([N, D], "samples");
+  const pooled = k > 1 ? T([NR, D], "region means") : g;
+  const f = T([NR, D], "features"), norm = T([NR], "norms");
+  const gram = T([NR, NR], "gram"), lse = T([NR], "lse"), npos = T([NR], "positives"), rloss = T([NR], "anchor terms");
   const loss = T([1], "loss"), count = T([1], "anchors");
-  const gs = T([P, N], "gram grad"), df = T([P, D], "feature grad"), dg = T([P, D], "sample grad");
+  const gs = T([R, NR], "gram grad"), df = T([R, D], "feature grad"), dp = T([R, D], "pooled grad");
+  const dg = k > 1 ? T([P, D], "sample grad") : dp;
   if (o.dY1 && o.dY1.numel !== cells * D) throw new Error(`point contrast: dY1 must have ${cells}·${D} elements`);
   const dY1 = o.dY1 ?? T([cells, D], "dY1");
   // the A0 halves of F and of the norms (offset 0, so always aligned)
-  const fA0 = Tensor.view(gpu, f.buffer, f.byteOffset, [P, D], "f32", "point contrast features A0");
-  const normA0 = Tensor.view(gpu, norm.buffer, norm.byteOffset, [P], "f32", "point contrast norms A0");
+  const fA0 = Tensor.view(gpu, f.buffer, f.byteOffset, [R, D], "f32", "point contrast features A0");
+  const normA0 = Tensor.view(gpu, norm.buffer, norm.byteOffset, [R], "f32", "point contrast norms A0");
   const v = o.variant;
+  const pool = k > 1
+    ? await reduceAxis(
+      gpu,
+      Tensor.view(gpu, g.buffer, g.byteOffset, [NR, k, D], "f32", "samples by region"),
+      1,
+      "mean",
+      pooled,
+    )
+    : null;
+  if (pool?.scratch) owned.push(pool.scratch);
 
   const forward = [
     await bind(gpu, pointSampleSpec(), [o.y1A0, o.y1A1, pts, g], { np: P, dim: D, h, w, ppi }, grid1d(N * D, PC_WG)),
-    await l2Normalize(gpu, g, f, norm, L2_EPS, v),
-    await matmul(gpu, f, f, gram, N, D, N, { transB: true }),
+    ...(pool?.dispatches ?? []),
+    await l2Normalize(gpu, pooled, f, norm, L2_EPS, v),
+    await matmul(gpu, f, f, gram, NR, D, NR, { transB: true }),
     await rowOp(gpu, SUPCON_ROWS, [gram, labels, lse, npos, rloss], { inv_tau: 1 / tau }, v),
-    await bind(gpu, supconLossSpec(), [rloss, npos, loss, count], { n: N, scale }, [1, 1, 1]),
+    await bind(gpu, supconLossSpec(), [rloss, npos, loss, count], { n: NR, scale }, [1, 1, 1]),
   ];
   const backward = [
     await bind(
       gpu,
       supconGradSpec(),
       [gram, labels, lse, npos, count, gs],
-      { rows: P, n: N, inv_tau: 1 / tau, scale },
-      grid1d(P * N, PC_WG),
+      { rows: R, n: NR, inv_tau: 1 / tau, scale },
+      grid1d(R * NR, PC_WG),
     ),
-    await matmul(gpu, gs, f, df, P, N, D),
-    await l2NormalizeBackward(gpu, fA0, normA0, df, dg, L2_EPS, v),
+    await matmul(gpu, gs, f, df, R, NR, D),
+    await l2NormalizeBackward(gpu, fA0, normA0, df, dp, L2_EPS, v),
+    ...(k > 1 ? [await reduceAxisBackward(gpu, dp, [R, k, D], 1, "mean", dg)] : []),
     await bind(gpu, pointSampleBackwardSpec(), [ptr, idx, wt, dg, dY1], { cells, dim: D }, grid1d(cells * D, PC_WG)),
   ];
 
@@ -209,9 +234,9 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
     both.set(x.a0, 0);
     both.set(x.a1, 2 * P);
     pts.upload(both);
-    const lab = new Int32Array(N);
-    lab.set(x.labels, 0);
-    lab.set(x.labels, P);
+    // one label per contrasted row: a pooled run takes its slot's label
+    const lab = new Int32Array(NR);
+    for (let r = 0; r < R; r++) lab[r] = lab[R + r] = x.labels[r * k];
     labels.upload(lab);
     const csr = pointSamplingCsr(x.a0, B, h, w);
     const ib = new Uint32Array(4 * P), wb = new Float32Array(4 * P);
@@ -242,6 +267,8 @@ export interface PointContrastRefInput {
   labels: A;
   temperature?: number;
   scale?: number;
+  /** Runs of points averaged into one row (see {@link PointContrastOptions.pool}); default 1. */
+  pool?: number;
 }
 
 function sampleRef(y: A, pts: A, B: number, h: number, w: number, D: number): Float64Array {
@@ -259,12 +286,17 @@ function sampleRef(y: A, pts: A, B: number, h: number, w: number, D: number): Fl
 export function pointContrastRef(x: PointContrastRefInput): { loss: number; dY1: Float64Array; anchors: number } {
   const { batch: B, h, w, dim: D } = x;
   const tau = x.temperature ?? POINT_TEMPERATURE, scale = x.scale ?? POINT_SCALE;
-  const P = x.a0.length / 2, N = 2 * P;
-  const g = new Float64Array(N * D);
-  g.set(sampleRef(x.y1A0, x.a0, B, h, w, D), 0);
-  g.set(sampleRef(x.y1A1, x.a1, B, h, w, D), P * D);
+  const k = x.pool ?? 1;
+  const Pp = x.a0.length / 2, P = Pp / k, N = 2 * P; // P, N: contrasted rows per view / in all
+  const gs = new Float64Array(2 * Pp * D);
+  gs.set(sampleRef(x.y1A0, x.a0, B, h, w, D), 0);
+  gs.set(sampleRef(x.y1A1, x.a1, B, h, w, D), Pp * D);
+  const g = new Float64Array(N * D); // region means of runs of k points
+  for (let r = 0; r < N; r++) {
+    for (let j = 0; j < k; j++) for (let d = 0; d < D; d++) g[r * D + d] += gs[(r * k + j) * D + d] / k;
+  }
   const { y: f, norm } = rowsRef.l2Normalize(g, N, D);
-  const lab = (i: number) => x.labels[i % P];
+  const lab = (i: number) => x.labels[(i % P) * k];
   const s = new Float64Array(N * N);
   for (let a = 0; a < N; a++) {
     for (let c = 0; c < N; c++) {
@@ -307,13 +339,14 @@ export function pointContrastRef(x: PointContrastRefInput): { loss: number; dY1:
       for (let d = 0; d < D; d++) df[a * D + d] += k * f[c * D + d];
     }
   }
-  const dg = rowsRef.l2NormalizeBackward(f.subarray(0, P * D), norm.subarray(0, P), df, P, D);
+  const dgp = rowsRef.l2NormalizeBackward(f.subarray(0, P * D), norm.subarray(0, P), df, P, D);
   const dY1 = new Float64Array(B * h * w * D);
-  const ppi = P / B;
-  for (let p = 0; p < P; p++) {
+  const ppi = Pp / B;
+  for (let p = 0; p < Pp; p++) {
+    const r = Math.floor(p / k);
     for (const [c, wt] of taps(x.a0[2 * p], x.a0[2 * p + 1], Math.floor(p / ppi), h, w)) {
       if (c < 0) continue;
-      for (let d = 0; d < D; d++) dY1[c * D + d] += wt * dg[p * D + d];
+      for (let d = 0; d < D; d++) dY1[c * D + d] += wt * dgp[r * D + d] / k;
     }
   }
   return { loss, dY1, anchors: K };

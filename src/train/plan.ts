@@ -3,14 +3,12 @@
  *
  * @module
  */
-import { UsageError } from "../cli/usage.ts";
 import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config.ts";
 import type { StepConfig } from "./step.ts";
 import type { ImageSource, TrainPlan } from "./trainer.ts";
 
 /** The step's binding parameters from a resolved configuration. */
 export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>): StepConfig {
-  if (cfg.method === "detcon") throw new UsageError("method: detcon is not implemented yet; allowed now: plrc, moco");
   const l = cfg.loss;
   return {
     method: cfg.method,
@@ -30,10 +28,13 @@ export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>
     shuffleBn: cfg.model.shuffleBn,
     regions: cfg.data.regions.count,
     points: cfg.data.points,
-    weights: { image: l.image.weight, point: l.point.weight, distill: l.distill.weight },
+    // detcon: the region contrast alone (the image loss is still computed, for monitoring)
+    weights: cfg.method === "detcon"
+      ? { image: 0, point: 1, distill: 0 }
+      : { image: l.image.weight, point: l.point.weight, distill: l.distill.weight },
     temperatures: {
       image: l.image.temperature,
-      point: l.point.temperature,
+      point: cfg.method === "detcon" ? l.region.temperature : l.point.temperature,
       pointBase: l.point.baseTemperature,
       student: l.distill.studentTemperature,
       teacher: l.distill.teacherStartTemperature,

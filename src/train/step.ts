@@ -31,8 +31,11 @@ import { buildEncoder, createEncoderStore, type EncoderConfig, type EncoderGraph
 import type { ParamStore } from "../nn/params.ts";
 import { MetricsRing, type StepScalars } from "./metrics_ring.ts";
 
-/** Training method: full PLRC, or the image-level MoCo baseline from the same trainer. */
-export type Method = "plrc" | "moco";
+/**
+ * Training method: full PLRC; the image-level MoCo baseline; or the DetCon-style baseline (region
+ * features averaged from the points sampled in each region, contrasted region against region).
+ */
+export type Method = "plrc" | "moco" | "detcon";
 
 /** Everything the step needs to bind its kernels. */
 export interface StepConfig {
@@ -158,7 +161,7 @@ export class PlrcStep {
       temperature: cfg.temperatures.image,
       seed: cfg.seed,
     });
-    const point = cfg.method === "plrc"
+    const point = cfg.method !== "moco"
       ? await buildPointContrast(gpu, {
         y1A0: q.heads.y1,
         y1A1: kA1y1,
@@ -169,6 +172,7 @@ export class PlrcStep {
         pointsPerImage: cfg.regions * cfg.points,
         temperature: cfg.temperatures.point,
         scale: cfg.temperatures.point / cfg.temperatures.pointBase,
+        pool: cfg.method === "detcon" ? cfg.points : 1,
       })
       : null;
     const distill = cfg.method === "plrc"
