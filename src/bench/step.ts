@@ -41,6 +41,19 @@ export interface StepMeasurement {
   /** Backbone multiply-adds ×2 of one step (3 forwards + 1 backward), per second. */
   backboneGflops: number;
   dispatchesPerStep: number;
+  /** The sizes, so that tools/torch_reference/plrc_step.py can run the same step. */
+  sizes: {
+    pointHidden: number;
+    pointDim: number;
+    dinoHidden: number;
+    bottleneck: number;
+    prototypes: number;
+    queue: number;
+    regions: number;
+    points: number;
+    bnGroupSize: number;
+    pairsPerImage: number;
+  };
   /** GPU milliseconds of one profiled step by family (timestamp queries; null without them). */
   gpuMsByFamily: Record<string, number> | null;
   gpuMsTotal: number | null;
@@ -62,7 +75,8 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
   const items = await Promise.all(
     Array.from({ length: sc.batch }, async (_, i) => ({ ...(await src.get(i)), key: i })),
   );
-  step.upload(makeBatch(items, dataConfigOf(cfg)));
+  const batch = makeBatch(items, dataConfigOf(cfg));
+  step.upload(batch);
   const schedule = { lr: sc.optim.lr, ema: sc.ema, teacherTemperature: sc.temperatures.teacher };
   for (let i = 0; i < 2; i++) await step.run(i, schedule);
   await sync(gpu);
@@ -98,6 +112,14 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     imagesPerS: sc.batch / (ms / 1000),
     backboneGflops: flops / (ms * 1e6),
     dispatchesPerStep: step.dispatches.length,
+    sizes: {
+      ...sc.encoder.heads,
+      queue: sc.queueSize,
+      regions: sc.regions,
+      points: sc.points,
+      bnGroupSize: sc.bnGroupSize,
+      pairsPerImage: Math.round(batch.pairA.length / sc.batch),
+    },
     gpuMsByFamily: byFamily,
     gpuMsTotal: total,
     adapter: gpu.summary.description,
