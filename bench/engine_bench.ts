@@ -9,10 +9,7 @@ import { Recorder, sync } from "../src/gpu/encoder.ts";
 import type { Dispatch } from "../src/gpu/kernel.ts";
 import { Tensor } from "../src/gpu/tensor.ts";
 import { convForward, convOutSize, convWgrad, matmul } from "../src/kernels/gemm.ts";
-import { sgdStep } from "../src/kernels/optim.ts";
-import { distinctConvs } from "../src/bench/engine.ts";
-import { buildResNet, initResNet, resnetSpecs } from "../src/models/resnet.ts";
-import { ParamStore } from "../src/nn/params.ts";
+import { backboneStep, distinctConvs } from "../src/bench/engine.ts";
 
 const gpu = await getGpu();
 const big = Deno.env.get("PLRC_BENCH_SCALE") === "gpu";
@@ -43,19 +40,9 @@ for (const g of distinctConvs(cfg, batch, res).slice(0, big ? 100 : 6)) {
   Deno.bench({ name: `conv wgrad ${tag}`, group: "conv", fn: () => run(wg.dispatches) });
 }
 
-const store = new ParamStore(resnetSpecs(cfg)).allocate(gpu);
-initResNet(store, cfg, 0);
-const net = await buildResNet(gpu, store, cfg, { batch, resolution: res, train: true, backward: true });
-net.input.upload(rand(net.input.numel));
-net.dC5!.upload(rand(net.dC5!.numel));
-const fl = store.flat();
-const sgd = await sgdStep(gpu, fl.params, fl.grads, fl.momentum, fl.wdMask, {
-  lr: 0.01,
-  momentum: 0.9,
-  weightDecay: 1e-4,
-});
+const { dispatches: stepDispatches } = await backboneStep(gpu, cfg, batch, res);
 Deno.bench({
   name: `resnet-50 x${cfg.width} step, batch ${batch} @${res}`,
   group: "step",
-  fn: () => run([...net.forward, ...net.backward, sgd]),
+  fn: () => run(stepDispatches),
 });

@@ -19,7 +19,14 @@ import {
   matmul,
 } from "../kernels/gemm.ts";
 import { sgdStep } from "../kernels/optim.ts";
-import { buildResNet, initResNet, type ResNetConfig, resnetPlan, resnetSpecs } from "../models/resnet.ts";
+import {
+  buildResNet,
+  initResNet,
+  type ResNetConfig,
+  type ResNetGraph,
+  resnetPlan,
+  resnetSpecs,
+} from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
 import { timeCase } from "./kernels.ts";
 
@@ -130,17 +137,17 @@ export async function benchConv(
   return out;
 }
 
-/** A whole training step of the backbone alone: forward, backward into the gradients, SGD. */
-export async function benchResnetStep(
+/** A backbone-only training step (forward, backward into the gradients, SGD) on random data, bound once. */
+export async function backboneStep(
   gpu: Gpu,
   cfg: ResNetConfig,
   batch: number,
   resolution: number,
-  o: { reps?: number; tile?: Partial<GemmTile> } = {},
-): Promise<EngineMeasurement[]> {
+  tile?: Partial<GemmTile>,
+): Promise<{ dispatches: Dispatch[]; net: ResNetGraph }> {
   const store = new ParamStore(resnetSpecs(cfg)).allocate(gpu);
   initResNet(store, cfg, 0);
-  const net = await buildResNet(gpu, store, cfg, { batch, resolution, train: true, backward: true, tile: o.tile });
+  const net = await buildResNet(gpu, store, cfg, { batch, resolution, train: true, backward: true, tile });
   net.input.upload(rand(net.input.numel));
   net.dC5!.upload(rand(net.dC5!.numel));
   const f = store.flat();
@@ -149,7 +156,18 @@ export async function benchResnetStep(
     momentum: 0.9,
     weightDecay: 1e-4,
   });
-  const dispatches = [...net.forward, ...net.backward, sgd];
+  return { dispatches: [...net.forward, ...net.backward, sgd], net };
+}
+
+/** A whole training step of the backbone alone: forward, backward into the gradients, SGD. */
+export async function benchResnetStep(
+  gpu: Gpu,
+  cfg: ResNetConfig,
+  batch: number,
+  resolution: number,
+  o: { reps?: number; tile?: Partial<GemmTile> } = {},
+): Promise<EngineMeasurement[]> {
+  const { dispatches, net } = await backboneStep(gpu, cfg, batch, resolution, o.tile);
   const t = await timeCase(gpu, single(dispatches), o.reps ?? 3);
   const flops = net.flops.forward + net.flops.backward;
   const m = measurement(

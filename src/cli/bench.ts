@@ -119,11 +119,17 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
     for (const r of rows) {
       if (values.json) console.log(JSON.stringify(r));
-      else {console.log(
-          `${r.name.padEnd(44)} ${r.ms.toFixed(2).padStart(10)} ms ${
-            r.gflops.toFixed(2).padStart(9)
-          } GFLOP/s  (${r.timing})`,
-        );}
+      else {
+        const extra = typeof r.shape.imagesPerS === "number"
+          ? `, ${r.shape.imagesPerS.toFixed(2)} images/s, ${
+            ((r.shape.fractionOfGemm as number) * 100).toFixed(0)
+          }% of GEMM`
+          : "";
+        console.log(
+          `${r.name.padEnd(44)} ${r.ms.toFixed(2).padStart(10)} ms ${r.gflops.toFixed(2).padStart(9)} GFLOP/s` +
+            `  (${r.timing}${extra})`,
+        );
+      }
     }
     return 0;
   }

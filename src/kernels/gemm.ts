@@ -279,10 +279,13 @@ export function matmulTA(
 
 type A = ArrayLike<number>;
 
-/** Reference of {@link convForward} (NHWC, HWIO). */
-export function convForwardRef(x: A, w: A, g: ConvGeom): Float64Array {
+/**
+ * Visits every (output pixel, kernel tap) pair of `g` that lands inside the input: `o` is the output
+ * row's offset (× cout), `xi` the input pixel's offset (× cin), `wi` the tap's weight block (× cin·cout).
+ * The three references below are this one loop with different inner products.
+ */
+function forEachTap(g: ConvGeom, f: (o: number, xi: number, wi: number) => void): void {
   const [oh, ow] = convOutSize(g);
-  const out = new Float64Array(g.nb * oh * ow * g.cout);
   for (let n = 0; n < g.nb; n++) {
     for (let oy = 0; oy < oh; oy++) {
       for (let ox = 0; ox < ow; ox++) {
@@ -293,74 +296,49 @@ export function convForwardRef(x: A, w: A, g: ConvGeom): Float64Array {
           for (let kx = 0; kx < g.kw; kx++) {
             const xx = ox * g.stride - g.pad + kx;
             if (xx < 0 || xx >= g.iw) continue;
-            const xi = ((n * g.ih + y) * g.iw + xx) * g.cin;
-            const wi = (ky * g.kw + kx) * g.cin * g.cout;
-            for (let ci = 0; ci < g.cin; ci++) {
-              const xv = x[xi + ci];
-              for (let co = 0; co < g.cout; co++) out[o + co] += xv * w[wi + ci * g.cout + co];
-            }
+            f(o, ((n * g.ih + y) * g.iw + xx) * g.cin, (ky * g.kw + kx) * g.cin * g.cout);
           }
         }
       }
     }
   }
+}
+
+/** Reference of {@link convForward} (NHWC, HWIO). */
+export function convForwardRef(x: A, w: A, g: ConvGeom): Float64Array {
+  const [oh, ow] = convOutSize(g);
+  const out = new Float64Array(g.nb * oh * ow * g.cout);
+  forEachTap(g, (o, xi, wi) => {
+    for (let ci = 0; ci < g.cin; ci++) {
+      const xv = x[xi + ci];
+      for (let co = 0; co < g.cout; co++) out[o + co] += xv * w[wi + ci * g.cout + co];
+    }
+  });
   return out;
 }
 
 /** Reference input gradient: the adjoint of {@link convForwardRef}. */
 export function convDgradRef(dy: A, w: A, g: ConvGeom): Float64Array {
-  const [oh, ow] = convOutSize(g);
   const dx = new Float64Array(g.nb * g.ih * g.iw * g.cin);
-  for (let n = 0; n < g.nb; n++) {
-    for (let oy = 0; oy < oh; oy++) {
-      for (let ox = 0; ox < ow; ox++) {
-        const o = ((n * oh + oy) * ow + ox) * g.cout;
-        for (let ky = 0; ky < g.kh; ky++) {
-          const y = oy * g.stride - g.pad + ky;
-          if (y < 0 || y >= g.ih) continue;
-          for (let kx = 0; kx < g.kw; kx++) {
-            const xx = ox * g.stride - g.pad + kx;
-            if (xx < 0 || xx >= g.iw) continue;
-            const xi = ((n * g.ih + y) * g.iw + xx) * g.cin;
-            const wi = (ky * g.kw + kx) * g.cin * g.cout;
-            for (let ci = 0; ci < g.cin; ci++) {
-              let s = 0;
-              for (let co = 0; co < g.cout; co++) s += dy[o + co] * w[wi + ci * g.cout + co];
-              dx[xi + ci] += s;
-            }
-          }
-        }
-      }
+  forEachTap(g, (o, xi, wi) => {
+    for (let ci = 0; ci < g.cin; ci++) {
+      let s = 0;
+      for (let co = 0; co < g.cout; co++) s += dy[o + co] * w[wi + ci * g.cout + co];
+      dx[xi + ci] += s;
     }
-  }
+  });
   return dx;
 }
 
 /** Reference weight gradient of {@link convForwardRef}. */
 export function convWgradRef(x: A, dy: A, g: ConvGeom): Float64Array {
-  const [oh, ow] = convOutSize(g);
   const dw = new Float64Array(g.kh * g.kw * g.cin * g.cout);
-  for (let n = 0; n < g.nb; n++) {
-    for (let oy = 0; oy < oh; oy++) {
-      for (let ox = 0; ox < ow; ox++) {
-        const o = ((n * oh + oy) * ow + ox) * g.cout;
-        for (let ky = 0; ky < g.kh; ky++) {
-          const y = oy * g.stride - g.pad + ky;
-          if (y < 0 || y >= g.ih) continue;
-          for (let kx = 0; kx < g.kw; kx++) {
-            const xx = ox * g.stride - g.pad + kx;
-            if (xx < 0 || xx >= g.iw) continue;
-            const xi = ((n * g.ih + y) * g.iw + xx) * g.cin;
-            const wi = (ky * g.kw + kx) * g.cin * g.cout;
-            for (let ci = 0; ci < g.cin; ci++) {
-              const xv = x[xi + ci];
-              for (let co = 0; co < g.cout; co++) dw[wi + ci * g.cout + co] += xv * dy[o + co];
-            }
-          }
-        }
-      }
+  forEachTap(g, (o, xi, wi) => {
+    for (let ci = 0; ci < g.cin; ci++) {
+      const xv = x[xi + ci];
+      for (let co = 0; co < g.cout; co++) dw[wi + ci * g.cout + co] += xv * dy[o + co];
     }
-  }
+  });
   return dw;
 }
 
