@@ -123,3 +123,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "SIGINT saves a checkpoint at the current step and exits cleanly; the run resumes from it",
+  ...GPU_TEST,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const cli = new URL("../../cli.ts", import.meta.url).pathname;
+    const args = [
+      "run",
+      "-A",
+      cli,
+      "pretrain",
+      "--out",
+      dir,
+      ...TINY.flatMap((s) => ["--set", s]),
+      "--set",
+      "train.maxSteps=200",
+      "--set",
+      "train.epochs=100",
+      "--set",
+      "checkpoint.interval=1000",
+    ];
+    try {
+      const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" }).spawn();
+      const t0 = Date.now();
+      while (Date.now() - t0 < 60_000) {
+        const log = await Deno.readTextFile(`${dir}/train.log`).catch(() => "");
+        if (/step \d+\/200/.test(log)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      child.kill("SIGINT");
+      const out = await child.output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+      const m = /interrupted after (\d+) steps/.exec(text);
+      assert.ok(m, text);
+      const f = await readCheckpointFile(`${dir}/checkpoints/last.safetensors`);
+      assert.equal(Number(f.meta.step), Number(m[1]));
+      assert.ok(Number(m[1]) < 200);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
