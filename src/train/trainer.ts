@@ -11,6 +11,7 @@ import { sync } from "../gpu/encoder.ts";
 import { type DataConfig, makeBatch } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import { Rng } from "../util/rng.ts";
+import { renderSample } from "../viz/pictures.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { Schedules } from "./config.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
@@ -197,6 +198,11 @@ export async function train(
         indices.map(async (i) => ({ ...(await plan.source.get(i)), key: epoch * plan.source.count + i })),
       );
       const batch = makeBatch(items, plan.data);
+      if (s === start && !plan.quiet) {
+        // a picture of the first sample, so a user can see at a glance that crops, masks and points line up
+        const pic = renderSample(batch, 0, { mean: plan.data.mean, std: plan.data.std });
+        await Deno.writeFile(join(plan.outDir, "sample.png"), pic.png());
+      }
       const lr = plan.schedules.lr(s);
       lrs.set(s, { lr, epoch, t: lastT });
       step.upload(batch, s);
