@@ -10,6 +10,7 @@ import { pretrainCommand } from "./src/cli/pretrain.ts";
 import { masksCommand } from "./src/cli/masks.ts";
 import { exportCommand } from "./src/cli/export.ts";
 import { visualizeCommand } from "./src/cli/visualize.ts";
+import { evalCommand } from "./src/cli/eval.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { NoAdapterError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   pretrain: { run: pretrainCommand, summary: "pre-train a backbone with PLRC (see its --help for status)" },
   info: { run: infoCommand, summary: "show the WebGPU adapter, backend, features and limits" },
   export: { run: exportCommand, summary: "write a checkpoint's backbone for torchvision, detectron2 or mmdetection" },
+  eval: { run: evalCommand, summary: "transfer protocols on a checkpoint's backbone (knn so far)" },
   visualize: { run: visualizeCommand, summary: "PNG pictures: a training sample, training curves" },
   masks: { run: masksCommand, summary: "precompute Felzenszwalb-Huttenlocher region masks for an image folder" },
   bench: { run: benchCommand, summary: "measure kernels, GEMM, convolutions, a ResNet step, data loading" },
