@@ -25,6 +25,7 @@ Evaluates a pre-trained backbone on the built-in scenes (held-out scenes: a diff
                     against a bank from other scenes; reports accuracy and the majority-class baseline
   --train N         scenes in the bank (default 200); --test N held-out scenes (default 100)
   --k K             neighbours (default 5)
+  --level c4|c5     feature level (default c4: stride 16, so small objects keep a cell)
   --json            one JSON object
 
 The linear and detect protocols are not implemented yet.`;
@@ -39,6 +40,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     train: { type: "string" },
     test: { type: "string" },
     k: { type: "string" },
+    level: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, EVAL_HELP);
@@ -59,6 +61,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     return n;
   };
+  const level = values.level ?? "c4";
+  if (level !== "c4" && level !== "c5") throw new UsageError(`--level must be c4 or c5, got "${level}"`, EVAL_HELP);
   const nTrain = int("train", values.train, 200), nTest = int("test", values.test, 100), k = int("k", values.k, 5);
 
   let cfg: PlrcConfig;
@@ -97,11 +101,13 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const train = Array.from({ length: nTrain }, (_, i) => scene(i));
   const test = Array.from({ length: nTest }, (_, i) => scene(nTrain + i));
   const data = dataConfigOf(cfg);
-  const r = await knnEval(gpu, store, model, train, test, { k, mean: data.mean, std: data.std });
+  const r = await knnEval(gpu, store, model, train, test, { k, level, mean: data.mean, std: data.std });
   const out = { ...r, ckpt: values.ckpt, encoder, model, resolution: R, adapter: gpu.summary.description };
   if (values.json) console.log(JSON.stringify(out));
   else {
-    console.log(`knn (k ${k}) on ${nTest} held-out scenes (${r.testRegions} regions; bank ${r.trainRegions} regions):`);
+    console.log(
+      `knn (k ${k}, ${level}) on ${nTest} held-out scenes (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
+    );
     console.log(`  accuracy ${(100 * r.accuracy).toFixed(1)}%  (majority class ${(100 * r.majority).toFixed(1)}%)`);
   }
   return 0;

@@ -9,7 +9,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder, sync } from "../gpu/encoder.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
-import { buildResNet, type ResNetConfig } from "../models/resnet.ts";
+import { buildResNet, type ResNetConfig, resnetOutChannels } from "../models/resnet.ts";
 import type { ParamStore } from "../nn/params.ts";
 
 /** A labelled region of one image: its mask (instance id in a label map) and class. */
@@ -20,7 +20,7 @@ export interface LabelledImage {
   classOf: number[];
 }
 
-/** Region features of one image's C5 map [h·w, C] (NHWC rows): one L2-normalised vector per instance. */
+/** Region features of one image's feature map [h·w, C] (NHWC rows): one L2-normalised vector per instance. */
 export function regionFeatures(
   c5: ArrayLike<number>,
   h: number,
@@ -76,6 +76,7 @@ export function knnClassify(bank: Float64Array[], bankLabels: number[], queries:
 /** The result of the protocol. */
 export interface KnnResult {
   protocol: "knn";
+  level: "c4" | "c5";
   k: number;
   trainImages: number;
   testImages: number;
@@ -96,17 +97,27 @@ export async function knnEval(
   cfg: ResNetConfig,
   train: LabelledImage[],
   test: LabelledImage[],
-  o: { k?: number; batch?: number; prefix?: string; mean: readonly number[]; std: readonly number[] },
+  o: {
+    k?: number;
+    batch?: number;
+    prefix?: string;
+    mean: readonly number[];
+    std: readonly number[];
+    /** Feature level: C4 (stride 16, finer) or C5 (stride 32); default C4. */
+    level?: "c4" | "c5";
+  },
 ): Promise<KnnResult> {
-  const R = train[0].image.width, B = o.batch ?? 8, k = o.k ?? 5;
+  const R = train[0].image.width, B = o.batch ?? 8, k = o.k ?? 5, level = o.level ?? "c4";
   const net = await buildResNet(
     gpu,
     store,
     cfg,
-    { batch: B, resolution: R, train: false, backward: false },
+    { batch: B, resolution: R, train: false, backward: false, c4: level === "c4" },
     o.prefix ?? "",
   );
-  const [, h, w, C] = net.c5Shape;
+  const [, h5, w5, C5] = net.c5Shape;
+  const [h, w, C] = level === "c4" ? [h5 * 2, w5 * 2, resnetOutChannels(cfg).c4] : [h5, w5, C5];
+  const map = level === "c4" ? net.c4! : net.c5;
   const features = async (imgs: LabelledImage[]) => {
     const out: { feature: Float64Array; label: number }[] = [];
     for (let s = 0; s < imgs.length; s += B) {
@@ -123,7 +134,7 @@ export async function knnEval(
       net.input.upload(x);
       new Recorder(gpu).runAll(net.forward).submit();
       await sync(gpu);
-      const c5 = (await net.c5.read()) as Float32Array;
+      const c5 = (await map.read()) as Float32Array;
       chunk.forEach((im, i) => {
         const rows = c5.subarray(i * h * w * C, (i + 1) * h * w * C);
         for (const r of regionFeatures(rows, h, w, C, im.instances)) {
@@ -143,6 +154,7 @@ export async function knnEval(
   const top = [...counts].sort((a, b) => b[1] - a[1])[0][0];
   return {
     protocol: "knn",
+    level,
     k,
     trainImages: train.length,
     testImages: test.length,
