@@ -8,13 +8,14 @@ import { parse as parseYaml } from "yaml";
 import { getGpu } from "../gpu/device.ts";
 import { SceneGenerator } from "../data/scenes.ts";
 import { knnEval, type LabelledImage } from "../eval/knn.ts";
+import { linearEval } from "../eval/linear.ts";
 import { initResNet, resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
 import { readCheckpointFile } from "../train/checkpoint.ts";
 import { dataConfigOf, type PlrcConfig, resnetConfigOf, resolveConfig } from "../train/config.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-export const EVAL_HELP = `plrc eval --ckpt PATH|random --protocol knn [--encoder online|momentum] [--set k=v ...]
+export const EVAL_HELP = `plrc eval --ckpt PATH|random --protocol knn|linear [--encoder online|momentum] [--set k=v ...]
           [--train N] [--test N] [--k K] [--json]
 
 Evaluates a pre-trained backbone on the built-in scenes (held-out scenes: a different seed from training).
@@ -23,12 +24,14 @@ Evaluates a pre-trained backbone on the built-in scenes (held-out scenes: a diff
                     backbone of the configuration (--set model.depth=..., model.width=...)
   --protocol knn    region features (C5 averaged over each object's mask) classified by cosine k-NN
                     against a bank from other scenes; reports accuracy and the majority-class baseline
-  --train N         scenes in the bank (default 200); --test N held-out scenes (default 100)
+  --protocol linear per-pixel softmax regression on frozen, bilinearly upsampled features, trained on the
+                    training scenes' class maps; mean IoU on the held-out scenes
+  --train N         scenes in the bank / probe training set (default 200); --test N held out (default 100)
   --k K             neighbours (default 5)
   --level c4|c5     feature level (default c4: stride 16, so small objects keep a cell)
   --json            one JSON object
 
-The linear and detect protocols are not implemented yet.`;
+The detect protocol is not implemented yet.`;
 
 /** Runs `plrc eval`. */
 export async function evalCommand(argv: string[]): Promise<number> {
@@ -47,8 +50,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (values.help) return console.log(EVAL_HELP), 0;
   if (!values.ckpt) throw new UsageError("--ckpt PATH|random is required", EVAL_HELP);
   const protocol = values.protocol ?? "knn";
-  if (protocol !== "knn") {
-    throw new UsageError(`--protocol ${protocol} is not implemented yet; allowed: knn`, EVAL_HELP);
+  if (protocol !== "knn" && protocol !== "linear") {
+    throw new UsageError(`--protocol ${protocol} is not implemented yet; allowed: knn, linear`, EVAL_HELP);
   }
   const encoder = values.encoder ?? "online";
   if (encoder !== "online" && encoder !== "momentum") {
@@ -92,18 +95,35 @@ export async function evalCommand(argv: string[]): Promise<number> {
   }
   const R = cfg.data.resolution;
   const gen = new SceneGenerator(cfg.data.scenes.seed + 1_000_003, { size: R, classes: cfg.data.scenes.classes });
-  const scene = (i: number): LabelledImage => {
+  const scene = (i: number): LabelledImage & { classes: import("../data/image.ts").LabelMap } => {
     const s = gen.scene(i);
     const classOf: number[] = [];
     for (const inst of s.instances) classOf[inst.id] = inst.classId;
-    return { image: s.image, instances: s.instanceMap, classOf };
+    return { image: s.image, instances: s.instanceMap, classOf, classes: s.classMap };
   };
   const train = Array.from({ length: nTrain }, (_, i) => scene(i));
   const test = Array.from({ length: nTest }, (_, i) => scene(nTrain + i));
   const data = dataConfigOf(cfg);
+  const meta = { ckpt: values.ckpt, encoder, model, resolution: R, adapter: gpu.summary.description };
+  if (protocol === "linear") {
+    const r = await linearEval(gpu, store, model, train, test, {
+      classes: cfg.data.scenes.classes,
+      level,
+      mean: data.mean,
+      std: data.std,
+    });
+    if (values.json) console.log(JSON.stringify({ ...r, ...meta }));
+    else {
+      console.log(`linear probe (${level}, ${r.grid}×${r.grid} grid) trained on ${nTrain} scenes, ${nTest} held out:`);
+      console.log(
+        `  mIoU ${(100 * r.miou).toFixed(1)}%  pixel accuracy ${(100 * r.pixelAccuracy).toFixed(1)}%  ` +
+          `(majority class mIoU ${(100 * r.majorityMiou).toFixed(1)}%)`,
+      );
+    }
+    return 0;
+  }
   const r = await knnEval(gpu, store, model, train, test, { k, level, mean: data.mean, std: data.std });
-  const out = { ...r, ckpt: values.ckpt, encoder, model, resolution: R, adapter: gpu.summary.description };
-  if (values.json) console.log(JSON.stringify(out));
+  if (values.json) console.log(JSON.stringify({ ...r, ...meta }));
   else {
     console.log(
       `knn (k ${k}, ${level}) on ${nTest} held-out scenes (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
