@@ -84,9 +84,25 @@ Deno.test("pretrain: --help; bad YAML, unknown or invalid keys and bad data exit
 Deno.test("pretrain trains on the built-in scenes, writes its run directory, and export loads the checkpoint", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const run = await plrc(["pretrain", "--out", dir, "--set", "train.maxSteps=3", "--set", "checkpoint.unit=step"]);
+    const run = await plrc([
+      "pretrain",
+      "--out",
+      dir,
+      "--set",
+      "train.maxSteps=3",
+      "--set",
+      "checkpoint.unit=step",
+      "--profile",
+    ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
     assert.match(run.stdout, /finished after 3 steps/);
+    // --profile: one step timed kernel by kernel, by family (or a plain note without timestamp queries)
+    assert.match(
+      run.stdout,
+      /profile of step 3 \(GPU time per kernel family|profile: this adapter has no timestamp-query/,
+    );
+    if (/profile of step/.test(run.stdout)) assert.match(run.stdout, /conv forward\s+[\d.]+ ms/);
+    assert.ok((await Deno.stat(`${dir}/sample.png`)).size > 1000, "sample.png");
     for (const f of ["config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.safetensors"]) {
       assert.ok((await Deno.stat(`${dir}/${f}`)).isFile, f);
     }

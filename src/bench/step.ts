@@ -13,19 +13,9 @@ import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config.ts"
 import { stepConfigOf } from "../train/plan.ts";
 import { scenesSource } from "../train/sources.ts";
 import { PlrcStep } from "../train/step.ts";
+import { kernelFamily } from "../train/profile.ts";
 
-/** Kernel families of the breakdown, by dispatch label. */
-export function kernelFamily(label: string): string {
-  if (label === "conv_fwd") return "conv forward";
-  if (label === "conv_dgrad") return "conv input-grad";
-  if (label === "conv_wgrad" || label === "reduce_sum") return "conv weight-grad (+split-K sums)";
-  if (label.startsWith("bn_")) return "batch norm";
-  if (label === "matmul") return "heads and loss GEMMs";
-  if (label === "maxpool") return "max pool";
-  if (label === "optimizer" || label === "ema") return "optimizer + EMA";
-  if (label.startsWith("distill")) return "distillation";
-  return "other losses and elementwise";
-}
+export { kernelFamily };
 
 /** The measurement, one JSON object. */
 export interface StepMeasurement {

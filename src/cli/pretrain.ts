@@ -34,6 +34,7 @@ built-in procedural scenes, with the cpu-tiny preset, which finishes in a few mi
   --resume PATH   continue exactly from a checkpoint
   --auto-resume   continue from OUT/checkpoints/last.safetensors if it exists (needs --out)
   --set k=v       override one configuration key, e.g. --set train.batchSize=16 (repeatable)
+  --profile       time every kernel of one early step (timestamp queries) and log the breakdown
   -h, --help      this text
 
 The run directory gets config.yaml (the resolved configuration), metrics.jsonl, train.log and
@@ -53,6 +54,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     resume: { type: "string" },
     "auto-resume": { type: "boolean" },
     set: { type: "string", multiple: true },
+    profile: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, PRETRAIN_HELP);
   if (values.help) return console.log(PRETRAIN_HELP), 0;
@@ -131,7 +133,12 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px`,
     );
     const t0 = performance.now();
-    const result = await train(gpu, makePlan(cfg, source, outDir, { configText, resume }), log, fileLog);
+    const result = await train(
+      gpu,
+      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile }),
+      log,
+      fileLog,
+    );
     const secs = (performance.now() - t0) / 1000;
     if (result.stoppedBy === "nan") return 1;
     const verb = result.stoppedBy === "signal" ? "interrupted" : "finished";

@@ -61,7 +61,7 @@ export function makePlan(
   cfg: PlrcConfig,
   source: ImageSource,
   outDir: string,
-  o: { configText?: string; resume?: string; quiet?: boolean } = {},
+  o: { configText?: string; resume?: string; quiet?: boolean; profile?: boolean } = {},
 ): TrainPlan {
   const d = deriveConfig(cfg, { datasetSize: source.count });
   return {
@@ -79,5 +79,6 @@ export function makePlan(
     configText: o.configText ?? configToYaml(cfg),
     resume: o.resume,
     quiet: o.quiet,
+    profile: o.profile,
   };
 }

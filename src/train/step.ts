@@ -16,7 +16,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { Recorder } from "../gpu/encoder.ts";
+import { type Profiler, Recorder } from "../gpu/encoder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { PlrcBatch } from "../data/batch.ts";
@@ -310,13 +310,14 @@ export class PlrcStep {
    * Records and submits one step. Returns the loss scalars of an earlier step when the metrics ring
    * comes round (no wait for the current one).
    */
-  async run(step: number, s: StepSchedule): Promise<StepScalars | null> {
+  async run(step: number, s: StepSchedule, profiler: Profiler | null = null): Promise<StepScalars | null> {
     this.sgd.setParams({ lr: s.lr });
     this.emaDispatch.setParams({ m: s.ema });
     this.losses.distill?.setTeacherTemperature(s.teacherTemperature);
     this.losses.image.setPointer(this.#queuePtr);
     this.#queuePtr = (this.#queuePtr + this.cfg.batch) % this.cfg.queueSize;
-    const rec = new Recorder(this.gpu);
+    // with a profiler each dispatch gets its own timed pass: slower, same results
+    const rec = new Recorder(this.gpu, profiler);
     const old = await this.ring.begin(rec);
     rec.runAll(this.dispatches);
     this.ring.end(rec, step);

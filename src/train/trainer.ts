@@ -7,7 +7,8 @@
  */
 import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
-import { sync } from "../gpu/encoder.ts";
+import { Profiler, summarise, sync } from "../gpu/encoder.ts";
+import { kernelFamily } from "./profile.ts";
 import { type DataConfig, makeBatch } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import { Rng } from "../util/rng.ts";
@@ -43,6 +44,8 @@ export interface TrainPlan {
   resume?: string;
   /** Print progress (a bar on a TTY, lines otherwise). */
   quiet?: boolean;
+  /** Time every kernel of one step (the third of this run) with timestamp queries and log the breakdown. */
+  profile?: boolean;
 }
 
 /** What a finished (or stopped) run reports. */
@@ -206,13 +209,30 @@ export async function train(
       const lr = plan.schedules.lr(s);
       lrs.set(s, { lr, epoch, t: lastT });
       step.upload(batch, s);
+      const profiler = plan.profile && s === start + Math.min(2, total - start - 1) && gpu.hasTimestamps
+        ? new Profiler(gpu, step.dispatches.length + 8)
+        : null;
       await consume(
         await step.run(s, {
           lr,
           ema: plan.schedules.emaMomentum(s),
           teacherTemperature: plan.schedules.teacherTemperature(s),
-        }),
+        }, profiler),
       );
+      if (profiler) {
+        const fams = new Map<string, number>();
+        let sum = 0;
+        for (const e of summarise(await profiler.read())) {
+          fams.set(kernelFamily(e.label), (fams.get(kernelFamily(e.label)) ?? 0) + e.ms), sum += e.ms;
+        }
+        profiler.destroy();
+        log(`profile of step ${s + 1} (GPU time per kernel family, each dispatch timed alone: ${sum.toFixed(1)} ms):`);
+        for (const [f, ms] of [...fams].sort((a, b) => b[1] - a[1])) {
+          log(`  ${f.padEnd(36)} ${ms.toFixed(1).padStart(9)} ms  ${(100 * ms / sum).toFixed(1).padStart(5)}%`);
+        }
+      } else if (plan.profile && s === start && !gpu.hasTimestamps) {
+        log("profile: this adapter has no timestamp-query feature");
+      }
       lastT = performance.now();
       done = s + 1;
       if (nan) break;
