@@ -7,9 +7,9 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { Recorder, sync } from "../gpu/encoder.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
-import { buildResNet, type ResNetConfig, resnetOutChannels } from "../models/resnet.ts";
+import type { ResNetConfig } from "../models/resnet.ts";
+import { frozenBackbone } from "./features.ts";
 import type { ParamStore } from "../nn/params.ts";
 
 /** A labelled region of one image: its mask (instance id in a label map) and class. */
@@ -107,46 +107,21 @@ export async function knnEval(
     level?: "c4" | "c5";
   },
 ): Promise<KnnResult> {
-  const R = train[0].image.width, B = o.batch ?? 8, k = o.k ?? 5, level = o.level ?? "c4";
-  const net = await buildResNet(
-    gpu,
-    store,
-    cfg,
-    { batch: B, resolution: R, train: false, backward: false, c4: level === "c4" },
-    o.prefix ?? "",
-  );
-  const [, h5, w5, C5] = net.c5Shape;
-  const [h, w, C] = level === "c4" ? [h5 * 2, w5 * 2, resnetOutChannels(cfg).c4] : [h5, w5, C5];
-  const map = level === "c4" ? net.c4! : net.c5;
+  const k = o.k ?? 5;
+  const fb = await frozenBackbone(gpu, store, cfg, train[0].image.width, o);
+  const { h, w, C, level } = fb;
   const features = async (imgs: LabelledImage[]) => {
     const out: { feature: Float64Array; label: number }[] = [];
-    for (let s = 0; s < imgs.length; s += B) {
-      const chunk = imgs.slice(s, s + B);
-      const x = new Float32Array(B * R * R * 3);
-      chunk.forEach((im, i) => {
-        if (im.image.width !== R || im.image.height !== R) throw new Error("knn: every image must be R×R");
-        for (let p = 0; p < R * R; p++) {
-          for (let c = 0; c < 3; c++) {
-            x[(i * R * R + p) * 3 + c] = (im.image.data[p * 3 + c] / 255 - o.mean[c]) / o.std[c];
-          }
-        }
-      });
-      net.input.upload(x);
-      new Recorder(gpu).runAll(net.forward).submit();
-      await sync(gpu);
-      const c5 = (await map.read()) as Float32Array;
-      chunk.forEach((im, i) => {
-        const rows = c5.subarray(i * h * w * C, (i + 1) * h * w * C);
-        for (const r of regionFeatures(rows, h, w, C, im.instances)) {
-          const label = im.classOf[r.instance] ?? 0;
-          if (label > 0) out.push({ feature: r.feature, label });
-        }
-      });
-    }
+    await fb.each(imgs.map((im) => im.image), (i, rows) => {
+      for (const r of regionFeatures(rows, h, w, C, imgs[i].instances)) {
+        const label = imgs[i].classOf[r.instance] ?? 0;
+        if (label > 0) out.push({ feature: r.feature, label });
+      }
+    });
     return out;
   };
   const bank = await features(train), queries = await features(test);
-  net.dispose();
+  fb.dispose();
   if (!bank.length || !queries.length) throw new Error("knn: no labelled regions large enough to use");
   const pred = knnClassify(bank.map((b) => b.feature), bank.map((b) => b.label), queries.map((q) => q.feature), k);
   const counts = new Map<number, number>();

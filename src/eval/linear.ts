@@ -7,9 +7,9 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { Recorder, sync } from "../gpu/encoder.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
-import { buildResNet, type ResNetConfig, resnetOutChannels } from "../models/resnet.ts";
+import type { ResNetConfig } from "../models/resnet.ts";
+import { frozenBackbone } from "./features.ts";
 import type { ParamStore } from "../nn/params.ts";
 
 /** An image with its per-pixel class map (0 = background). */
@@ -140,43 +140,20 @@ export async function linearEval(
   test: SegImage[],
   o: { classes: number; mean: readonly number[]; std: readonly number[]; level?: "c4" | "c5"; batch?: number },
 ): Promise<LinearResult> {
-  const R = train[0].image.width, B = o.batch ?? 8, level = o.level ?? "c4", K = o.classes + 1;
-  const net = await buildResNet(gpu, store, cfg, {
-    batch: B,
-    resolution: R,
-    train: false,
-    backward: false,
-    c4: level === "c4",
-  });
-  const [, h5, w5, C5] = net.c5Shape;
-  const [h, w, C] = level === "c4" ? [h5 * 2, w5 * 2, resnetOutChannels(cfg).c4] : [h5, w5, C5];
-  const map = level === "c4" ? net.c4! : net.c5;
+  const R = train[0].image.width, K = o.classes + 1;
+  const fb = await frozenBackbone(gpu, store, cfg, R, o);
+  const { h, w, C, level } = fb;
   const T = Math.min(R, 4 * h);
   const collect = async (imgs: SegImage[]) => {
     const feats = new Float64Array(imgs.length * T * T * C), labels = new Int32Array(imgs.length * T * T);
-    for (let s = 0; s < imgs.length; s += B) {
-      const chunk = imgs.slice(s, s + B);
-      const x = new Float32Array(B * R * R * 3);
-      chunk.forEach((im, i) => {
-        for (let p = 0; p < R * R; p++) {
-          for (let c = 0; c < 3; c++) {
-            x[(i * R * R + p) * 3 + c] = (im.image.data[p * 3 + c] / 255 - o.mean[c]) / o.std[c];
-          }
-        }
-      });
-      net.input.upload(x);
-      new Recorder(gpu).runAll(net.forward).submit();
-      await sync(gpu);
-      const all = (await map.read()) as Float32Array;
-      chunk.forEach((im, i) => {
-        feats.set(upsampleBilinear(all.subarray(i * h * w * C, (i + 1) * h * w * C), h, w, C, T), (s + i) * T * T * C);
-        labels.set(downsampleLabels(im.classes, T), (s + i) * T * T);
-      });
-    }
+    await fb.each(imgs.map((im) => im.image), (i, rows) => {
+      feats.set(upsampleBilinear(rows, h, w, C, T), i * T * T * C);
+      labels.set(downsampleLabels(imgs[i].classes, T), i * T * T);
+    });
     return { feats, labels };
   };
   const tr = await collect(train), te = await collect(test);
-  net.dispose();
+  fb.dispose();
   const predict = trainLinear(tr.feats, tr.labels, C, K);
   const pred = predict(te.feats);
   const counts = new Float64Array(K);
