@@ -45,7 +45,7 @@ def supcon(feats, labels, tau, scale):
     f = F.normalize(feats, dim=1)
     sim = f @ f.t() / tau
     valid = labels >= 0
-    others = valid[None, :] & ~torch.eye(n, dtype=torch.bool)
+    others = valid[None, :] & ~torch.eye(n, dtype=torch.bool, device=feats.device)
     pos = (labels[:, None] == labels[None, :]) & others & valid[:, None]
     npos = pos.sum(1)
     anchors = npos > 0

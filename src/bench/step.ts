@@ -47,6 +47,10 @@ export interface StepMeasurement {
   /** GPU milliseconds of one profiled step by family (timestamp queries; null without them). */
   gpuMsByFamily: Record<string, number> | null;
   gpuMsTotal: number | null;
+  /** The dispatch labels that took the most GPU time in the profiled step, most first (at most 12). */
+  gpuMsTopLabels: [string, number][] | null;
+  /** High-water mark of plrc's own GPU buffers (MiB), pipelines and driver overhead not included. */
+  peakGpuMiB: number;
   adapter: string;
   backend: string;
 }
@@ -75,6 +79,7 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
   await sync(gpu);
   const ms = (performance.now() - t0) / steps;
   let byFamily: Record<string, number> | null = null, total: number | null = null;
+  let top: [string, number][] | null = null;
   if (gpu.hasTimestamps) {
     const prof = new Profiler(gpu, step.dispatches.length + 8);
     new Recorder(gpu, prof).runAll(step.dispatches).submit();
@@ -82,7 +87,9 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     prof.destroy();
     byFamily = {};
     total = 0;
-    for (const s of summarise(times)) {
+    const rows = summarise(times);
+    top = rows.map((s): [string, number] => [s.label, s.ms]).sort((a, b) => b[1] - a[1]).slice(0, 12);
+    for (const s of rows) {
       const f = kernelFamily(s.label);
       byFamily[f] = (byFamily[f] ?? 0) + s.ms;
       total += s.ms;
@@ -112,6 +119,8 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     },
     gpuMsByFamily: byFamily,
     gpuMsTotal: total,
+    gpuMsTopLabels: top,
+    peakGpuMiB: gpu.memory.peakBytes / 2 ** 20,
     adapter: gpu.summary.description,
     backend: gpu.summary.backend,
   };

@@ -21,8 +21,9 @@ Suites:
   gemm       square GEMMs (--size N, default 1024,2048; GFLOP/s)
   conv       every distinct convolution of a ResNet, forward / input grad / weight grad
   resnet     a whole backbone step: forward, backward, SGD (GFLOP/s and images/s)
-  step       the whole PLRC training step at a preset's size (--preset, --set k=v): ms/step,
-             images/s, backbone GFLOP/s, GPU time per kernel family
+  step       the whole PLRC training step at a preset's size (--preset, --set k=v, --batch B,
+             --resolution R): ms/step, images/s, backbone GFLOP/s, plrc's GPU memory, GPU time
+             per kernel family
   data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
@@ -75,7 +76,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (suite === "step") {
-    const cfg = resolveConfig({ preset: values.preset as never, sets: values.set ?? [] });
+    // --batch and --resolution are shorthands for the config keys, applied after any --set.
+    const sets = [...(values.set ?? [])];
+    if (values.batch !== undefined) sets.push(`train.batchSize=${values.batch}`);
+    if (values.resolution !== undefined) sets.push(`data.resolution=${values.resolution}`);
+    const cfg = resolveConfig({ preset: values.preset as never, sets });
     const g = await getGpu();
     const m = await benchStep(g, cfg, Math.max(1, reps));
     if (values.json) console.log(JSON.stringify(m));
@@ -86,7 +91,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       );
       console.log(
         `${m.msPerStep.toFixed(1)} ms/step, ${m.imagesPerS.toFixed(2)} images/s, backbone ` +
-          `${m.backboneGflops.toFixed(2)} GFLOP/s, ${m.dispatchesPerStep} dispatches/step`,
+          `${m.backboneGflops.toFixed(2)} GFLOP/s, ${m.dispatchesPerStep} dispatches/step, ` +
+          `${m.peakGpuMiB.toFixed(0)} MiB in plrc's buffers`,
       );
       for (const [f, ms] of Object.entries(m.gpuMsByFamily ?? {}).sort((a, b) => b[1] - a[1])) {
         console.log(`  ${f.padEnd(36)} ${ms.toFixed(1).padStart(9)} ms  ${(100 * ms / m.gpuMsTotal!).toFixed(1)}%`);

@@ -131,6 +131,28 @@ export interface Gpu {
   hasTimestamps: boolean;
   /** Rejects buffers that the device cannot hold or bind, with a message naming `what`. */
   checkBufferSize(what: string, bytes: number, binding?: boolean): void;
+  /** Bytes in live buffers made through `device.createBuffer`, and their high-water mark. */
+  memory: { liveBytes: number; peakBytes: number };
+}
+
+/** Counts the bytes of every buffer the device makes and destroys (WebGPU has no memory query). */
+function trackMemory(device: GPUDevice): { liveBytes: number; peakBytes: number } {
+  const memory = { liveBytes: 0, peakBytes: 0 };
+  const create = device.createBuffer.bind(device);
+  device.createBuffer = (desc: GPUBufferDescriptor): GPUBuffer => {
+    const buffer = create(desc);
+    memory.liveBytes += desc.size;
+    memory.peakBytes = Math.max(memory.peakBytes, memory.liveBytes);
+    const destroy = buffer.destroy.bind(buffer);
+    let live = true;
+    buffer.destroy = () => {
+      if (live) memory.liveBytes -= desc.size;
+      live = false;
+      destroy();
+    };
+    return buffer;
+  };
+  return memory;
 }
 
 let shared: Promise<Gpu> | null = null;
@@ -194,7 +216,9 @@ export async function requestGpu(): Promise<Gpu> {
   };
   const maxBinding = device.limits.maxStorageBufferBindingSize;
   const maxBuffer = device.limits.maxBufferSize;
+  const memory = trackMemory(device);
   return {
+    memory,
     device,
     adapter,
     summary,

@@ -12,6 +12,7 @@ import {
   bnGradApplySpec,
   bnGradFinalizeSpec,
   bnGradPartialSpec,
+  type BnLanes,
   bnMeanSpec,
   bnPartialSpec,
   bnVarSpec,
@@ -28,6 +29,11 @@ export interface BnShape {
   groups: number;
   eps?: number;
   momentum?: number;
+  /**
+   * Threads to aim for in the partial sums (default: 131072 on GPUs, which need many loads in flight,
+   * 2048 on CPU adapters, where each thread is a loop on a core).
+   */
+  threads?: number;
 }
 
 /** The statistics a training forward saves for the backward. */
@@ -36,12 +42,49 @@ export interface BnSaved {
   invstd: Tensor;
 }
 
-/** Rows per chunk so that groups × chunks × C invocations keep the adapter busy. */
-function chunking(s: BnShape): { chunk: number; chunks: number } {
+/** Partial sums left after folding: the final kernels add at most this many per (group, channel). */
+const FOLD = 32;
+
+/** Channels per thread: four when C allows vec4 access. */
+function lanesOf(s: BnShape): BnLanes {
+  return s.c % 4 === 0 ? 4 : 1;
+}
+
+/** Rows per chunk so that groups × chunks × C/lanes invocations keep the adapter busy. */
+function chunking(gpu: Gpu, s: BnShape, lanes: BnLanes): { chunk: number; chunks: number } {
   const L = s.rows / s.groups;
-  const chunks = Math.max(1, Math.min(L, Math.ceil(8192 / (s.groups * s.c))));
+  const threads = s.threads ?? (gpu.summary.adapterClass === "gpu" ? 131072 : 2048);
+  const chunks = Math.max(1, Math.min(L, Math.ceil(threads / (s.groups * s.c / lanes))));
   const chunk = Math.ceil(L / chunks);
   return { chunk, chunks: Math.ceil(L / chunk) };
+}
+
+/**
+ * Folds partials [G', chunks, C] by FOLD× per pass with the plain-sum kernel (the chunks of each group are
+ * its rows) until at most FOLD remain. Returns the dispatches, the final partials and their chunk count.
+ */
+async function foldPartials(
+  gpu: Gpu,
+  part: Tensor,
+  groups: number,
+  chunks: number,
+  cv: number,
+  lanes: BnLanes,
+  label: string,
+): Promise<{ dispatches: Dispatch[]; part: Tensor; chunks: number; scratch: Tensor[] }> {
+  const dispatches: Dispatch[] = [], scratch: Tensor[] = [];
+  while (chunks > FOLD) {
+    const n = Math.ceil(chunks / FOLD), chunk = Math.ceil(chunks / n), next = Math.ceil(chunks / chunk);
+    const out = Tensor.empty(gpu, [groups, next, cv * lanes], "f32", `${part.name} folded`);
+    const u = { rows: groups * chunks, c: cv, groups, chunk, chunks: next };
+    dispatches.push(
+      await bind(gpu, bnPartialSpec("sum", lanes), [part, out], u, grid1d(groups * next * cv, BN_WG), label),
+    );
+    scratch.push(out);
+    part = out;
+    chunks = next;
+  }
+  return { dispatches, part, chunks, scratch };
 }
 
 function check(s: BnShape, x: Tensor): void {
@@ -72,32 +115,38 @@ export async function bnForwardTrain(
   o: { residual?: Tensor; relu?: boolean; updateRunning?: boolean } = {},
 ): Promise<BnForward> {
   check(s, x);
-  const { chunk, chunks } = chunking(s);
-  const common = { rows: s.rows, c: s.c, groups: s.groups, chunk, chunks };
+  const lanes = lanesOf(s), cv = s.c / lanes;
+  const { chunk, chunks } = chunking(gpu, s, lanes);
+  const common = { rows: s.rows, c: cv, groups: s.groups, chunk, chunks };
   const part = Tensor.empty(gpu, [s.groups, chunks, s.c], "f32", `${x.name} bn partials`);
   const mean = Tensor.empty(gpu, [s.groups, s.c], "f32", `${x.name} bn mean`);
   const invstd = Tensor.empty(gpu, [s.groups, s.c], "f32", `${x.name} bn invstd`);
-  const nPart = s.groups * chunks * s.c;
+  const nPart = s.groups * chunks * cv;
+  const sum = await foldPartials(gpu, part, s.groups, chunks, cv, lanes, "bn_stats");
+  const sq = await foldPartials(gpu, part, s.groups, chunks, cv, lanes, "bn_stats");
+  const folded = { ...common, chunks: sum.chunks };
   const dispatches = [
-    await bind(gpu, bnPartialSpec("sum"), [x, part], common, grid1d(nPart, BN_WG), "bn_stats"),
-    await bind(gpu, bnMeanSpec(), [part, mean], common, grid1d(s.groups * s.c, BN_WG), "bn_stats"),
-    await bind(gpu, bnPartialSpec("sqdev"), [x, mean, part], common, grid1d(nPart, BN_WG), "bn_stats"),
+    await bind(gpu, bnPartialSpec("sum", lanes), [x, part], common, grid1d(nPart, BN_WG), "bn_stats"),
+    ...sum.dispatches,
+    await bind(gpu, bnMeanSpec(lanes), [sum.part, mean], folded, grid1d(s.groups * cv, BN_WG), "bn_stats"),
+    await bind(gpu, bnPartialSpec("sqdev", lanes), [x, mean, part], common, grid1d(nPart, BN_WG), "bn_stats"),
+    ...sq.dispatches,
     await bind(
       gpu,
-      bnVarSpec(),
-      [part, mean, invstd, runningMean, runningVar],
+      bnVarSpec(lanes),
+      [sq.part, mean, invstd, runningMean, runningVar],
       {
-        ...common,
+        ...folded,
         eps: s.eps ?? 1e-5,
         momentum: s.momentum ?? 0.1,
         update_running: o.updateRunning === false ? 0 : 1,
       },
-      grid1d(s.c, BN_WG),
+      grid1d(cv, BN_WG),
       "bn_stats",
     ),
     await bnApply(gpu, x, y, { mean, invstd }, gamma, beta, s, o),
   ];
-  return { dispatches, saved: { mean, invstd }, scratch: [part, mean, invstd] };
+  return { dispatches, saved: { mean, invstd }, scratch: [part, mean, invstd, ...sum.scratch, ...sq.scratch] };
 }
 
 function bnApply(
@@ -111,12 +160,13 @@ function bnApply(
   o: { residual?: Tensor; relu?: boolean },
 ): Promise<Dispatch> {
   const bufs = [x, st.mean, st.invstd, gamma, beta, ...(o.residual ? [o.residual] : []), y];
+  const lanes = lanesOf(s), cv = s.c / lanes;
   return bind(
     gpu,
-    bnApplySpec(!!o.residual, !!o.relu),
+    bnApplySpec(!!o.residual, !!o.relu, lanes),
     bufs,
-    { rows: s.rows, c: s.c, groups: s.groups },
-    grid1d(s.rows * s.c, BN_WG),
+    { rows: s.rows, c: cv, groups: s.groups },
+    grid1d(s.rows * cv, BN_WG),
     "bn_apply",
   );
 }
@@ -137,13 +187,14 @@ export async function bnForwardEval(
   const mean = Tensor.empty(gpu, [s.c], "f32", `${x.name} bn eval mean`);
   const invstd = Tensor.empty(gpu, [s.c], "f32", `${x.name} bn eval invstd`);
   const one = { ...s, groups: 1 };
+  const lanes = lanesOf(s), cv = s.c / lanes;
   const dispatches = [
     await bind(
       gpu,
-      bnEvalStatsSpec(),
+      bnEvalStatsSpec(lanes),
       [runningMean, runningVar, mean, invstd],
-      { c: s.c, eps: s.eps ?? 1e-5 },
-      grid1d(s.c, BN_WG),
+      { c: cv, eps: s.eps ?? 1e-5 },
+      grid1d(cv, BN_WG),
       "bn_stats",
     ),
     await bnApply(gpu, x, y, { mean, invstd }, gamma, beta, one, o),
@@ -170,31 +221,42 @@ export async function bnBackward(
 ): Promise<{ dispatches: Dispatch[]; scratch: Tensor[] }> {
   check(s, x);
   const relu = !!o.relu;
-  const { chunk, chunks } = chunking(s);
-  const common = { rows: s.rows, c: s.c, groups: s.groups, chunk, chunks };
+  const lanes = lanesOf(s), cv = s.c / lanes;
+  const { chunk, chunks } = chunking(gpu, s, lanes);
+  const common = { rows: s.rows, c: cv, groups: s.groups, chunk, chunks };
   const part = Tensor.empty(gpu, [2, s.groups, chunks, s.c], "f32", `${x.name} bn grad partials`);
   const sums = Tensor.empty(gpu, [2, s.groups, s.c], "f32", `${x.name} bn grad sums`);
+  // [2, G, chunks, C] folds as 2G groups: both sums at once
+  const fold = await foldPartials(gpu, part, 2 * s.groups, chunks, cv, lanes, "bn_backward");
   const yy = relu ? [y] : [];
   const dispatches = [
     await bind(
       gpu,
-      bnGradPartialSpec(relu, !!o.gradOut),
+      bnGradPartialSpec(relu, !!o.gradOut, lanes),
       [x, ...yy, dy, saved.mean, saved.invstd, part, ...(o.gradOut ? [o.gradOut] : [])],
       common,
-      grid1d(s.groups * chunks * s.c, BN_WG),
+      grid1d(s.groups * chunks * cv, BN_WG),
       "bn_backward",
     ),
-    await bind(gpu, bnGradFinalizeSpec(), [part, sums, dgamma, dbeta], common, grid1d(s.c, BN_WG), "bn_backward"),
+    ...fold.dispatches,
     await bind(
       gpu,
-      bnGradApplySpec(relu),
+      bnGradFinalizeSpec(lanes),
+      [fold.part, sums, dgamma, dbeta],
+      { ...common, chunks: fold.chunks },
+      grid1d(cv, BN_WG),
+      "bn_backward",
+    ),
+    await bind(
+      gpu,
+      bnGradApplySpec(relu, lanes),
       [x, ...yy, dy, saved.mean, saved.invstd, gamma, sums, dx],
-      { rows: s.rows, c: s.c, groups: s.groups },
-      grid1d(s.rows * s.c, BN_WG),
+      { rows: s.rows, c: cv, groups: s.groups },
+      grid1d(s.rows * cv, BN_WG),
       "bn_backward",
     ),
   ];
-  return { dispatches, scratch: [part, sums] };
+  return { dispatches, scratch: [part, sums, ...fold.scratch] };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -15,24 +15,26 @@ import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce 
 
 const TOL = { rtol: 1e-5, atol: 1e-5 };
 
+// [rows, C, groups, relu, residual, partial-sum threads]: C 5 takes the scalar lanes, the others vec4; the
+// last two force many chunks, so the partial sums are folded (1024 → 32 → 1 chunks per group)
 for (
-  const [rows, c, groups, relu, residual] of [[24, 5, 1, false, false], [60, 16, 3, true, true], [
-    2048,
-    8,
-    2,
-    true,
-    false,
-  ]] as const
+  const [rows, c, groups, relu, residual, threads] of [
+    [24, 5, 1, false, false, undefined],
+    [60, 16, 3, true, true, undefined],
+    [2048, 8, 2, true, false, undefined],
+    [2048, 8, 2, true, true, 1 << 20],
+    [1030, 5, 2, false, true, 1 << 20],
+  ] as const
 ) {
   Deno.test({
-    name: `batch norm [${rows}×${c}] groups ${groups}${relu ? " +relu" : ""}${
-      residual ? " +residual" : ""
+    name: `batch norm [${rows}×${c}] groups ${groups}${relu ? " +relu" : ""}${residual ? " +residual" : ""}${
+      threads ? ` threads ${threads}` : ""
     }: train forward, running stats, backward, eval`,
     ...GPU_TEST,
     async fn() {
       const g = await gpu();
       const seed = freshSeed(), rng = new Rng(seed);
-      const s = { rows, c, groups, eps: 1e-5, momentum: 0.1 };
+      const s = { rows, c, groups, eps: 1e-5, momentum: 0.1, threads };
       const xv = Float32Array.from(rng.normals(rows * c), (v, i) => 2 * v + (i % c)); // channel offsets
       const gv = rng.normals(c),
         bv = rng.normals(c),

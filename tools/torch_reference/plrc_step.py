@@ -124,8 +124,9 @@ def main():
         pb = torch.randint(0, S * S, (M,), device=dev)
         zq_up, zt_up, za_up = (upsample(x, B, h, w, S) for x in (zq, zt, za))
         lq_up, lt_up = upsample(lq, B, h, w, S), upsample(lt, B, h, w, S)
-        s_aff = torch.bmm(za_up[img], zq_up[img, pa].unsqueeze(2)).squeeze(2) / 128
-        t_aff = torch.bmm(za_up[img], zt_up[img, pb].unsqueeze(2)).squeeze(2) / 128
+        # as released: per-image affinity maps [B, S², S²] by batched GEMM, then row gathers [M, S²]
+        s_aff = (torch.bmm(zq_up, za_up.transpose(1, 2)) / 128)[img, pa]
+        t_aff = (torch.bmm(zt_up, za_up.transpose(1, 2)) / 128)[img, pb]
         sv = torch.cat([s_aff, lq_up[img, pa]], 1)
         tv = torch.cat([t_aff, lt_up[img, pb]], 1).detach()
         l_dist = -(F.softmax((tv - center) / 0.07, 1) * F.log_softmax(sv / 0.1, 1)).sum(1).mean()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One prepared session on the GPU machine (see ../shared/docs/gpu-machine.md): adapter facts, GPU
+# correctness (the kernel, loss, model and gradient tests against their float64 references), GEMM rates,
+# and the PLRC step of the `paper` preset beside the PyTorch reference on the same card.
+# usage there: source .device/enter.sh && bash tools/gpu_session.sh "$OUT" [batch...]
+# Every stage has its own time limit so that one slow stage cannot take the others' results with it.
+set -uo pipefail
+out=${1:-results}
+shift || true
+batches=${*:-16 64}
+mkdir -p "$out"
+stage() { echo "== $(date +%T) $*"; }
+stage info
+deno run -A cli.ts info --json >"$out/info.json" 2>&1
+head -c 600 "$out/info.json"; echo
+stage tests
+tests=${TESTS:-tests/gpu tests/losses tests/models tests/ref tests/train/step_gradient_test.ts}
+# shellcheck disable=SC2086
+DENO_JOBS=8 timeout "${TEST_S:-150}" deno test -A --parallel $tests >"$out/tests.txt" 2>&1
+echo "tests rc=$?"; grep -E "^(ok|FAILED)|passed|failed|=> " "$out/tests.txt" | tail -25
+stage gemm
+[ -n "${SKIP_GEMM:-}" ] || timeout 60 deno run -A cli.ts bench gemm --size 1024,4096 --json | tee "$out/gemm.jsonl"
+for b in $batches; do
+  stage "step paper batch $b"
+  timeout "${STEP_S:-120}" deno run -A cli.ts bench step --preset paper --batch "$b" --reps 5 --json \
+    | grep '^{' | tee "$out/step_b$b.json"
+  [ -s "$out/step_b$b.json" ] || continue
+  stage "pytorch batch $b"
+  timeout 90 python3 tools/torch_reference/plrc_step.py --steps 10 <"$out/step_b$b.json" \
+    | tee "$out/torch_b$b.json"
+done
+stage done
