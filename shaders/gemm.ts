@@ -116,9 +116,14 @@ export function gemmSpec(c: GemmConfig): KernelSpec {
   };
 }
 
-/** Register kernels read B as vec4 when its rows are contiguous in the output columns and 4-aligned. */
+/**
+ * B is read as vec4 when its rows are contiguous in the output columns and every column group is whole:
+ * register kernels in every mode, tiled kernels for the `kn` layout of fwd/dgrad.
+ */
 function vec4B(c: GemmConfig): boolean {
-  return c.shape === "register" && !c.edge && (c.mode === "wgrad" || c.bLayout === "kn");
+  if (c.edge) return false;
+  if (c.shape === "register") return c.mode === "wgrad" || c.bLayout === "kn";
+  return c.mode !== "wgrad" && c.bLayout === "kn";
 }
 
 /** WGSL expression for B(seg, k, col) in the configured layout (`kin` = inner reduction length). */
@@ -257,18 +262,18 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 
 /**
  * The tiled shape: each workgroup computes a (16·RM) × (64·V) tile; A and B tiles of depth TILE_K are
- * staged in workgroup memory through general element loaders (`loadA(m, kk)`, `loadB(kk, c)`, zero
- * outside), so the same kernel serves every mode. Thread (tx, ty) owns rows ty + 16·r and vec4 column
- * groups tx + 16·v, so that neighbouring threads touch neighbouring addresses.
+ * staged in workgroup memory (zero outside): by {@link productStaging} for fwd/dgrad, through general
+ * element loaders (`loadA(row, m)`, `loadB(m, c)`) for wgrad. Thread (tx, ty) owns rows ty + 16·r and
+ * vec4 column groups tx + 16·v, so that neighbouring threads touch neighbouring addresses.
  */
 function tiledBody(c: GemmConfig): string {
   const RM = c.rm, V = c.v, TM = 16 * RM, TN = 64 * V, TK = TILE_K;
   const R = range(RM), VV = range(V);
   const decl = R.flatMap((r) => VV.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join("\n  ");
-  // reduction length and element loaders per mode
-  let red: string, loadA: string, loadB: string;
+  // reduction length; wgrad stages through general element loaders, fwd/dgrad through stageProduct
+  const red = c.mode === "wgrad" ? "m1 - m0" : "P.segs * P.kin";
+  let loadA = "", loadB = "";
   if (c.mode === "wgrad") {
-    red = "m1 - m0";
     loadA = c.dense
       ? `
 fn loadA(row: u32, m: u32) -> f32 {
@@ -290,35 +295,18 @@ fn loadB(m: u32, col: u32) -> f32 {
   if (m >= P.mred || col >= P.cols) { return 0.0; }
   return Bm[m * P.cols + col];
 }`;
-  } else {
-    red = "P.segs * P.kin";
-    const gather = c.dense
-      ? "return A[row * P.kin + k];"
-      : c.mode === "fwd"
-      ? `let n = row / (P.oh * P.ow); let py = i32((row / P.ow) % P.oh); let px = i32(row % P.ow);
-  let yy = py * i32(P.stride) - i32(P.pad) + i32(seg / P.kw);
-  let xx = px * i32(P.stride) - i32(P.pad) + i32(seg % P.kw);
-  if (yy < 0 || yy >= i32(P.ih) || xx < 0 || xx >= i32(P.iw)) { return 0.0; }
-  return A[((n * P.ih + u32(yy)) * P.iw + u32(xx)) * P.kin + k];`
-      : `let n = row / (P.ih * P.iw); let py = i32((row / P.iw) % P.ih); let px = i32(row % P.iw);
-  let ty = py + i32(P.pad) - i32(seg / P.kw); let tx = px + i32(P.pad) - i32(seg % P.kw);
-  let s = i32(P.stride);
-  if (ty < 0 || tx < 0 || ty % s != 0 || tx % s != 0 || ty / s >= i32(P.oh) || tx / s >= i32(P.ow)) { return 0.0; }
-  return A[((n * P.oh + u32(ty / s)) * P.ow + u32(tx / s)) * P.kin + k];`;
-    loadA = `
-fn loadA(row: u32, kk: u32) -> f32 {
-  if (row >= P.rows || kk >= P.segs * P.kin) { return 0.0; }
-  let seg = kk / P.kin; let k = kk % P.kin;
-  ${gather}
-}`;
-    loadB = `
-fn loadB(kk: u32, col: u32) -> f32 {
-  if (kk >= P.segs * P.kin || col >= P.cols) { return 0.0; }
-  let seg = kk / P.kin; let k = kk % P.kin;
-  return Bm[${bIndex(c, "seg", "k", "col")}];
-}`;
   }
   const aPer = (TM * TK) / 256, bPer = (TK * TN) / 256;
+  const prod = c.mode === "wgrad" ? null : productStaging(c, TM, TN);
+  const stageWgrad = `for (var i = 0u; i < ${aPer}u; i++) {
+      let e = tid + i * 256u; let mm = e % ${TM}u; let kk = e / ${TM}u;
+      As[kk][mm] = select(0.0, loadA(row0 + mm, m0 + k0 + kk), k0 + kk < red);
+    }
+    for (var i = 0u; i < ${bPer}u; i++) {
+      let e = tid + i * 256u; let cc = e % ${TN}u; let kk = e / ${TN}u;
+      // vec4 group g of the tile holds columns col0 + 4g .. col0 + 4g + 3
+      Bs[kk][cc / 4u][cc % 4u] = select(0.0, loadB(m0 + k0 + kk, col0 + cc), k0 + kk < red);
+    }`;
   const body = [
     ...VV.map((v) => `let b${v} = Bs[k][tx + ${16 * v}u];`),
     ...R.map((r) => `let a${r} = As[k][ty + ${16 * r}u];`),
@@ -344,8 +332,9 @@ fn loadB(kk: u32, col: u32) -> f32 {
     lines.push("}");
   }
   return `
-var<workgroup> As: array<array<f32, ${TM}>, ${TK}>;
-var<workgroup> Bs: array<array<vec4<f32>, ${TN / 4}>, ${TK}>;
+// rows padded by one element / one vec4 so that the k-major stores of stageProduct avoid bank conflicts
+var<workgroup> As: array<array<f32, ${TM + 1}>, ${TK}>;
+var<workgroup> Bs: array<array<vec4<f32>, ${TN / 4 + 1}>, ${TK}>;
 ${loadA}
 ${loadB}
 @compute @workgroup_size(16, 16)
@@ -357,20 +346,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let m1 = ${c.mode === "wgrad" ? "min(P.mred, m0 + P.chunk)" : "0u"};
   let red = ${red};
   ${decl}
+  ${prod?.pre ?? ""}
   for (var k0 = 0u; k0 < red; k0 += ${TK}u) {
-    for (var i = 0u; i < ${aPer}u; i++) {
-      let e = tid + i * 256u; let mm = e % ${TM}u; let kk = e / ${TM}u;
-      As[kk][mm] = ${
-    c.mode === "wgrad" ? `select(0.0, loadA(row0 + mm, m0 + k0 + kk), k0 + kk < red)` : "loadA(row0 + mm, k0 + kk)"
-  };
-    }
-    for (var i = 0u; i < ${bPer}u; i++) {
-      let e = tid + i * 256u; let cc = e % ${TN}u; let kk = e / ${TN}u;
-      // vec4 group g of the tile holds columns col0 + 4g .. col0 + 4g + 3
-      Bs[kk][cc / 4u][cc % 4u] = ${
-    c.mode === "wgrad" ? `select(0.0, loadB(m0 + k0 + kk, col0 + cc), k0 + kk < red)` : "loadB(k0 + kk, col0 + cc)"
-  };
-    }
+    ${prod?.stage ?? stageWgrad}
     workgroupBarrier();
     for (var k = 0u; k < ${TK}u; k++) {
       ${body}
@@ -379,4 +357,73 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   ${lines.join("\n  ")}
 }`;
+}
+
+/**
+ * Tile staging of the fwd/dgrad tiled kernels. Thread tid stages reduction index kk = k0 + tid % 16 of
+ * rows tid / 16 + 16·i, so 16 neighbouring threads read 16 consecutive k of one row (contiguous in NHWC)
+ * and everything that depends on the row only (image, y, x) is computed once before the K loop, and
+ * what depends on kk (tap, channel) once per tile step. B in the `kn` layout is staged column-major
+ * (vec4 when whole), in the `nk` layout like A.
+ */
+function productStaging(c: GemmConfig, TM: number, TN: number): { pre: string; stage: string } {
+  if ((TM * TILE_K) % 256 || TM % 16 || TN % 64) throw new Error(`gemm: tile ${TM}×${TN} does not fit 16×16 threads`);
+  const rows = range(TM / 16), bRows = range(TN / 16);
+  const [hh, ww] = c.mode === "fwd" ? ["P.oh", "P.ow"] : ["P.ih", "P.iw"];
+  const pre = [
+    "let ka = tid % 16u; let ra = tid / 16u;",
+    ...rows.map((i) =>
+      `let ar${i} = row0 + ra + ${16 * i}u; let av${i} = ar${i} < P.rows;` +
+      (c.dense ? "" : ` let an${i} = ar${i} / (${hh} * ${ww}); let apy${i} = i32((ar${i} / ${ww}) % ${hh});` +
+        ` let apx${i} = i32(ar${i} % ${ww});`)
+    ),
+  ];
+  const st: string[] = ["let kk = k0 + ka; let kok = kk < red;"];
+  st.push(c.dense ? "let sseg = 0u; let sk = kk;" : "let sseg = kk / P.kin; let sk = kk % P.kin;");
+  if (!c.dense) st.push("let ky = i32(sseg / P.kw); let kx = i32(sseg % P.kw); let s = i32(P.stride);");
+  for (const i of rows) {
+    let ok: string, idx: string;
+    if (c.dense) {
+      ok = `av${i} && kok`;
+      idx = `ar${i} * P.kin + sk`;
+    } else if (c.mode === "fwd") {
+      st.push(`let yy${i} = apy${i} * s - i32(P.pad) + ky; let xx${i} = apx${i} * s - i32(P.pad) + kx;`);
+      ok = `av${i} && kok && yy${i} >= 0 && yy${i} < i32(P.ih) && xx${i} >= 0 && xx${i} < i32(P.iw)`;
+      idx = `((an${i} * P.ih + u32(yy${i})) * P.iw + u32(xx${i})) * P.kin + sk`;
+    } else {
+      st.push(`let ty${i} = apy${i} + i32(P.pad) - ky; let tx${i} = apx${i} + i32(P.pad) - kx;`);
+      ok = `av${i} && kok && ty${i} >= 0 && tx${i} >= 0 && ty${i} % s == 0 && tx${i} % s == 0` +
+        ` && ty${i} / s < i32(P.oh) && tx${i} / s < i32(P.ow)`;
+      idx = `((an${i} * P.oh + u32(ty${i} / s)) * P.ow + u32(tx${i} / s)) * P.kin + sk`;
+    }
+    st.push(`let ok${i} = ${ok};`, `As[ka][ra + ${16 * i}u] = select(0.0, A[select(0u, ${idx}, ok${i})], ok${i});`);
+  }
+  if (c.bLayout === "nk") {
+    for (const i of bRows) {
+      const col = `col0 + ra + ${16 * i}u`;
+      st.push(
+        `let bok${i} = kok && ${col} < P.cols;`,
+        `Bs[ka][(ra + ${16 * i}u) / 4u][(ra + ${16 * i}u) % 4u] = ` +
+          `select(0.0, Bm[select(0u, (sseg * P.cols + ${col}) * P.kin + sk, bok${i})], bok${i});`,
+      );
+    }
+  } else if (vec4B(c)) {
+    const groups = TN / 4;
+    for (const i of range((TILE_K * groups) / 256)) {
+      st.push(
+        `let bg${i} = (tid + ${256 * i}u) % ${groups}u; let br${i} = (tid + ${256 * i}u) / ${groups}u;` +
+          ` let bok${i} = k0 + br${i} < red;`,
+        `Bs[br${i}][bg${i}] = select(vec4<f32>(0.0), Bm[select(0u, ((k0 + br${i}) * P.cols + col0) / 4u + bg${i}, bok${i})], bok${i});`,
+      );
+    }
+  } else {
+    for (const i of range((TILE_K * TN) / 256)) {
+      st.push(
+        `let bc${i} = (tid + ${256 * i}u) % ${TN}u; let br${i} = (tid + ${256 * i}u) / ${TN}u;` +
+          ` let bok${i} = k0 + br${i} < red && col0 + bc${i} < P.cols;`,
+        `Bs[br${i}][bc${i} / 4u][bc${i} % 4u] = select(0.0, Bm[select(0u, (k0 + br${i}) * P.cols + col0 + bc${i}, bok${i})], bok${i});`,
+      );
+    }
+  }
+  return { pre: pre.join("\n  "), stage: `{\n      ${st.join("\n      ")}\n    }` };
 }

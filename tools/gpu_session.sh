@@ -29,4 +29,11 @@ for b in $batches; do
   timeout 90 python3 tools/torch_reference/plrc_step.py --steps 10 <"$out/step_b$b.json" \
     | tee "$out/torch_b$b.json"
 done
+if [ -n "${PRETRAIN_S:-}" ]; then
+  stage "pretrain gpu-small, one epoch (limit ${PRETRAIN_S} s)"
+  timeout "$PRETRAIN_S" deno run -A cli.ts pretrain --out "$out/run" --set preset=gpu-small --set train.epochs=1 \
+    --set log.interval=16 2>&1 | tail -15
+  cp "$out/run/metrics.jsonl" "$out/pretrain_metrics.jsonl" 2>/dev/null
+  rm -rf "$out/run"
+fi
 stage done

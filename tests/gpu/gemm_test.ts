@@ -24,6 +24,9 @@ const GEOMS: [string, ConvGeom][] = [
   ["3×3/2 p1", { nb: 1, ih: 10, iw: 9, cin: 8, cout: 16, kh: 3, kw: 3, stride: 2, pad: 1 }],
   ["1×1/2 downsample", { nb: 2, ih: 8, iw: 8, cin: 16, cout: 32, kh: 1, kw: 1, stride: 2, pad: 0 }],
   ["1×1/1 dense", { nb: 3, ih: 5, iw: 7, cin: 24, cout: 36, kh: 1, kw: 1, stride: 1, pad: 0 }],
+  // whole column tiles (64 / 128 channels): the tiled kernels' vec4 B path, no column edge
+  ["3×3/2 p1 wide", { nb: 2, ih: 6, iw: 5, cin: 64, cout: 128, kh: 3, kw: 3, stride: 2, pad: 1 }],
+  ["1×1/1 dense wide", { nb: 1, ih: 9, iw: 5, cin: 128, cout: 64, kh: 1, kw: 1, stride: 1, pad: 0 }],
 ];
 
 for (const shape of ["register", "tiled"] as GemmShape[]) {
