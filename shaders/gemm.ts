@@ -117,13 +117,12 @@ export function gemmSpec(c: GemmConfig): KernelSpec {
 }
 
 /**
- * B is read as vec4 when its rows are contiguous in the output columns and every column group is whole:
- * register kernels in every mode, tiled kernels for the `kn` layout of fwd/dgrad.
+ * B is read as vec4 when its rows are contiguous in the output columns (wgrad's dY, the `kn` layout) and
+ * every column group is whole.
  */
 function vec4B(c: GemmConfig): boolean {
   if (c.edge) return false;
-  if (c.shape === "register") return c.mode === "wgrad" || c.bLayout === "kn";
-  return c.mode !== "wgrad" && c.bLayout === "kn";
+  return c.mode === "wgrad" || c.bLayout === "kn";
 }
 
 /** WGSL expression for B(seg, k, col) in the configured layout (`kin` = inner reduction length). */
@@ -262,51 +261,16 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 
 /**
  * The tiled shape: each workgroup computes a (16·RM) × (64·V) tile; A and B tiles of depth TILE_K are
- * staged in workgroup memory (zero outside): by {@link productStaging} for fwd/dgrad, through general
- * element loaders (`loadA(row, m)`, `loadB(m, c)`) for wgrad. Thread (tx, ty) owns rows ty + 16·r and
+ * staged in workgroup memory (zero outside) by {@link productStaging}. Thread (tx, ty) owns rows ty + 16·r and
  * vec4 column groups tx + 16·v, so that neighbouring threads touch neighbouring addresses.
  */
 function tiledBody(c: GemmConfig): string {
   const RM = c.rm, V = c.v, TM = 16 * RM, TN = 64 * V, TK = TILE_K;
   const R = range(RM), VV = range(V);
   const decl = R.flatMap((r) => VV.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join("\n  ");
-  // reduction length; wgrad stages through general element loaders, fwd/dgrad through stageProduct
+  // reduction length: taps × input channels, or (wgrad) this split's chunk of output pixels
   const red = c.mode === "wgrad" ? "m1 - m0" : "P.segs * P.kin";
-  let loadA = "", loadB = "";
-  if (c.mode === "wgrad") {
-    loadA = c.dense
-      ? `
-fn loadA(row: u32, m: u32) -> f32 {
-  if (row >= P.rows || m >= P.mred) { return 0.0; }
-  return A[m * P.rows + row];
-}`
-      : `
-fn loadA(row: u32, m: u32) -> f32 {
-  if (row >= P.rows || m >= P.mred) { return 0.0; }
-  let sg = row / P.cin; let ci = row % P.cin;
-  let n = m / (P.oh * P.ow); let oy = (m / P.ow) % P.oh; let ox = m % P.ow;
-  let yy = i32(oy * P.stride) - i32(P.pad) + i32(sg / P.kw);
-  let xx = i32(ox * P.stride) - i32(P.pad) + i32(sg % P.kw);
-  if (yy < 0 || yy >= i32(P.ih) || xx < 0 || xx >= i32(P.iw)) { return 0.0; }
-  return A[((n * P.ih + u32(yy)) * P.iw + u32(xx)) * P.cin + ci];
-}`;
-    loadB = `
-fn loadB(m: u32, col: u32) -> f32 {
-  if (m >= P.mred || col >= P.cols) { return 0.0; }
-  return Bm[m * P.cols + col];
-}`;
-  }
-  const aPer = (TM * TK) / 256, bPer = (TK * TN) / 256;
-  const prod = c.mode === "wgrad" ? null : productStaging(c, TM, TN);
-  const stageWgrad = `for (var i = 0u; i < ${aPer}u; i++) {
-      let e = tid + i * 256u; let mm = e % ${TM}u; let kk = e / ${TM}u;
-      As[kk][mm] = select(0.0, loadA(row0 + mm, m0 + k0 + kk), k0 + kk < red);
-    }
-    for (var i = 0u; i < ${bPer}u; i++) {
-      let e = tid + i * 256u; let cc = e % ${TN}u; let kk = e / ${TN}u;
-      // vec4 group g of the tile holds columns col0 + 4g .. col0 + 4g + 3
-      Bs[kk][cc / 4u][cc % 4u] = select(0.0, loadB(m0 + k0 + kk, col0 + cc), k0 + kk < red);
-    }`;
+  const prod = productStaging(c, TM, TN);
   const body = [
     ...VV.map((v) => `let b${v} = Bs[k][tx + ${16 * v}u];`),
     ...R.map((r) => `let a${r} = As[k][ty + ${16 * r}u];`),
@@ -335,8 +299,6 @@ fn loadB(m: u32, col: u32) -> f32 {
 // rows padded by one element / one vec4 so that the k-major stores of stageProduct avoid bank conflicts
 var<workgroup> As: array<array<f32, ${TM + 1}>, ${TK}>;
 var<workgroup> Bs: array<array<vec4<f32>, ${TN / 4 + 1}>, ${TK}>;
-${loadA}
-${loadB}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
@@ -346,9 +308,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let m1 = ${c.mode === "wgrad" ? "min(P.mred, m0 + P.chunk)" : "0u"};
   let red = ${red};
   ${decl}
-  ${prod?.pre ?? ""}
+  ${prod.pre}
   for (var k0 = 0u; k0 < red; k0 += ${TK}u) {
-    ${prod?.stage ?? stageWgrad}
+    ${prod.stage}
     workgroupBarrier();
     for (var k = 0u; k < ${TK}u; k++) {
       ${body}
@@ -360,16 +322,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /**
- * Tile staging of the fwd/dgrad tiled kernels. Thread tid stages reduction index kk = k0 + tid % 16 of
- * rows tid / 16 + 16·i, so 16 neighbouring threads read 16 consecutive k of one row (contiguous in NHWC)
- * and everything that depends on the row only (image, y, x) is computed once before the K loop, and
- * what depends on kk (tap, channel) once per tile step. B in the `kn` layout is staged column-major
- * (vec4 when whole), in the `nk` layout like A.
+ * Tile staging of the tiled kernels. Each thread stages one reduction index per tile step (kk = k0 +
+ * tid % 16 for fwd/dgrad, an output pixel m = m0 + k0 + tid / 16 for wgrad) for rows ra + 16·i, so
+ * what depends on the row only (image, y, x; or tap, channel) is computed once before the K loop and
+ * what depends on the reduction index once per tile step; neighbouring threads read neighbouring NHWC
+ * addresses. B rows contiguous in the columns (`kn`, wgrad's dY) are staged as vec4 when whole, the `nk`
+ * layout like A.
  */
 function productStaging(c: GemmConfig, TM: number, TN: number): { pre: string; stage: string } {
   if ((TM * TILE_K) % 256 || TM % 16 || TN % 64) throw new Error(`gemm: tile ${TM}×${TN} does not fit 16×16 threads`);
   const rows = range(TM / 16), bRows = range(TN / 16);
   const [hh, ww] = c.mode === "fwd" ? ["P.oh", "P.ow"] : ["P.ih", "P.iw"];
+  if (c.mode === "wgrad") return wgradStaging(c, TM, TN);
   const pre = [
     "let ka = tid % 16u; let ra = tid / 16u;",
     ...rows.map((i) =>
@@ -407,13 +371,22 @@ function productStaging(c: GemmConfig, TM: number, TN: number): { pre: string; s
           `select(0.0, Bm[select(0u, (sseg * P.cols + ${col}) * P.kin + sk, bok${i})], bok${i});`,
       );
     }
-  } else if (vec4B(c)) {
+  } else {
+    st.push(...stageRowMajorB(c, TN, "k0"));
+  }
+  return { pre: pre.join("\n  "), stage: `{\n      ${st.join("\n      ")}\n    }` };
+}
+
+/** B rows contiguous in the columns, tile rows `base` + 0..15: vec4 loads when whole, else scalar. */
+function stageRowMajorB(c: GemmConfig, TN: number, base: string): string[] {
+  const st: string[] = [];
+  if (vec4B(c)) {
     const groups = TN / 4;
     for (const i of range((TILE_K * groups) / 256)) {
       st.push(
         `let bg${i} = (tid + ${256 * i}u) % ${groups}u; let br${i} = (tid + ${256 * i}u) / ${groups}u;` +
           ` let bok${i} = k0 + br${i} < red;`,
-        `Bs[br${i}][bg${i}] = select(vec4<f32>(0.0), Bm[select(0u, ((k0 + br${i}) * P.cols + col0) / 4u + bg${i}, bok${i})], bok${i});`,
+        `Bs[br${i}][bg${i}] = select(vec4<f32>(0.0), Bm[select(0u, ((${base} + br${i}) * P.cols + col0) / 4u + bg${i}, bok${i})], bok${i});`,
       );
     }
   } else {
@@ -421,9 +394,46 @@ function productStaging(c: GemmConfig, TM: number, TN: number): { pre: string; s
       st.push(
         `let bc${i} = (tid + ${256 * i}u) % ${TN}u; let br${i} = (tid + ${256 * i}u) / ${TN}u;` +
           ` let bok${i} = k0 + br${i} < red && col0 + bc${i} < P.cols;`,
-        `Bs[br${i}][bc${i} / 4u][bc${i} % 4u] = select(0.0, Bm[select(0u, (k0 + br${i}) * P.cols + col0 + bc${i}, bok${i})], bok${i});`,
+        `Bs[br${i}][bc${i} / 4u][bc${i} % 4u] = select(0.0, Bm[select(0u, (${base} + br${i}) * P.cols + col0 + bc${i}, bok${i})], bok${i});`,
       );
     }
   }
+  return st;
+}
+
+/**
+ * wgrad staging: rows are (tap, input channel), the reduction runs over output pixels m. Thread tid takes
+ * pixel m0 + k0 + tid / 16 and rows tid % 16 + 16·i: 16 neighbouring channels of one pixel per load.
+ */
+function wgradStaging(c: GemmConfig, TM: number, TN: number): { pre: string; stage: string } {
+  const rows = range(TM / 16);
+  const pre = [
+    "let ka = tid / 16u; let ra = tid % 16u;",
+    ...rows.map((i) =>
+      `let ar${i} = row0 + ra + ${16 * i}u; let av${i} = ar${i} < P.rows;` +
+      (c.dense ? "" : ` let asg${i} = ar${i} / P.cin; let aci${i} = ar${i} % P.cin;` +
+        ` let aky${i} = i32(asg${i} / P.kw); let akx${i} = i32(asg${i} % P.kw);`)
+    ),
+  ];
+  const st: string[] = ["let mk = k0 + ka; let mok = mk < red; let m = m0 + mk;"];
+  if (!c.dense) {
+    st.push(
+      "let n = m / (P.oh * P.ow); let oy = i32((m / P.ow) % P.oh); let ox = i32(m % P.ow);",
+      "let iy0 = oy * i32(P.stride) - i32(P.pad); let ix0 = ox * i32(P.stride) - i32(P.pad);",
+    );
+  }
+  for (const i of rows) {
+    let ok: string, idx: string;
+    if (c.dense) {
+      ok = `av${i} && mok`;
+      idx = `m * P.rows + ar${i}`;
+    } else {
+      st.push(`let yy${i} = iy0 + aky${i}; let xx${i} = ix0 + akx${i};`);
+      ok = `av${i} && mok && yy${i} >= 0 && yy${i} < i32(P.ih) && xx${i} >= 0 && xx${i} < i32(P.iw)`;
+      idx = `((n * P.ih + u32(yy${i})) * P.iw + u32(xx${i})) * P.cin + aci${i}`;
+    }
+    st.push(`let ok${i} = ${ok};`, `As[ka][ra + ${16 * i}u] = select(0.0, A[select(0u, ${idx}, ok${i})], ok${i});`);
+  }
+  st.push(...stageRowMajorB(c, TN, "m0 + k0"));
   return { pre: pre.join("\n  "), stage: `{\n      ${st.join("\n      ")}\n    }` };
 }
