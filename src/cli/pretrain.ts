@@ -144,10 +144,16 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const verb = result.stoppedBy === "signal" ? "interrupted" : "finished";
     const w = result.window;
     log(`${verb} after ${result.steps} steps in ${secs.toFixed(1)} s (${result.imagesPerSecond.toFixed(1)} images/s)`);
-    log(
-      `mean loss over ${w.size} steps from step ${w.firstStart + 1} (once the queue is full): ` +
-        `${result.firstLoss?.toFixed(4)}; over the last ${w.size} steps: ${result.lastLoss?.toFixed(4)}`,
-    );
+    if (result.firstLoss !== null && result.lastLoss !== null) {
+      const change = (100 * (result.lastLoss - result.firstLoss)) / result.firstLoss;
+      log(
+        `mean loss over ${w.size} steps from step ${w.firstStart + 1} (once the queue is full): ` +
+          `${result.firstLoss.toFixed(4)}; over the last ${w.size} steps: ${result.lastLoss.toFixed(4)} ` +
+          `(${change >= 0 ? "+" : ""}${change.toFixed(1)}%)`,
+      );
+    } else {
+      log(`mean loss: not enough steps after the queue filled (step ${w.firstStart + 1}) to compare windows`);
+    }
     log(`outputs: ${outDir}/config.yaml, ${outDir}/metrics.jsonl, ${outDir}/train.log, ${result.checkpoint}`);
     log(`export the backbone: plrc export --ckpt ${result.checkpoint} --format torchvision --out backbone.safetensors`);
     return 0;
