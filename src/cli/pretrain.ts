@@ -16,7 +16,7 @@ import {
   resolveConfig,
 } from "../train/config.ts";
 import { makePlan } from "../train/plan.ts";
-import { folderSource, type RegionMode, scenesSource } from "../train/sources.ts";
+import { folderSource, regionModeOf, scenesSource } from "../train/sources.ts";
 import { type ImageSource, train } from "../train/trainer.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
@@ -103,14 +103,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       log("error: this adapter computes wrong results; pre-training would be meaningless");
       return 1;
     }
-    const rs = cfg.data.regions;
-    let regions: RegionMode = { kind: "grid" };
-    if (rs.source === "fh") {
-      const d0 = deriveConfig(cfg, { datasetSize: 1 });
-      regions = { kind: "fh", scale: rs.fhScale, sigma: rs.fhSigma, minSize: d0.fhMinSize };
-    } else if (rs.source === "labelmaps") {
-      throw new UsageError("data.regions.source: labelmaps is not wired into pretrain yet; allowed now: grid, fh");
-    }
+    const regions = regionModeOf(cfg);
     let source: ImageSource;
     if (dataArg === "scenes") {
       const sc = cfg.data.scenes;

@@ -46,13 +46,16 @@ export interface DataSection {
   scenes: { count: number; classes: number; size: number; seed: number };
   resolution: number;
   regions: {
-    source: "grid" | "fh" | "labelmaps";
+    source: "grid" | "fh" | "labelmaps" | "gt";
     labelmaps: string | null;
     grid: number;
     count: number;
     fhScale: number;
     fhSigma: number;
     fhMinSize: number | Auto;
+    noise: number;
+    noiseBlock: number;
+    shift: number;
   };
   points: number;
   cropScale: [number, number];
@@ -201,9 +204,10 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
   },
   "data.regions.source": {
     type: "enum",
-    values: ["grid", "fh", "labelmaps"],
+    values: ["grid", "fh", "labelmaps", "gt"],
     default: "grid",
-    doc: "Where regions come from: a G×G grid, Felzenszwalb-Huttenlocher masks, or label-map PNGs.",
+    doc: "Where regions come from: a G×G grid, Felzenszwalb-Huttenlocher masks, label-map PNGs, or gt: the " +
+      "built-in scenes' ground-truth instance masks (background one region, each object one).",
   },
   "data.regions.labelmaps": {
     type: "string",
@@ -227,6 +231,30 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     auto: true,
     default: "auto",
     doc: "FH minimum component size; auto: 1000 scaled by area to the cache short side.",
+  },
+  "data.regions.noise": {
+    type: "number",
+    min: 0,
+    max: 1,
+    default: 0,
+    doc: "Degrade the masks on purpose (region-quality ablation): the fraction of noiseBlock×noiseBlock " +
+      "blocks of each image's label map filled with another region's label (blocks, not pixels, so the " +
+      "noise survives the S×S masks). Same degraded map in both views and every epoch (from seed).",
+  },
+  "data.regions.noiseBlock": {
+    type: "int",
+    min: 1,
+    max: 256,
+    default: 8,
+    doc: "Block side in label-map pixels for data.regions.noise.",
+  },
+  "data.regions.shift": {
+    type: "int",
+    min: 0,
+    max: 256,
+    default: 0,
+    doc: "Degrade the masks on purpose: translate each image's label map by (±shift, ±shift) pixels (random " +
+      "signs, border replicated), so every boundary is off by shift pixels; applied before the noise.",
   },
   "data.points": { type: "int", min: 1, max: 1024, default: 16, doc: "Points per region per view." },
   "data.cropScale": {
@@ -655,6 +683,14 @@ function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): str
       rule("data.regions.labelmaps", "a folder of label-map PNGs (required when data.regions.source is labelmaps)");
     }
   }
+  if (ok("data.regions.source", "data.source")) {
+    if (c.data.regions.source === "gt" && c.data.source !== "scenes") {
+      rule(
+        "data.regions.source",
+        "grid, fh or labelmaps with a folder source (gt masks exist for the built-in scenes only)",
+      );
+    }
+  }
   if (ok("data.regions.source", "data.regions.grid", "data.regions.count")) {
     const g = c.data.regions.grid;
     if (c.data.regions.source === "grid" && c.data.regions.count > g * g) {
@@ -1080,6 +1116,7 @@ export function generateConfigDoc(): string {
     const item of [
       "`data.regions.labelmaps` is required when `data.regions.source` is `labelmaps`.",
       "With grid regions, `data.regions.count` is at most `data.regions.grid`².",
+      "`data.regions.source: gt` needs `data.source: scenes` (only the built-in scenes have ground-truth masks).",
       "`model.bnGroup` divides `train.batchSize`, or is at least the batch (then the whole batch is one group).",
       "`loss.image.queue` is at least `train.batchSize` (methods plrc and moco).",
       "With method plrc the three loss weights are not all 0.",

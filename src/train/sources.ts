@@ -8,19 +8,78 @@ import { join } from "node:path";
 import { loadImage } from "../data/cache.ts";
 import { felzenszwalb } from "../data/felzenszwalb.ts";
 import { formatSkipReport, scanFolder, type Skipped } from "../data/folder.ts";
-import type { LabelMap } from "../data/image.ts";
+import { type Degradation, degradeLabels, degrades } from "../data/degrade.ts";
+import { type LabelMap, labelMap, type RgbImage } from "../data/image.ts";
+import { regionLabelMap } from "../data/regions.ts";
 import { WorkerPool } from "../data/pool.ts";
 import { SceneGenerator } from "../data/scenes.ts";
+import { Rng } from "../util/rng.ts";
+import { UsageError } from "../cli/usage.ts";
+import { deriveConfig, type PlrcConfig } from "./config.ts";
 import type { ImageSource } from "./trainer.ts";
 
-/** Region maps per image: the default grid (none supplied), or Felzenszwalb–Huttenlocher computed once. */
-export type RegionMode = { kind: "grid" } | { kind: "fh"; scale: number; sigma: number; minSize: number };
+/**
+ * Region maps per image: the default grid (none supplied), Felzenszwalb–Huttenlocher computed once, or the
+ * ground-truth instance masks of the built-in scenes (`gt`: background label 1, instance i label i + 1, so
+ * the background is one region like any other and every pixel belongs to one). `degrade` (shift and block
+ * noise, src/data/degrade.ts) is applied to the full-image map, from a generator derived from `seed` and
+ * the image index (see {@link degradeSeed}); a degraded grid is the grid's label map, degraded.
+ */
+export type RegionMode =
+  & ({ kind: "grid"; grid?: number } | {
+    kind: "fh";
+    scale: number;
+    sigma: number;
+    minSize: number;
+  } | { kind: "gt" })
+  & { degrade?: Degradation & { seed: number } };
+
+/** The seed of the degradation stream: apart from the views' `Rng.derive(seed, key)` streams. */
+export function degradeSeed(seed: number): number {
+  return (seed ^ 0x6a09e667) >>> 0;
+}
+
+/** The region mode of a configuration (data.regions.*); labelmaps are not wired in yet. */
+export function regionModeOf(cfg: PlrcConfig): RegionMode {
+  const rs = cfg.data.regions;
+  const degrade = { noise: rs.noise, block: rs.noiseBlock, shift: rs.shift, seed: cfg.seed };
+  const extra = degrades(degrade) ? { degrade } : {};
+  if (rs.source === "grid") return { kind: "grid", grid: rs.grid, ...extra };
+  if (rs.source === "gt") return { kind: "gt", ...extra };
+  if (rs.source === "fh") {
+    const d0 = deriveConfig(cfg, { datasetSize: 1 });
+    return { kind: "fh", scale: rs.fhScale, sigma: rs.fhSigma, minSize: d0.fhMinSize, ...extra };
+  }
+  throw new UsageError("data.regions.source: labelmaps is not wired in yet; allowed now: grid, fh, gt");
+}
+
+type Got = { image: RgbImage; gt?: LabelMap };
 
 function withRegions(
-  get: (i: number) => Promise<{ image: import("../data/image.ts").RgbImage }>,
+  get: (i: number) => Promise<Got>,
   mode: RegionMode,
-): (i: number) => Promise<{ image: import("../data/image.ts").RgbImage; regions?: LabelMap }> {
-  if (mode.kind === "grid") return get;
+): (i: number) => Promise<{ image: RgbImage; regions?: LabelMap }> {
+  const d = mode.degrade;
+  const degraded = (i: number, m: LabelMap) =>
+    degrades(d) ? degradeLabels(m, d, Rng.derive(degradeSeed(d.seed), i)) : m;
+  if (mode.kind === "grid") {
+    if (!degrades(d)) return async (i) => ({ image: (await get(i)).image });
+    const g = mode.grid ?? 4;
+    return async (i) => {
+      const { image } = await get(i);
+      return { image, regions: degraded(i, regionLabelMap({ kind: "grid", grid: g }, image.width, image.height)) };
+    };
+  }
+  if (mode.kind === "gt") {
+    return async (i) => {
+      const { image, gt } = await get(i);
+      if (!gt) throw new Error("data.regions.source gt needs ground-truth masks: only the built-in scenes have them");
+      const m = labelMap(gt.width, gt.height);
+      for (let p = 0; p < m.data.length; p++) m.data[p] = gt.data[p] + 1;
+      return { image, regions: degraded(i, m) };
+    };
+  }
+  // FH maps are costly, so they are cached; the degradation is cheap and redone on every read
   const cache = new Map<number, LabelMap>();
   return async (i) => {
     const { image } = await get(i);
@@ -29,7 +88,7 @@ function withRegions(
       regions = felzenszwalb(image, { scale: mode.scale, sigma: mode.sigma, minSize: mode.minSize });
       cache.set(i, regions);
     }
-    return { image, regions };
+    return { image, regions: degraded(i, regions) };
   };
 }
 
@@ -42,7 +101,10 @@ export function scenesSource(
   return {
     count: o.count,
     description: `${o.count} built-in scenes (${o.size}×${o.size}, ${o.classes} classes, seed ${o.seed})`,
-    get: withRegions((i) => Promise.resolve({ image: gen.scene(i).image }), regions),
+    get: withRegions((i) => {
+      const s = gen.scene(i);
+      return Promise.resolve({ image: s.image, gt: s.instanceMap });
+    }, regions),
   };
 }
 

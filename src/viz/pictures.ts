@@ -5,6 +5,7 @@
  * @module
  */
 import type { PlrcBatch } from "../data/batch.ts";
+import { heatColor, normalizeRange } from "./affinity.ts";
 import { Canvas, labelColor } from "./draw.ts";
 
 /**
@@ -95,6 +96,70 @@ export function renderCurves(
       const y = h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
       if (prev) cv.line(prev[0], prev[1], x, y, col, 2);
       prev = [x, y];
+    }
+  });
+  return cv;
+}
+
+/** What {@link renderAffinity} draws. */
+export interface AffinityPicture {
+  /** View side R; both views are normalised [R, R, 3] HWC. */
+  resolution: number;
+  view1: Float32Array;
+  view2: Float32Array;
+  mean: readonly number[];
+  std: readonly number[];
+  /** Query positions in view 1 (continuous pixels). */
+  queries: { x: number; y: number }[];
+  /** Each query's true position in view 2, and whether it lies inside view 2. */
+  truth: { x: number; y: number; inside: boolean }[];
+  /** Each query's similarity over view 2, [R, R]. */
+  maps: Float64Array[];
+  /** Pixel scale (default 3) and heat-map opacity (default 0.65). */
+  scale?: number;
+  alpha?: number;
+}
+
+/** The gap between panels of {@link renderAffinity}, in pixels. */
+export const AFFINITY_GAP = 8;
+
+/**
+ * View 1 with the queries as squares in their colours (labelColor(q + 1), black-ringed) | for each query,
+ * view 2 under its similarity map (min–max normalised per map, heat colours blended at `alpha`), the true
+ * position of the query as a white-ringed square in the query's colour when it lies inside view 2, and the
+ * most similar position as a white cross. Width (1 + N)·R·scale + N·gap, height R·scale.
+ */
+export function renderAffinity(p: AffinityPicture): Canvas {
+  const R = p.resolution, k = p.scale ?? 3, gap = AFFINITY_GAP, a = p.alpha ?? 0.65, N = p.maps.length;
+  const side = R * k;
+  const cv = new Canvas((1 + N) * side + N * gap, side, [40, 40, 40]);
+  const paint = (view: Float32Array, x0: number, heat?: Float64Array) => {
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        const pix = Math.floor(y / k) * R + Math.floor(x / k);
+        const rgb = [0, 1, 2].map((c) => Math.max(0, Math.min(255, (view[pix * 3 + c] * p.std[c] + p.mean[c]) * 255)));
+        cv.blend(x0 + x, y, rgb);
+        if (heat) cv.blend(x0 + x, y, heatColor(heat[pix]), a);
+      }
+    }
+  };
+  paint(p.view1, 0);
+  p.queries.forEach((q, j) => {
+    cv.square(q.x * k, q.y * k, 4, [0, 0, 0]);
+    cv.square(q.x * k, q.y * k, 3, labelColor(j + 1));
+  });
+  p.maps.forEach((m, j) => {
+    const x0 = (j + 1) * (side + gap);
+    paint(p.view2, x0, normalizeRange(m).t);
+    let best = 0;
+    for (let i = 1; i < m.length; i++) if (m[i] > m[best]) best = i;
+    const bx = x0 + ((best % R) + 0.5) * k, by = (Math.floor(best / R) + 0.5) * k;
+    cv.line(bx - 5, by, bx + 5, by, [255, 255, 255]);
+    cv.line(bx, by - 5, bx, by + 5, [255, 255, 255]);
+    const t = p.truth[j];
+    if (t?.inside) {
+      cv.square(x0 + t.x * k, t.y * k, 4, [255, 255, 255]);
+      cv.square(x0 + t.x * k, t.y * k, 3, labelColor(j + 1));
     }
   });
   return cv;
