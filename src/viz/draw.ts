@@ -4,6 +4,7 @@
  * @module
  */
 import { encodePng } from "../data/png.ts";
+import { glyph, GLYPH_ADVANCE } from "./font.ts";
 
 /** An RGB canvas. */
 export class Canvas {
@@ -30,6 +31,32 @@ export class Canvas {
   line(x0: number, y0: number, x1: number, y1: number, rgb: readonly number[], w = 1): void {
     const n = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
     for (let i = 0; i <= n; i++) this.square(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n, (w - 1) >> 1, rgb);
+  }
+
+  /** A filled rectangle [x0, x1) × [y0, y1). */
+  rect(x0: number, y0: number, x1: number, y1: number, rgb: readonly number[], a = 1): void {
+    for (let y = Math.round(y0); y < Math.round(y1); y++) {
+      for (let x = Math.round(x0); x < Math.round(x1); x++) this.blend(x, y, rgb, a);
+    }
+  }
+
+  /** `text` in the built-in 5×7 font with its top-left corner at (x, y), each font pixel `scale`² pixels. */
+  text(x: number, y: number, text: string, rgb: readonly number[], scale = 1): void {
+    [...text].forEach((ch, i) => {
+      glyph(ch).forEach((row, gy) =>
+        row.forEach((ink, gx) => {
+          if (ink) {
+            this.rect(
+              x + (i * GLYPH_ADVANCE + gx) * scale,
+              y + gy * scale,
+              x + (i * GLYPH_ADVANCE + gx + 1) * scale,
+              y + (gy + 1) * scale,
+              rgb,
+            );
+          }
+        })
+      );
+    });
   }
 
   /** PNG bytes. */

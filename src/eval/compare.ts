@@ -1,0 +1,243 @@
+/**
+ * The method comparison behind `plrc compare`: random init, `moco`, `detcon` and `plrc` pre-trained on the
+ * same data with the same steps and batch, several seeds each, evaluated with the transfer protocols; plus
+ * the region-quality ablation (detcon vs plrc with grid, Felzenszwalb and ground-truth masks, and with the
+ * ground-truth masks degraded on purpose). Each pre-training and each evaluation is a `plrc` subprocess,
+ * so a comparison is exactly what a user could run by hand, and results land in files as they finish:
+ * an interrupted comparison continues where it stopped. This module holds the plan (pure), the runner and
+ * the aggregation (pure); pictures are in `src/viz/charts.ts`.
+ *
+ * @module
+ */
+
+/** Transfer protocols and the metric each one is compared by. */
+export const PROTOCOL_METRICS = { linear: ["miou"], detect: ["ap", "ap50"], knn: ["accuracy"] } as const;
+export type Protocol = keyof typeof PROTOCOL_METRICS;
+
+/** What a comparison size fixes. */
+export interface CompareSize {
+  doc: string;
+  /** Configuration preset of every pre-training run, and of the random-init architecture. */
+  preset: string;
+  /** Extra `--set` assignments for every pre-training run. */
+  pretrainSets: string[];
+  seeds: number[];
+  protocols: Protocol[];
+  /** Extra `plrc eval` options per protocol. */
+  evalArgs: Partial<Record<Protocol, string[]>>;
+  /** Region settings of the ablation (the first is the main comparison's own setting), seed 0 only. */
+  ablation: { name: string; sets: string[] }[];
+  /** Protocols the ablation is evaluated with. */
+  ablationProtocols: Protocol[];
+}
+
+const ABLATION = [
+  { name: "grid", sets: [] },
+  { name: "fh", sets: ["data.regions.source=fh"] },
+  { name: "gt", sets: ["data.regions.source=gt"] },
+  { name: "gt+noise0.3", sets: ["data.regions.source=gt", "data.regions.noise=0.3"] },
+  { name: "gt+shift6", sets: ["data.regions.source=gt", "data.regions.shift=6"] },
+];
+
+/** The two sizes: `reduced` for a 2-core CPU adapter (under an hour), `full` for one large GPU. */
+export const SIZES: Record<"reduced" | "full", CompareSize> = {
+  reduced: {
+    doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
+      "on 200/100 held-out scenes at 64 px; ablation with seed 0, linear only",
+    preset: "cpu-tiny",
+    pretrainSets: [],
+    seeds: [0, 1, 2],
+    protocols: ["linear", "detect"],
+    evalArgs: { linear: ["--train", "200", "--test", "100"], detect: ["--train", "200", "--test", "100"] },
+    ablation: ABLATION,
+    ablationProtocols: ["linear"],
+  },
+  full: {
+    doc: "gpu-small pre-training (ResNet-50 ×0.5, 128 px, batch 64) for 2 epochs of 8192 scenes, 3 seeds; " +
+      "linear and detect at 128 px; ablation with seed 0, linear and detect",
+    preset: "gpu-small",
+    pretrainSets: ["train.epochs=2"],
+    seeds: [0, 1, 2],
+    protocols: ["linear", "detect"],
+    evalArgs: {
+      linear: ["--train", "400", "--test", "200", "--resolution", "128"],
+      detect: ["--train", "400", "--test", "200", "--resolution", "128"],
+    },
+    ablation: ABLATION,
+    ablationProtocols: ["linear", "detect"],
+  },
+};
+
+/** Methods of the main comparison; `random` is the untrained backbone. */
+export const METHODS = ["random", "moco", "detcon", "plrc"] as const;
+export type Method = (typeof METHODS)[number];
+
+/** One pre-training run. */
+export interface PretrainJob {
+  name: string;
+  method: Exclude<Method, "random">;
+  seed: number;
+  regions: string;
+  sets: string[];
+}
+
+/** One evaluation: of a run's last checkpoint, or of a random initialisation. */
+export interface EvalJob {
+  name: string;
+  run: string | null;
+  method: Method;
+  seed: number;
+  regions: string;
+  protocol: Protocol;
+  args: string[];
+}
+
+/** Every job of a comparison, pre-training before evaluation. */
+export interface ComparePlan {
+  pretrain: PretrainJob[];
+  evals: EvalJob[];
+}
+
+/** The jobs of `size`: the main comparison over methods × seeds, then the ablation (seed 0). */
+export function comparePlan(size: CompareSize, o: { ablation?: boolean; extraSets?: string[] } = {}): ComparePlan {
+  const pretrain: PretrainJob[] = [], evals: EvalJob[] = [];
+  const extra = o.extraSets ?? [];
+  const addRun = (method: PretrainJob["method"], seed: number, regions: string, regionSets: string[]) => {
+    const name = `${method}-${regions}-s${seed}`;
+    if (!pretrain.some((p) => p.name === name)) {
+      pretrain.push({
+        name,
+        method,
+        seed,
+        regions,
+        sets: [`preset=${size.preset}`, ...size.pretrainSets, `method=${method}`, `seed=${seed}`, ...regionSets, ...extra],
+      });
+    }
+    return name;
+  };
+  const addEval = (run: string | null, method: Method, seed: number, regions: string, protocol: Protocol) => {
+    const name = `${run ?? `random-s${seed}`}.${protocol}`;
+    if (!evals.some((e) => e.name === name)) {
+      evals.push({ name, run, method, seed, regions, protocol, args: size.evalArgs[protocol] ?? [] });
+    }
+  };
+  const main = size.ablation[0];
+  for (const seed of size.seeds) {
+    for (const method of METHODS) {
+      const run = method === "random" ? null : addRun(method, seed, main.name, main.sets);
+      for (const p of size.protocols) addEval(run, method, seed, main.name, p);
+    }
+  }
+  if (o.ablation !== false) {
+    for (const a of size.ablation) {
+      for (const method of ["detcon", "plrc"] as const) {
+        const run = addRun(method, size.seeds[0], a.name, a.sets);
+        for (const p of size.ablationProtocols) addEval(run, method, size.seeds[0], a.name, p);
+      }
+    }
+  }
+  return { pretrain, evals };
+}
+
+/** An evaluation's result as stored: the job and the JSON that `plrc eval --json` printed. */
+export interface EvalRecord {
+  job: EvalJob;
+  result: Record<string, unknown>;
+}
+
+/** Mean and sample standard deviation (0 for one value). */
+export function meanStd(v: number[]): { mean: number; std: number; n: number } {
+  const n = v.length, mean = v.reduce((s, x) => s + x, 0) / Math.max(n, 1);
+  const std = n > 1 ? Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, std, n };
+}
+
+/** One cell of a results table: a metric of one (method, regions) over seeds. */
+export interface Cell {
+  method: Method;
+  regions: string;
+  protocol: Protocol;
+  metric: string;
+  mean: number;
+  std: number;
+  n: number;
+  values: number[];
+}
+
+/** Groups records by (method, regions, protocol, metric) over seeds. */
+export function aggregate(records: EvalRecord[]): Cell[] {
+  const cells = new Map<string, Cell>();
+  for (const { job, result } of records) {
+    for (const metric of PROTOCOL_METRICS[job.protocol]) {
+      const v = result[metric];
+      if (typeof v !== "number" || !Number.isFinite(v)) continue;
+      const key = `${job.method}|${job.regions}|${job.protocol}|${metric}`;
+      const c = cells.get(key) ??
+        { method: job.method, regions: job.regions, protocol: job.protocol, metric, mean: 0, std: 0, n: 0, values: [] };
+      c.values.push(v);
+      cells.set(key, c);
+    }
+  }
+  for (const c of cells.values()) Object.assign(c, meanStd(c.values));
+  return [...cells.values()];
+}
+
+const pct = (c: Cell | undefined) =>
+  c ? `${(100 * c.mean).toFixed(1)} ± ${(100 * c.std).toFixed(1)}${c.n < 2 ? "" : ""} (n=${c.n})` : "–";
+
+/** The main table (methods × protocol metrics, regions = the main setting) in Markdown. */
+export function mainTable(cells: Cell[], size: CompareSize): string {
+  const main = size.ablation[0].name;
+  const cols = size.protocols.flatMap((p) => PROTOCOL_METRICS[p].map((m) => ({ p, m })));
+  const lines = [
+    `| method | ${cols.map((c) => `${c.p} ${c.m} (%)`).join(" | ")} |`,
+    `|---|${cols.map(() => "---:").join("|")}|`,
+  ];
+  for (const method of METHODS) {
+    const row = cols.map((c) =>
+      pct(cells.find((x) => x.method === method && x.protocol === c.p && x.metric === c.m && x.regions === main))
+    );
+    lines.push(`| ${method} | ${row.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+/** The ablation table (region settings × detcon/plrc, one metric per protocol) in Markdown. */
+export function ablationTable(cells: Cell[], size: CompareSize): string {
+  const cols = size.ablationProtocols.flatMap((p) =>
+    (["detcon", "plrc"] as const).map((method) => ({ p, m: PROTOCOL_METRICS[p][0], method }))
+  );
+  const lines = [
+    `| regions | ${cols.map((c) => `${c.method} ${c.p} ${c.m} (%)`).join(" | ")} |`,
+    `|---|${cols.map(() => "---:").join("|")}|`,
+  ];
+  for (const a of size.ablation) {
+    const row = cols.map((c) => {
+      const cell = cells.find((x) =>
+        x.method === c.method && x.protocol === c.p && x.metric === c.m && x.regions === a.name
+      );
+      // the ablation is seed 0 only: show that seed's value, not the main table's mean
+      if (!cell) return "–";
+      const v = a.name === size.ablation[0].name ? cell.values[0] : cell.mean;
+      return (100 * v).toFixed(1);
+    });
+    lines.push(`| ${a.name} | ${row.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+/** How `plrc` runs itself: the compiled binary, or `deno run -A` on the running module (cli.ts or the bundle). */
+export function selfCommand(): string[] {
+  const exe = Deno.execPath();
+  const base = exe.split(/[\\/]/).pop() ?? "";
+  if (/^deno(\.exe)?$/.test(base)) return [exe, "run", "-A", new URL(Deno.mainModule).pathname];
+  return [exe];
+}
+
+/** Runs `plrc args...`, streaming its stderr through and returning its exit code and stdout. */
+export async function runSelf(args: string[]): Promise<{ code: number; stdout: string }> {
+  const [cmd, ...pre] = selfCommand();
+  const p = new Deno.Command(cmd, { args: [...pre, ...args], stdout: "piped", stderr: "inherit" }).spawn();
+  const out = await p.output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+}
