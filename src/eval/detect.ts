@@ -51,6 +51,7 @@ export interface DetectOptions {
   classes: number;
   mean: readonly number[];
   std: readonly number[];
+  /** Training epochs; 0 scores the untrained head (the chance level of the protocol). */
   epochs?: number;
   batch?: number;
   lr?: number;
@@ -314,7 +315,7 @@ export interface DetectResult {
   testObjects: number;
   grid: number;
   steps: number;
-  /** Mean training loss of the first and the last epoch (as read back). */
+  /** Mean training loss of the first and the last epoch (as read back; NaN with no epochs). */
   loss: { first: number; last: number };
   settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
 }
@@ -414,7 +415,7 @@ export async function detectEval(
     testObjects: gts.length,
     grid: g,
     steps: total,
-    loss: { first: mean(losses[0]), last: mean(losses[o.epochs - 1]) },
+    loss: { first: mean(losses[0] ?? []), last: mean(losses[o.epochs - 1] ?? []) },
     settings,
   };
 }
