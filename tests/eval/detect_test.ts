@@ -202,3 +202,37 @@ Deno.test({
     );
   },
 });
+
+Deno.test("plrc eval on a COCO folder: detect (JSON and table) and linear; --data DIR needs --ann", async () => {
+  const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const dir = await Deno.makeTempDir();
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), { args: ["run", "-A", cli, "eval", "--ckpt", "random", ...args] }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  try {
+    const ex = await exportScenes(dir, new SceneGenerator(3, { size: 64, classes: 3 }), 12);
+    const data = ["--data", dir, "--ann", ex.annotations, "--train", "8", "--test", "4", "--resolution", "64"];
+    const det = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4", "--json");
+    assert.equal(det.code, 0, text(det.stderr));
+    const r = JSON.parse(text(det.stdout).trim().split("\n").at(-1)!);
+    assert.equal(r.protocol, "detect");
+    assert.equal(r.data, dir);
+    assert.ok(r.ap >= 0 && r.ap <= 1 && r.ap50 >= r.ap && r.ap50 <= 1, JSON.stringify(r));
+    assert.deepEqual(r.perClass.map((c: { name: string }) => c.name), ["disc", "square", "triangle"]);
+    assert.equal(r.settings.epochs, 1);
+    assert.equal(r.steps, 2);
+    assert.equal(r.trainImages, 8);
+    assert.ok(r.testObjects > 0 && r.seconds > 0);
+    const table = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4");
+    assert.equal(table.code, 0, text(table.stderr));
+    assert.match(text(table.stdout), /AP +\d+\.\d +AP50 +\d+\.\d/);
+    assert.match(text(table.stdout), /triangle/);
+    const lin = await run("--protocol", "linear", ...data, "--json");
+    assert.equal(lin.code, 0, text(lin.stderr));
+    assert.ok(JSON.parse(text(lin.stdout).trim().split("\n").at(-1)!).miou >= 0);
+    assert.equal((await run("--protocol", "detect", "--data", dir)).code, 2);
+    assert.equal((await run("--protocol", "detect", ...data.slice(0, 4), "--train", "10", "--test", "10")).code, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
