@@ -19,7 +19,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   pretrain: { run: pretrainCommand, summary: "pre-train a backbone with PLRC (see its --help for status)" },
   info: { run: infoCommand, summary: "show the WebGPU adapter, backend, features and limits" },
   export: { run: exportCommand, summary: "write a checkpoint's backbone for torchvision, detectron2 or mmdetection" },
-  eval: { run: evalCommand, summary: "transfer protocols on a checkpoint's backbone (knn so far)" },
+  eval: { run: evalCommand, summary: "transfer protocols on a checkpoint's backbone: knn, linear, detect" },
   visualize: { run: visualizeCommand, summary: "PNG pictures: a training sample, training curves, point affinities" },
   masks: { run: masksCommand, summary: "precompute Felzenszwalb-Huttenlocher region masks for an image folder" },
   bench: { run: benchCommand, summary: "measure kernels, GEMM, convolutions, a ResNet step, data loading" },

@@ -1,13 +1,16 @@
 /**
- * `plrc eval`: transfer protocols on a checkpoint's backbone (or random weights). Implemented so far:
- * `knn` on the built-in scenes (region features, cosine k-NN against a labelled bank).
+ * `plrc eval`: transfer protocols on a checkpoint's backbone (or random weights): `knn` (region features,
+ * cosine k-NN), `linear` (per-pixel linear probe, mIoU) and `detect` (a fine-tuned CenterNet-style head,
+ * COCO-style AP), on the built-in scenes or a COCO-format folder.
  *
  * @module
  */
 import { parse as parseYaml } from "yaml";
 import { getGpu } from "../gpu/device.ts";
-import { SceneGenerator } from "../data/scenes.ts";
-import { knnEval, type LabelledImage } from "../eval/knn.ts";
+import { readCoco } from "../data/coco.ts";
+import { cocoImages, type EvalSet, sceneSet } from "../eval/datasets.ts";
+import { DETECT_DEFAULTS, detectEval } from "../eval/detect.ts";
+import { knnEval } from "../eval/knn.ts";
 import { linearEval } from "../eval/linear.ts";
 import { initResNet, resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
@@ -15,43 +18,62 @@ import { readCheckpointFile } from "../train/checkpoint.ts";
 import { dataConfigOf, type PlrcConfig, resnetConfigOf, resolveConfig } from "../train/config.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-export const EVAL_HELP = `plrc eval --ckpt PATH|random --protocol knn|linear [--encoder online|momentum] [--set k=v ...]
-          [--train N] [--test N] [--k K] [--json]
+export const EVAL_HELP =
+  `plrc eval --ckpt PATH|random --protocol knn|linear|detect [--encoder online|momentum] [--set k=v ...]
+          [--data scenes|DIR --ann COCO.json] [--train N] [--test N] [--resolution R] [--json]
+          [--k K] [--level c4|c5] [--epochs E] [--lr LR] [--batch B]
 
-Evaluates a pre-trained backbone on the built-in scenes (held-out scenes: a different seed from training).
+Evaluates a pre-trained backbone: trained on N labelled images, scored on M held-out ones.
 
   --ckpt PATH       a training checkpoint (checkpoints/last.safetensors), or "random" for an untrained
                     backbone of the configuration (--set model.depth=..., model.width=...)
   --protocol knn    region features (C5 averaged over each object's mask) classified by cosine k-NN
-                    against a bank from other scenes; reports accuracy and the majority-class baseline
+                    against a bank from other images; reports accuracy and the majority-class baseline
   --protocol linear per-pixel softmax regression on frozen, bilinearly upsampled features, trained on the
-                    training scenes' class maps; mean IoU on the held-out scenes
-  --train N         scenes in the bank / probe training set (default 200); --test N held out (default 100)
-  --k K             neighbours (default 5)
-  --level c4|c5     feature level (default c4: stride 16, so small objects keep a cell)
-  --json            one JSON object
+                    training images' class maps; mean IoU on the held-out images
+  --protocol detect a CenterNet-style head (class heat-maps, box sizes and offsets at stride 8, on C3)
+                    trained with the backbone fine-tuned; COCO-style AP@[.5:.95] and AP50 on held-out images
+  --data scenes     the built-in scenes (default; held out from pre-training: another generator seed)
+  --data DIR --ann COCO.json
+                    a COCO-format folder: images (file_name relative to DIR) with instance annotations
+                    (polygons, RLE or boxes); the first N images train, the next M are held out; images
+                    are stretched to R×R
+  --train N         training / bank images (default 200); --test M held out (default 100)
+  --resolution R    image side (default: data.resolution of the configuration; detect: at least 96, so
+                    that the stride-8 grid has 12×12 cells)
+  --k K             knn: neighbours (default 5)
+  --level c4|c5     knn, linear: feature level (default c4: stride 16, so small objects keep a cell)
+  --epochs E        detect: training epochs (default ${DETECT_DEFAULTS.epochs})
+  --lr LR           detect: SGD learning rate, cosine-decayed (default ${DETECT_DEFAULTS.lr}; momentum 0.9)
+  --batch B         detect: batch size (default ${DETECT_DEFAULTS.batch})
+  --json            one JSON object`;
 
-The detect protocol is not implemented yet.`;
-
-/** Runs `plrc eval`. */
+/** Runs \`plrc eval\`. */
 export async function evalCommand(argv: string[]): Promise<number> {
+  const t0 = performance.now();
   const { values } = parseOptions(argv, {
     ckpt: { type: "string" },
     protocol: { type: "string" },
     encoder: { type: "string" },
     set: { type: "string", multiple: true },
+    data: { type: "string" },
+    ann: { type: "string" },
     train: { type: "string" },
     test: { type: "string" },
+    resolution: { type: "string" },
     k: { type: "string" },
     level: { type: "string" },
+    epochs: { type: "string" },
+    lr: { type: "string" },
+    batch: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, EVAL_HELP);
   if (values.help) return console.log(EVAL_HELP), 0;
   if (!values.ckpt) throw new UsageError("--ckpt PATH|random is required", EVAL_HELP);
   const protocol = values.protocol ?? "knn";
-  if (protocol !== "knn" && protocol !== "linear") {
-    throw new UsageError(`--protocol ${protocol} is not implemented yet; allowed: knn, linear`, EVAL_HELP);
+  if (protocol !== "knn" && protocol !== "linear" && protocol !== "detect") {
+    throw new UsageError(`--protocol must be knn, linear or detect, got "${protocol}"`, EVAL_HELP);
   }
   const encoder = values.encoder ?? "online";
   if (encoder !== "online" && encoder !== "momentum") {
@@ -67,7 +89,13 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const level = values.level ?? "c4";
   if (level !== "c4" && level !== "c5") throw new UsageError(`--level must be c4 or c5, got "${level}"`, EVAL_HELP);
   const nTrain = int("train", values.train, 200), nTest = int("test", values.test, 100), k = int("k", values.k, 5);
-
+  const epochs = int("epochs", values.epochs, DETECT_DEFAULTS.epochs);
+  const batch = int("batch", values.batch, DETECT_DEFAULTS.batch);
+  const lr = values.lr === undefined ? DETECT_DEFAULTS.lr : Number(values.lr);
+  if (!(lr > 0)) throw new UsageError(`--lr must be a positive number, got "${values.lr}"`, EVAL_HELP);
+  const dataArg = values.data ?? "scenes";
+  if (dataArg !== "scenes" && !values.ann) throw new UsageError("--data DIR needs --ann COCO.json", EVAL_HELP);
+  if (dataArg === "scenes" && values.ann) throw new UsageError("--ann goes with --data DIR", EVAL_HELP);
   let cfg: PlrcConfig;
   let ckpt: Awaited<ReturnType<typeof readCheckpointFile>> | null = null;
   if (values.ckpt === "random") {
@@ -93,28 +121,79 @@ export async function evalCommand(argv: string[]): Promise<number> {
   } else {
     initResNet(store, model, cfg.seed);
   }
-  const R = cfg.data.resolution;
-  const gen = new SceneGenerator(cfg.data.scenes.seed + 1_000_003, { size: R, classes: cfg.data.scenes.classes });
-  const scene = (i: number): LabelledImage & { classes: import("../data/image.ts").LabelMap } => {
-    const s = gen.scene(i);
-    const classOf: number[] = [];
-    for (const inst of s.instances) classOf[inst.id] = inst.classId;
-    return { image: s.image, instances: s.instanceMap, classOf, classes: s.classMap };
-  };
-  const train = Array.from({ length: nTrain }, (_, i) => scene(i));
-  const test = Array.from({ length: nTest }, (_, i) => scene(nTrain + i));
+  const R = values.resolution !== undefined
+    ? int("resolution", values.resolution, 0)
+    : protocol === "detect"
+    ? Math.max(96, cfg.data.resolution)
+    : cfg.data.resolution;
+  if (R % 32 !== 0 || R < 32) throw new UsageError(`--resolution must be a multiple of 32, got ${R}`, EVAL_HELP);
+  let set: EvalSet & { testImages: EvalSet["images"] };
+  if (dataArg === "scenes") {
+    const s = sceneSet(cfg.data.scenes.seed + 1_000_003, R, cfg.data.scenes.classes, 0, nTrain + nTest);
+    set = { images: s.images.slice(0, nTrain), testImages: s.images.slice(nTrain), classNames: s.classNames };
+  } else {
+    const coco = await readCoco(values.ann!).catch((e) => {
+      throw new UsageError(`cannot use --ann ${values.ann}: ${(e as Error).message}`, EVAL_HELP);
+    });
+    if (coco.images.length < nTrain + nTest) {
+      throw new UsageError(
+        `${values.ann} has ${coco.images.length} images, fewer than --train ${nTrain} + --test ${nTest}`,
+        EVAL_HELP,
+      );
+    }
+    set = {
+      images: await cocoImages(dataArg, coco, R, 0, nTrain),
+      testImages: await cocoImages(dataArg, coco, R, nTrain, nTest),
+      classNames: coco.categories.map((c) => c.name),
+    };
+  }
+  const train = set.images, test = set.testImages, classes = set.classNames.length;
   const data = dataConfigOf(cfg);
-  const meta = { ckpt: values.ckpt, encoder, model, resolution: R, adapter: gpu.summary.description };
+  const meta = {
+    ckpt: values.ckpt,
+    encoder,
+    data: dataArg,
+    model,
+    resolution: R,
+    adapter: gpu.summary.description,
+  };
+  const seconds = () => Math.round((performance.now() - t0) / 100) / 10;
+  if (protocol === "detect") {
+    const r = await detectEval(gpu, store, model, train, test, {
+      classes,
+      mean: data.mean,
+      std: data.std,
+      epochs,
+      batch,
+      lr,
+      seed: cfg.seed,
+    });
+    const perClass = r.perClass.map((c, i) => ({ name: set.classNames[i], ...c }));
+    if (values.json) console.log(JSON.stringify({ ...r, perClass, ...meta, seconds: seconds() }));
+    else {
+      const pct = (v: number | null) => (v === null ? "   –" : (100 * v).toFixed(1).padStart(5));
+      console.log(
+        `detect (CenterNet head on C3, ${r.grid}×${r.grid} cells at ${R} px) fine-tuned on ${nTrain} images for ` +
+          `${epochs} epochs (${r.steps} steps), ${nTest} held out (${r.testObjects} objects):`,
+      );
+      console.log(`  AP ${pct(r.ap)}   AP50 ${pct(r.ap50)}   AP75 ${pct(r.ap75)}   (${values.ckpt})`);
+      const w = Math.max(5, ...set.classNames.map((n) => n.length));
+      console.log(`  ${"class".padEnd(w)}     AP   AP50`);
+      for (const c of perClass) console.log(`  ${c.name.padEnd(w)}  ${pct(c.ap)}  ${pct(c.ap50)}`);
+      console.log(`  training loss ${r.loss.first.toFixed(3)} → ${r.loss.last.toFixed(3)}; ${seconds()} s`);
+    }
+    return 0;
+  }
   if (protocol === "linear") {
     const r = await linearEval(gpu, store, model, train, test, {
-      classes: cfg.data.scenes.classes,
+      classes,
       level,
       mean: data.mean,
       std: data.std,
     });
-    if (values.json) console.log(JSON.stringify({ ...r, ...meta }));
+    if (values.json) console.log(JSON.stringify({ ...r, ...meta, seconds: seconds() }));
     else {
-      console.log(`linear probe (${level}, ${r.grid}×${r.grid} grid) trained on ${nTrain} scenes, ${nTest} held out:`);
+      console.log(`linear probe (${level}, ${r.grid}×${r.grid} grid) trained on ${nTrain} images, ${nTest} held out:`);
       console.log(
         `  mIoU ${(100 * r.miou).toFixed(1)}%  pixel accuracy ${(100 * r.pixelAccuracy).toFixed(1)}%  ` +
           `(majority class mIoU ${(100 * r.majorityMiou).toFixed(1)}%)`,
@@ -123,10 +202,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const r = await knnEval(gpu, store, model, train, test, { k, level, mean: data.mean, std: data.std });
-  if (values.json) console.log(JSON.stringify({ ...r, ...meta }));
+  if (values.json) console.log(JSON.stringify({ ...r, ...meta, seconds: seconds() }));
   else {
     console.log(
-      `knn (k ${k}, ${level}) on ${nTest} held-out scenes (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
+      `knn (k ${k}, ${level}) on ${nTest} held-out images (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
     );
     console.log(`  accuracy ${(100 * r.accuracy).toFixed(1)}%  (majority class ${(100 * r.majority).toFixed(1)}%)`);
   }

@@ -178,6 +178,12 @@ export interface ResNetBuildOptions {
   tile?: Partial<GemmTile>;
   /** Also expose C4 (stage-3 output). */
   c4?: boolean;
+  /**
+   * Run only the first `stages` residual stages (default 4). The last stage run is the graph's output:
+   * `c5`, `c5Shape` and `dC5` then hold C3 for `stages: 2` (stride 8, what a dense detector wants), and the
+   * later stages' parameters get no gradient.
+   */
+  stages?: 1 | 2 | 3 | 4;
   /** An existing input tensor [B, R, R, 3] (NHWC) to read from, e.g. shared between encoders. */
   input?: Tensor;
 }
@@ -185,6 +191,7 @@ export interface ResNetBuildOptions {
 /** A bound ResNet: input, outputs, and the dispatch lists of one forward and one backward. */
 export interface ResNetGraph {
   input: Tensor;
+  /** The output: C5, or the last stage run when `stages` < 4. */
   c5: Tensor;
   c5Shape: [number, number, number, number];
   c4: Tensor | null;
@@ -320,7 +327,8 @@ export async function buildResNet(
   // blocks: forward now, backward builders stacked
   type BlockBack = (dOut: Tensor, needDx: boolean) => Promise<Tensor | null>;
   const blockBacks: BlockBack[] = [];
-  for (const [si, stage] of plan.blocks.entries()) {
+  const stages = o.stages ?? 4;
+  for (const [si, stage] of plan.blocks.slice(0, stages).entries()) {
     for (const b of stage) {
       const x = cur;
       const mains: Awaited<ReturnType<typeof unit>>[] = [];

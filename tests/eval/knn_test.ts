@@ -39,7 +39,7 @@ Deno.test("plrc eval --protocol knn --ckpt random runs and reports accuracy besi
   assert.ok(r.testRegions > 0 && r.trainRegions > 0);
   assert.ok(r.accuracy >= 0 && r.accuracy <= 1 && r.majority >= 0 && r.majority <= 1, text);
   const bad = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli, "eval", "--ckpt", "random", "--protocol", "detect"],
+    args: ["run", "-A", cli, "eval", "--ckpt", "random", "--protocol", "segment"],
   })
     .output();
   assert.equal(bad.code, 2);

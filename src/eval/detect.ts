@@ -1,0 +1,423 @@
+/**
+ * The `detect` transfer protocol: a small CenterNet-style dense detector on the backbone's stride-8 map
+ * C3 (the network cut after its second stage), trained end to end (backbone fine-tuned) on a limited
+ * labelled set and scored by COCO-style AP on held-out images.
+ *
+ * Head: conv 3×3 (C3 → `headWidth`, bias) → ReLU → conv 1×1 (→ K + 4, bias): K class heat-map logits, log
+ * box size and centre offset per cell (see `losses/centernet.ts`). The heat-map bias starts at −log(99) so
+ * every cell first predicts p = 0.01 (the focal-loss prior; CenterNet uses p ≈ 0.1).
+ *
+ * Training: one GPU submission per step (upload, forward, loss and its gradient, head and backbone
+ * backward, SGD with momentum over backbone and head together), losses read back through a lagging ring.
+ * The backbone's BN runs in training mode (batch statistics, running statistics updated), as MoCo's and
+ * PLRC's detection transfer fine-tunes with synchronised BN; a frozen BN would leave a randomly
+ * initialised backbone (running statistics 0/1) unnormalised. Evaluation runs in eval mode on the
+ * running statistics. Augmentation: a random horizontal flip.
+ *
+ * Decoding: a cell is a peak when its score is the maximum of its 3×3 neighbourhood (CenterNet's max-pool
+ * NMS); the top 100 peaks of an image over all classes become boxes.
+ *
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { Recorder, sync } from "../gpu/encoder.ts";
+import type { Dispatch } from "../gpu/kernel.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import type { RgbImage } from "../data/image.ts";
+import { reluBackward } from "../kernels/elementwise.ts";
+import { convDgrad, convForward, type ConvGeom, convWgrad } from "../kernels/gemm.ts";
+import { sgdStep } from "../kernels/optim.ts";
+import { reduceAxis } from "../kernels/reduce.ts";
+import { buildCenterNetLoss, centerNetTargets, type ClassBox } from "../losses/centernet.ts";
+import { buildResNet, type ResNetConfig, type ResNetGraph, resnetSpecs, resnetWidths } from "../models/resnet.ts";
+import { type ParamSpec, ParamStore } from "../nn/params.ts";
+import { MetricsRing } from "../train/metrics_ring.ts";
+import { cosineLr } from "../train/schedule.ts";
+import { Rng } from "../util/rng.ts";
+import { type Detection, evaluateDetections, type GtBox } from "./ap.ts";
+
+/** Stride of C3. */
+export const DETECT_STRIDE = 8;
+
+/** A labelled image: R×R pixels and its objects' boxes (pixels) with classes 0..K−1. */
+export interface DetImage {
+  image: RgbImage;
+  boxes: ClassBox[];
+}
+
+/** Protocol settings. */
+export interface DetectOptions {
+  /** Number of classes K. */
+  classes: number;
+  mean: readonly number[];
+  std: readonly number[];
+  /** Training epochs; 0 scores the untrained head (the chance level of the protocol). */
+  epochs?: number;
+  batch?: number;
+  lr?: number;
+  momentum?: number;
+  weightDecay?: number;
+  headWidth?: number;
+  /** Peaks kept per image. */
+  maxDetections?: number;
+  seed?: number;
+  /** Called after each epoch with the mean training loss read back so far in it. */
+  onEpoch?: (epoch: number, loss: number) => void;
+}
+
+/** Defaults of {@link DetectOptions}. */
+export const DETECT_DEFAULTS = {
+  epochs: 12,
+  batch: 8,
+  lr: 0.02,
+  momentum: 0.9,
+  weightDecay: 1e-4,
+  headWidth: 64,
+  maxDetections: 100,
+  seed: 0,
+} as const;
+
+/** Names of the backbone's parameters up to C3 (stem, layer1, layer2). */
+export function c3Specs(cfg: ResNetConfig, prefix = ""): ParamSpec[] {
+  return resnetSpecs(cfg).filter((s) => /^(conv1|bn1|layer1|layer2)\./.test(s.name)).map((s) => ({
+    ...s,
+    name: prefix + s.name,
+  }));
+}
+
+/** Channels of C3. */
+export function c3Channels(cfg: ResNetConfig): number {
+  const w = resnetWidths(cfg);
+  return w.planes[1] * w.expansion;
+}
+
+/** The head's parameters (convolutions in PyTorch's OIHW shapes). */
+export function detectHeadSpecs(c3: number, width: number, K: number, prefix = "head."): ParamSpec[] {
+  return [
+    { name: `${prefix}conv.weight`, shape: [width, c3, 3, 3], kind: "conv" },
+    { name: `${prefix}conv.bias`, shape: [width], kind: "bias" },
+    { name: `${prefix}out.weight`, shape: [K + 4, width, 1, 1], kind: "conv" },
+    { name: `${prefix}out.bias`, shape: [K + 4], kind: "bias" },
+  ];
+}
+
+/**
+ * Head initialisation: the 3×3 convolution Kaiming-normal (fan_in, ReLU gain), the output 1×1 N(0, 0.01²)
+ * (small, so the prior bias decides the first predictions), biases 0 except the heat-map prior.
+ */
+export function initDetectHead(store: ParamStore, c3: number, width: number, K: number, seed: number): void {
+  const rng = new Rng(seed ^ 0x0de7ec7);
+  const normal = (n: number, std: number) => Float32Array.from({ length: n }, () => rng.normal() * std);
+  store.set("head.conv.weight", normal(width * c3 * 9, Math.sqrt(2 / (c3 * 9))));
+  store.set("head.conv.bias", new Float32Array(width));
+  store.set("head.out.weight", normal((K + 4) * width, 0.01));
+  store.set("head.out.bias", Float32Array.from({ length: K + 4 }, (_, k) => (k < K ? -Math.log(99) : 0)));
+}
+
+/** A bound detector: the backbone up to C3 plus the head (and, for training, loss, backward and SGD). */
+export interface DetectorGraph {
+  net: ResNetGraph;
+  /** Head output rows [B·g·g, K + 4]. */
+  out: Tensor;
+  /** Grid side g = R / 8 (rounded as the convolutions round). */
+  grid: number;
+  forward: Dispatch[];
+  /** Loss + gradient + backward + SGD (training graphs only). */
+  train: Dispatch[];
+  loss: Awaited<ReturnType<typeof buildCenterNetLoss>> | null;
+  sgd: Dispatch | null;
+  dispose(): void;
+}
+
+/** Binds the detector on `store` (backbone names prefixed "backbone.", head "head."). */
+export async function buildDetector(
+  gpu: Gpu,
+  store: ParamStore,
+  cfg: ResNetConfig,
+  o: { batch: number; resolution: number; K: number; headWidth: number; train: boolean; sgd?: SgdSettings },
+): Promise<DetectorGraph> {
+  const B = o.batch, K = o.K, W = o.headWidth;
+  const net = await buildResNet(
+    gpu,
+    store,
+    cfg,
+    { batch: B, resolution: o.resolution, train: o.train, backward: o.train, stages: 2 },
+    "backbone.",
+  );
+  const [, g, gw, C3] = net.c5Shape;
+  if (g !== gw) throw new Error("detector: square inputs only");
+  const N = B * g * g;
+  const tensors: Tensor[] = [];
+  const mk = (shape: number[], name: string) => {
+    const t = Tensor.empty(gpu, shape, "f32", name);
+    tensors.push(t);
+    return t;
+  };
+  const g3: ConvGeom = { nb: B, ih: g, iw: g, cin: C3, cout: W, kh: 3, kw: 3, stride: 1, pad: 1 };
+  const g1: ConvGeom = { nb: B, ih: g, iw: g, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
+  const P = (n: string) => store.value(`head.${n}`), G = (n: string) => store.grad(`head.${n}`);
+  const hidden = mk([N, W], "detect head hidden"), out = mk([N, K + 4], "detect head out");
+  const forward = [
+    ...net.forward,
+    await convForward(gpu, net.c5, P("conv.weight"), hidden, g3, { bias: P("conv.bias"), relu: true }),
+    await convForward(gpu, hidden, P("out.weight"), out, g1, { bias: P("out.bias") }),
+  ];
+  const train: Dispatch[] = [];
+  let loss: DetectorGraph["loss"] = null, sgd: Dispatch | null = null;
+  if (o.train) {
+    loss = await buildCenterNetLoss(gpu, out, N, K);
+    tensors.push(...loss.tensors);
+    const dOut = loss.grad, dHidden = mk([N, W], "grad detect head hidden"), dPre = mk([N, W], "grad head pre-ReLU");
+    const wgrad = async (x: Tensor, dy: Tensor, dw: Tensor, geom: ConvGeom) => {
+      const w = await convWgrad(gpu, x, dy, dw, geom);
+      tensors.push(...w.scratch);
+      return w.dispatches;
+    };
+    const bias = async (dy: Tensor, db: Tensor) => {
+      const r = await reduceAxis(gpu, dy, 0, "sum", db);
+      if (r.scratch) tensors.push(r.scratch);
+      return r.dispatches;
+    };
+    train.push(
+      ...loss.dispatches,
+      ...await wgrad(hidden, dOut, G("out.weight"), g1),
+      ...await bias(dOut, G("out.bias")),
+      await convDgrad(gpu, dOut, P("out.weight"), dHidden, g1),
+      // the hidden map is post-ReLU, positive exactly where the pre-activation was
+      await reluBackward(gpu, hidden, dHidden, dPre),
+      ...await wgrad(net.c5, dPre, G("conv.weight"), g3),
+      ...await bias(dPre, G("conv.bias")),
+      await convDgrad(gpu, dPre, P("conv.weight"), net.dC5!, g3),
+      ...net.backward,
+    );
+    const f = store.flat();
+    const s = o.sgd ?? { lr: 0, momentum: 0, weightDecay: 0 };
+    sgd = await sgdStep(gpu, f.params, f.grads, f.momentum, f.wdMask, s);
+    train.push(sgd);
+  }
+  return {
+    net,
+    out,
+    grid: g,
+    forward,
+    train,
+    loss,
+    sgd,
+    dispose() {
+      net.dispose();
+      for (const t of tensors) t.dispose();
+    },
+  };
+}
+
+/** SGD settings of the detector. */
+export interface SgdSettings {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+}
+
+/** A store holding the backbone up to C3 (copied from `backbone`, names without prefix) and a fresh head. */
+export async function detectorStore(
+  gpu: Gpu,
+  backbone: ParamStore,
+  cfg: ResNetConfig,
+  K: number,
+  headWidth: number,
+  seed: number,
+): Promise<ParamStore> {
+  const specs = c3Specs(cfg);
+  const store = new ParamStore([...c3Specs(cfg, "backbone."), ...detectHeadSpecs(c3Channels(cfg), headWidth, K)])
+    .allocate(gpu);
+  for (const s of specs) store.set(`backbone.${s.name}`, await backbone.get(s.name));
+  initDetectHead(store, c3Channels(cfg), headWidth, K, seed);
+  return store;
+}
+
+/** Normalised NHWC input of a batch, images optionally mirrored. */
+function batchInput(images: RgbImage[], flip: boolean[], R: number, mean: readonly number[], std: readonly number[]) {
+  const x = new Float32Array(images.length * R * R * 3);
+  images.forEach((im, i) => {
+    if (im.width !== R || im.height !== R) throw new Error(`detect: every image must be ${R}×${R}`);
+    for (let y = 0; y < R; y++) {
+      for (let xx = 0; xx < R; xx++) {
+        const s = (y * R + (flip[i] ? R - 1 - xx : xx)) * 3, d = ((i * R + y) * R + xx) * 3;
+        for (let c = 0; c < 3; c++) x[d + c] = (im.data[s + c] / 255 - mean[c]) / std[c];
+      }
+    }
+  });
+  return x;
+}
+
+const mirror = (b: ClassBox, R: number): ClassBox => ({
+  classId: b.classId,
+  box: [R - b.box[2], b.box[1], R - b.box[0], b.box[3]],
+});
+
+/**
+ * Peaks of one image's head output (g×g rows of K + 4): 3×3 local maxima of the sigmoid heat-maps, the
+ * top `max` of them over all classes, as boxes in pixels clipped to the R×R image.
+ */
+export function decodeDetections(
+  rows: ArrayLike<number>,
+  g: number,
+  K: number,
+  R: number,
+  max: number,
+  image = 0,
+): Detection[] {
+  const C = K + 4, s = R / g;
+  const peaks: { score: number; cell: number; k: number }[] = [];
+  for (let y = 0; y < g; y++) {
+    for (let x = 0; x < g; x++) {
+      for (let k = 0; k < K; k++) {
+        const v = rows[(y * g + x) * C + k];
+        let peak = true;
+        for (let dy = -1; dy <= 1 && peak; dy++) {
+          for (let dx = -1; dx <= 1; dx++) {
+            const yy = y + dy, xx = x + dx;
+            if (yy < 0 || yy >= g || xx < 0 || xx >= g || (dx === 0 && dy === 0)) continue;
+            if (rows[(yy * g + xx) * C + k] > v) {
+              peak = false;
+              break;
+            }
+          }
+        }
+        if (peak) peaks.push({ score: 1 / (1 + Math.exp(-v)), cell: y * g + x, k });
+      }
+    }
+  }
+  peaks.sort((a, b) => b.score - a.score);
+  return peaks.slice(0, max).map(({ score, cell, k }) => {
+    const r = cell * C, x = cell % g, y = Math.floor(cell / g);
+    const w = Math.exp(Math.min(rows[r + K], 10)) * s, h = Math.exp(Math.min(rows[r + K + 1], 10)) * s;
+    const cx = (x + rows[r + K + 2]) * s, cy = (y + rows[r + K + 3]) * s;
+    const clip = (v: number) => Math.min(Math.max(v, 0), R);
+    return {
+      image,
+      classId: k,
+      score,
+      box: [clip(cx - w / 2), clip(cy - h / 2), clip(cx + w / 2), clip(cy + h / 2)] as [number, number, number, number],
+    };
+  });
+}
+
+/** The result of the protocol. */
+export interface DetectResult {
+  protocol: "detect";
+  ap: number;
+  ap50: number;
+  ap75: number;
+  /** Per class (0..K−1): AP@[.5:.95] and AP50, null where the held-out images have no object of it. */
+  perClass: { ap: number | null; ap50: number | null }[];
+  trainImages: number;
+  testImages: number;
+  testObjects: number;
+  grid: number;
+  steps: number;
+  /** Mean training loss of the first and the last epoch (as read back; NaN with no epochs). */
+  loss: { first: number; last: number };
+  settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
+}
+
+/**
+ * Fine-tunes a detector from `backbone` (a store of the ResNet's parameters, names without prefix) on
+ * `train`, then scores `test`. Images are R×R; boxes in pixels; classes 0..K−1.
+ */
+export async function detectEval(
+  gpu: Gpu,
+  backbone: ParamStore,
+  cfg: ResNetConfig,
+  train: DetImage[],
+  test: DetImage[],
+  opts: DetectOptions,
+): Promise<DetectResult> {
+  const o = { ...DETECT_DEFAULTS, ...opts };
+  const K = o.classes, R = train[0].image.width, B = o.batch;
+  if (train.length < B) throw new Error(`detect: ${train.length} training images for a batch of ${B}`);
+  const store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
+  const sgd = { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay };
+  const det = await buildDetector(gpu, store, cfg, {
+    batch: B,
+    resolution: R,
+    K,
+    headWidth: o.headWidth,
+    train: true,
+    sgd,
+  });
+  const g = det.grid, loss = det.loss!;
+  const perEpoch = Math.floor(train.length / B), total = perEpoch * o.epochs;
+  const ring = new MetricsRing(gpu, [loss.loss]);
+  const losses: number[][] = Array.from({ length: o.epochs }, () => []);
+  const collect = (s: { step: number; values: Float32Array } | null) => {
+    if (s) losses[Math.floor(s.step / perEpoch)].push(s.values[0]);
+  };
+  const rng = new Rng(o.seed ^ 0x5ca1ab1e);
+  let step = 0;
+  for (let e = 0; e < o.epochs; e++) {
+    const order = rng.shuffle(Array.from({ length: train.length }, (_, i) => i));
+    for (let s = 0; s < perEpoch; s++, step++) {
+      const items = order.slice(s * B, (s + 1) * B).map((i) => train[i]);
+      const flip = items.map(() => rng.next() < 0.5);
+      det.net.input.upload(batchInput(items.map((d) => d.image), flip, R, o.mean, o.std));
+      loss.upload(
+        centerNetTargets(items.map((d, i) => flip[i] ? d.boxes.map((b) => mirror(b, R)) : d.boxes), g, g, 8, K),
+      );
+      det.sgd!.setParams({ lr: cosineLr(o.lr, step, total, Math.min(50, Math.floor(total / 10))) });
+      const rec = new Recorder(gpu);
+      collect(await ring.begin(rec));
+      rec.runAll(det.forward).runAll(det.train);
+      ring.end(rec, step);
+      rec.submit();
+      ring.afterSubmit();
+    }
+    o.onEpoch?.(e, mean(losses[e]));
+  }
+  // drain: go once round the ring with empty steps (step −1 is never collected)
+  for (let i = 0; i < ring.depth; i++) {
+    const rec = new Recorder(gpu);
+    collect(await ring.begin(rec));
+    ring.end(rec, -1);
+    rec.submit();
+    ring.afterSubmit();
+  }
+  ring.destroy();
+  det.dispose();
+  // held-out images through the eval-mode graph
+  const ev = await buildDetector(gpu, store, cfg, { batch: B, resolution: R, K, headWidth: o.headWidth, train: false });
+  const dets: Detection[] = [], gts: GtBox[] = [];
+  for (let s = 0; s < test.length; s += B) {
+    const chunk = test.slice(s, s + B);
+    const imgs = Array.from({ length: B }, (_, i) => (chunk[i] ?? chunk[0]).image);
+    ev.net.input.upload(batchInput(imgs, imgs.map(() => false), R, o.mean, o.std));
+    new Recorder(gpu).runAll(ev.forward).submit();
+    await sync(gpu);
+    const rows = (await ev.out.read()) as Float32Array, per = g * g * (K + 4);
+    chunk.forEach((d, i) => {
+      dets.push(...decodeDetections(rows.subarray(i * per, (i + 1) * per), g, K, R, o.maxDetections, s + i));
+      for (const b of d.boxes) gts.push({ image: s + i, classId: b.classId, box: b.box });
+    });
+  }
+  ev.dispose();
+  const ap = evaluateDetections(dets, gts, K);
+  const { onEpoch: _, mean: _m, std: _s, ...settings } = o;
+  return {
+    protocol: "detect",
+    ap: ap.ap,
+    ap50: ap.ap50,
+    ap75: ap.ap75,
+    perClass: ap.perClass.map((c) => ({
+      ap: Number.isNaN(c.ap) ? null : c.ap,
+      ap50: Number.isNaN(c.ap50) ? null : c.ap50,
+    })),
+    trainImages: train.length,
+    testImages: test.length,
+    testObjects: gts.length,
+    grid: g,
+    steps: total,
+    loss: { first: mean(losses[0] ?? []), last: mean(losses[o.epochs - 1] ?? []) },
+    settings,
+  };
+}
+
+const mean = (v: number[]) => v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;

@@ -1,0 +1,238 @@
+/**
+ * The detect protocol: decoding on a hand-worked map, the detector's head gradients and C3 gradient against
+ * float64 references (fresh data, poisoned gradients), the whole graph's gradient against the change of the
+ * loss (backbone cut after layer2 included), COCO folders read back as the scenes they were written from,
+ * and a trained detector beating the untrained one.
+ */
+import assert from "node:assert/strict";
+import { Recorder } from "../../src/gpu/encoder.ts";
+import { exportScenes, SceneGenerator } from "../../src/data/scenes.ts";
+import { readCoco } from "../../src/data/coco.ts";
+import { cocoImages, sceneImages } from "../../src/eval/datasets.ts";
+import {
+  buildDetector,
+  c3Specs,
+  decodeDetections,
+  detectEval,
+  detectorStore,
+  type DetImage,
+} from "../../src/eval/detect.ts";
+import { convDgradRef, convForwardRef, type ConvGeom, convWgradRef } from "../../src/kernels/gemm.ts";
+import { centerNetLossRef, centerNetTargets, type ClassBox } from "../../src/losses/centernet.ts";
+import { initResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
+import { ParamStore } from "../../src/nn/params.ts";
+import { assertClose, freshSeed, gpu, GPU_TEST, readF64, Rng, runOnce } from "../util.ts";
+
+Deno.test("decoding: 3×3 peaks, top-k over classes, boxes from log sizes and offsets", () => {
+  // 3×3 cells of 8 px, K = 2 (+4): class 1 peaks at cell (1, 1) with logit 2 and its neighbour (2, 1) has 1
+  // (not a peak); class 0 peaks at (0, 0) with logit 0; everything else −5 (flat: ties count as peaks,
+  // as with CenterNet's max-pool, but score σ(−5))
+  const g = 3, K = 2, C = K + 4, rows = new Float64Array(g * g * C);
+  for (let c = 0; c < g * g; c++) rows[c * C] = rows[c * C + 1] = -5;
+  rows[4 * C + 1] = 2, rows[5 * C + 1] = 1, rows[0] = 0;
+  // cell (1, 1): w = 2 cells, h = 1 cell, offset (0.5, 0.25) → centre (12, 10) px → box [4, 6, 20, 14]
+  rows.set([Math.log(2), 0, 0.5, 0.25], 4 * C + K);
+  const d = decodeDetections(rows, g, K, 24, 2, 7);
+  assert.equal(d.length, 2);
+  assert.deepEqual([d[0].classId, d[0].image], [1, 7]);
+  assert.ok(Math.abs(d[0].score - 1 / (1 + Math.exp(-2))) < 1e-12);
+  d[0].box.forEach((v, i) => assert.ok(Math.abs(v - [4, 6, 20, 14][i]) < 1e-9, `box ${d[0].box}`));
+  // class 0 at (0, 0): zero regressions → 1×1 cell box centred on the cell's corner, clipped to the image
+  assert.equal(d[1].classId, 0);
+  assert.equal(d[1].score, 0.5);
+  assert.deepEqual(d[1].box, [0, 0, 4, 4]);
+  // with room for every peak: class 1 has only (1, 1) (every other cell touches it); class 0 has (0, 0) and
+  // the five flat cells not touching it ((2,0), (2,1), (0,2), (1,2), (2,2)) → 7 peaks, the flat ones last
+  const all = decodeDetections(rows, g, K, 24, 100);
+  assert.equal(all.length, 7);
+  assert.ok(all.slice(2).every((x) => x.classId === 0 && x.score === 1 / (1 + Math.exp(5))));
+  assert.ok(all.every((x) => !(x.classId === 1 && x.score === 1 / (1 + Math.exp(-1)))));
+});
+
+const TINY: ResNetConfig = { depth: 18, width: 0.0625 };
+
+/** A detector store with random backbone and head, and random boxes for B images of R px. */
+async function tinySetup(seed: number, B: number, R: number, K: number, W: number) {
+  const g = await gpu();
+  const src = new ParamStore(resnetSpecs(TINY)).allocate(g);
+  initResNet(src, TINY, seed);
+  // non-zero last-BN γ so that every block's residual branch carries gradient
+  const rng = new Rng(seed);
+  for (const s of src.specs) {
+    if (s.kind === "bn_weight") src.set(s.name, Float32Array.from({ length: s.shape[0] }, () => rng.uniform(0.5, 1.5)));
+    if (s.kind === "bn_bias") src.set(s.name, Float32Array.from({ length: s.shape[0] }, () => rng.normal() * 0.1));
+  }
+  const store = await detectorStore(g, src, TINY, K, W, seed);
+  const boxes: ClassBox[][] = Array.from({ length: B }, () =>
+    Array.from({ length: 1 + rng.int(3) }, () => {
+      const x = rng.uniform(0, R - 12), y = rng.uniform(0, R - 12);
+      return { box: [x, y, x + rng.uniform(6, 12), y + rng.uniform(6, 12)], classId: rng.int(K) };
+    }));
+  const input = Float32Array.from({ length: B * R * R * 3 }, () => rng.normal());
+  return { g, src, store, boxes, input, rng };
+}
+
+Deno.test({
+  name: "detector head: output, head gradients and the gradient of C3 match float64 references",
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed(), B = 2, R = 32, K = 3, W = 8;
+    const { g, store, boxes, input } = await tinySetup(seed, B, R, K, W);
+    const det = await buildDetector(g, store, TINY, { batch: B, resolution: R, K, headWidth: W, train: true });
+    const gs = det.grid, C3 = det.net.c5Shape[3], N = B * gs * gs;
+    const t = centerNetTargets(boxes, gs, gs, 8, K);
+    det.net.input.upload(input);
+    det.loss!.upload(t);
+    store.flat().grads.fill(NaN);
+    det.net.dC5!.fill(NaN);
+    // training graph without the SGD step (the last dispatch), so parameters stay put
+    await runOnce(g, [...det.forward, ...det.train.slice(0, -1)]);
+    const c3 = await readF64(det.net.c5);
+    const v = async (n: string) => await readF64(store.value(`head.${n}`)); // HWIO, as the references take
+    const gr = async (n: string) => await readF64(store.grad(`head.${n}`));
+    const [wc, bc, wo, bo] = await Promise.all(["conv.weight", "conv.bias", "out.weight", "out.bias"].map(v));
+    const g3: ConvGeom = { nb: B, ih: gs, iw: gs, cin: C3, cout: W, kh: 3, kw: 3, stride: 1, pad: 1 };
+    const g1: ConvGeom = { nb: B, ih: gs, iw: gs, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
+    const hidden = convForwardRef(c3, wc, g3).map((x, i) => Math.max(0, x + bc[i % W]));
+    const out = convForwardRef(hidden, wo, g1).map((x, i) => x + bo[i % (K + 4)]);
+    const tol = { rtol: 1e-3, atol: 1e-5 };
+    assertClose(await readF64(det.out), out, tol, `seed ${seed}: head output`);
+    const ref = centerNetLossRef(out, t, K);
+    assertClose(await readF64(det.loss!.loss), [ref.loss], tol, `seed ${seed}: loss`);
+    const colSum = (m: Float64Array, c: number) => {
+      const s = new Float64Array(c);
+      m.forEach((x, i) => s[i % c] += x);
+      return s;
+    };
+    const dPre = convDgradRef(ref.grad, wo, g1).map((x, i) => (hidden[i] > 0 ? x : 0));
+    assertClose(await gr("out.weight"), convWgradRef(hidden, ref.grad, g1), tol, `seed ${seed}: d out.weight`);
+    assertClose(await gr("out.bias"), colSum(ref.grad, K + 4), tol, `seed ${seed}: d out.bias`);
+    assertClose(await gr("conv.weight"), convWgradRef(c3, dPre, g3), tol, `seed ${seed}: d conv.weight`);
+    assertClose(await gr("conv.bias"), colSum(dPre, W), tol, `seed ${seed}: d conv.bias`);
+    assertClose(await readF64(det.net.dC5!), convDgradRef(dPre, wc, g3), tol, `seed ${seed}: d C3`);
+    assert.equal(N * (K + 4), out.length);
+    // every backbone parameter up to layer2 got a (finite) gradient: the poison is gone
+    for (const s of c3Specs(TINY, "backbone.")) {
+      if (s.kind === "running_mean" || s.kind === "running_var") continue;
+      const d = await readF64(store.grad(s.name));
+      assert.ok(d.every(Number.isFinite), `seed ${seed}: ${s.name} gradient not written`);
+    }
+    det.dispose();
+  },
+});
+
+Deno.test({
+  name: "the detector's gradient (head and backbone up to C3) predicts the change of its loss",
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed(), B = 4, R = 32, K = 2, W = 8;
+    const { g, store, boxes, input } = await tinySetup(seed, B, R, K, W);
+    const sgd = { lr: 0, momentum: 0, weightDecay: 0 };
+    const det = await buildDetector(g, store, TINY, { batch: B, resolution: R, K, headWidth: W, train: true, sgd });
+    det.net.input.upload(input);
+    det.loss!.upload(centerNetTargets(boxes, det.grid, det.grid, 8, K));
+    const lossOnly = [...det.forward, ...det.loss!.dispatches];
+    const loss = async () => {
+      new Recorder(g).runAll(lossOnly).submit();
+      return (await det.loss!.loss.read())[0];
+    };
+    const l0 = await loss();
+    await runOnce(g, det.train.slice(0, -1)); // gradients at θ
+    const grads = await readF64(store.flat().grads);
+    const g2 = grads.reduce((s, x) => s + x * x, 0);
+    // θ − ηg, then θ + ηg through the SGD kernel (momentum 0: one step of exactly −lr·g)
+    const eta = 1e-3 / Math.sqrt(g2);
+    det.sgd!.setParams({ lr: eta });
+    await runOnce(g, [det.sgd!]);
+    const lMinus = await loss();
+    det.sgd!.setParams({ lr: -2 * eta });
+    await runOnce(g, [det.sgd!]);
+    const lPlus = await loss();
+    const predicted = 2 * eta * g2, measured = lPlus - lMinus;
+    assert.ok(g2 > 0 && Number.isFinite(l0));
+    assert.ok(
+      Math.abs(measured - predicted) < 0.05 * predicted,
+      `seed ${seed}: loss ${l0}: L(θ+ηg) − L(θ−ηg) = ${measured}, 2η‖g‖² = ${predicted}`,
+    );
+    det.dispose();
+  },
+});
+
+Deno.test("a COCO folder reads back as the scenes it was exported from (boxes, classes, instances)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const gen = new SceneGenerator(11, { size: 64, classes: 3 });
+    const ex = await exportScenes(dir, gen, 3);
+    const coco = await readCoco(ex.annotations);
+    const fromCoco = await cocoImages(dir, coco, 64, 1, 2);
+    const direct = sceneImages(gen, 1, 2);
+    fromCoco.forEach((im, i) => {
+      assert.deepEqual(im.image.data, direct[i].image.data);
+      assert.deepEqual(im.boxes, direct[i].boxes);
+      assert.deepEqual(im.classes.data, direct[i].classes.data);
+      assert.deepEqual(im.classOf, direct[i].classOf);
+    });
+    // stretched to another size, boxes scale with the image
+    const half = await cocoImages(dir, coco, 32, 1, 1);
+    assert.equal(half[0].image.width, 32);
+    half[0].boxes.forEach((b, j) => b.box.forEach((v, k) => assert.equal(v, direct[0].boxes[j].box[k] / 2)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a detector fine-tuned on scenes beats the untrained one on held-out scenes",
+  ...GPU_TEST,
+  async fn() {
+    const g = await gpu();
+    const cfg: ResNetConfig = { depth: 18, width: 0.125 };
+    const src = new ParamStore(resnetSpecs(cfg)).allocate(g);
+    initResNet(src, cfg, 1);
+    const gen = new SceneGenerator(5, { size: 64, classes: 2 });
+    const toDet = (first: number, n: number): DetImage[] => sceneImages(gen, first, n);
+    const train = toDet(0, 64), test = toDet(64, 32);
+    const o = { classes: 2, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], batch: 8, lr: 0.02, seed: 2 };
+    const untrained = await detectEval(g, src, cfg, train, test, { ...o, epochs: 0 });
+    const trained = await detectEval(g, src, cfg, train, test, { ...o, epochs: 12 });
+    assert.ok(trained.loss.last < trained.loss.first, `loss ${trained.loss.first} → ${trained.loss.last}`);
+    assert.ok(
+      trained.ap50 > untrained.ap50 + 0.1,
+      `AP50 trained ${trained.ap50} vs untrained ${untrained.ap50} (AP ${trained.ap} vs ${untrained.ap})`,
+    );
+  },
+});
+
+Deno.test("plrc eval on a COCO folder: detect (JSON and table) and linear; --data DIR needs --ann", async () => {
+  const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const dir = await Deno.makeTempDir();
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), { args: ["run", "-A", cli, "eval", "--ckpt", "random", ...args] }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  try {
+    const ex = await exportScenes(dir, new SceneGenerator(3, { size: 64, classes: 3 }), 12);
+    const data = ["--data", dir, "--ann", ex.annotations, "--train", "8", "--test", "4", "--resolution", "64"];
+    const det = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4", "--json");
+    assert.equal(det.code, 0, text(det.stderr));
+    const r = JSON.parse(text(det.stdout).trim().split("\n").at(-1)!);
+    assert.equal(r.protocol, "detect");
+    assert.equal(r.data, dir);
+    assert.ok(r.ap >= 0 && r.ap <= 1 && r.ap50 >= r.ap && r.ap50 <= 1, JSON.stringify(r));
+    assert.deepEqual(r.perClass.map((c: { name: string }) => c.name), ["disc", "square", "triangle"]);
+    assert.equal(r.settings.epochs, 1);
+    assert.equal(r.steps, 2);
+    assert.equal(r.trainImages, 8);
+    assert.ok(r.testObjects > 0 && r.seconds > 0);
+    const table = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4");
+    assert.equal(table.code, 0, text(table.stderr));
+    assert.match(text(table.stdout), /AP +\d+\.\d +AP50 +\d+\.\d/);
+    assert.match(text(table.stdout), /triangle/);
+    const lin = await run("--protocol", "linear", ...data, "--json");
+    assert.equal(lin.code, 0, text(lin.stderr));
+    assert.ok(JSON.parse(text(lin.stdout).trim().split("\n").at(-1)!).miou >= 0);
+    assert.equal((await run("--protocol", "detect", "--data", dir)).code, 2);
+    assert.equal((await run("--protocol", "detect", ...data.slice(0, 4), "--train", "10", "--test", "10")).code, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
