@@ -11,6 +11,7 @@ import { masksCommand } from "./src/cli/masks.ts";
 import { exportCommand } from "./src/cli/export.ts";
 import { visualizeCommand } from "./src/cli/visualize.ts";
 import { evalCommand } from "./src/cli/eval.ts";
+import { compareCommand } from "./src/cli/compare.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { NoAdapterError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   export: { run: exportCommand, summary: "write a checkpoint's backbone for torchvision, detectron2 or mmdetection" },
   eval: { run: evalCommand, summary: "transfer protocols on a checkpoint's backbone: knn, linear, detect" },
   visualize: { run: visualizeCommand, summary: "PNG pictures: a training sample, training curves, point affinities" },
+  compare: { run: compareCommand, summary: "moco / detcon / plrc / random init over seeds, and the region ablation" },
   masks: { run: masksCommand, summary: "precompute Felzenszwalb-Huttenlocher region masks for an image folder" },
   bench: { run: benchCommand, summary: "measure kernels, GEMM, convolutions, a ResNet step, data loading" },
 };

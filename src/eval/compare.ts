@@ -43,12 +43,15 @@ const ABLATION = [
 export const SIZES: Record<"reduced" | "full", CompareSize> = {
   reduced: {
     doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
-      "on 200/100 held-out scenes at 64 px; ablation with seed 0, linear only",
+      "on 200/100 held-out scenes (linear at 64 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
     preset: "cpu-tiny",
     pretrainSets: [],
     seeds: [0, 1, 2],
     protocols: ["linear", "detect"],
-    evalArgs: { linear: ["--train", "200", "--test", "100"], detect: ["--train", "200", "--test", "100"] },
+    evalArgs: {
+      linear: ["--train", "200", "--test", "100"],
+      detect: ["--train", "200", "--test", "100", "--epochs", "6"],
+    },
     ablation: ABLATION,
     ablationProtocols: ["linear"],
   },
@@ -110,7 +113,14 @@ export function comparePlan(size: CompareSize, o: { ablation?: boolean; extraSet
         method,
         seed,
         regions,
-        sets: [`preset=${size.preset}`, ...size.pretrainSets, `method=${method}`, `seed=${seed}`, ...regionSets, ...extra],
+        sets: [
+          `preset=${size.preset}`,
+          ...size.pretrainSets,
+          `method=${method}`,
+          `seed=${seed}`,
+          ...regionSets,
+          ...extra,
+        ],
       });
     }
     return name;

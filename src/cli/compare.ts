@@ -1,0 +1,174 @@
+/**
+ * `plrc compare`: the method comparison and the region-quality ablation (see `src/eval/compare.ts`), run
+ * as `plrc pretrain` / `plrc eval` subprocesses whose results are kept in the output folder, then a
+ * Markdown table, a JSON file and a PNG bar chart.
+ *
+ * @module
+ */
+import { getGpu } from "../gpu/device.ts";
+import {
+  ablationTable,
+  aggregate,
+  comparePlan,
+  type EvalRecord,
+  mainTable,
+  METHODS,
+  PROTOCOL_METRICS,
+  runSelf,
+  SIZES,
+} from "../eval/compare.ts";
+import { renderBarChart } from "../viz/charts.ts";
+import { VERSION } from "../version.ts";
+import { parseOptions, UsageError } from "./usage.ts";
+
+export const COMPARE_HELP = `plrc compare [--size reduced|full] [--out DIR] [--no-ablation] [--set k=v ...] [--plan]
+
+Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
+and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
+vs plrc with grid, Felzenszwalb and ground-truth masks, and ground-truth masks degraded by block noise
+and by shifted boundaries). Every run is a plrc subprocess; finished runs and evaluations are kept in
+the output folder, so running the same command again continues an interrupted comparison.
+
+  --size reduced   ${SIZES.reduced.doc}
+  --size full      ${SIZES.full.doc}
+  --out DIR        output folder (default compare-<size>); gets runs/, evals/, results.json, table.md
+                   and chart.png
+  --no-ablation    the main comparison only
+  --set k=v        extra configuration for every pre-training run (repeatable)
+  --plan           print the jobs and exit`;
+
+/** Runs `plrc compare`. */
+export async function compareCommand(argv: string[]): Promise<number> {
+  const { values } = parseOptions(argv, {
+    size: { type: "string" },
+    out: { type: "string" },
+    "no-ablation": { type: "boolean" },
+    set: { type: "string", multiple: true },
+    plan: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, COMPARE_HELP);
+  if (values.help) return console.log(COMPARE_HELP), 0;
+  const sizeName = values.size ?? "reduced";
+  if (sizeName !== "reduced" && sizeName !== "full") {
+    throw new UsageError(`--size must be reduced or full, got "${sizeName}"`, COMPARE_HELP);
+  }
+  const size = SIZES[sizeName];
+  const plan = comparePlan(size, { ablation: !values["no-ablation"], extraSets: values.set ?? [] });
+  if (values.plan) {
+    for (const p of plan.pretrain) console.log(`pretrain ${p.name}: --set ${p.sets.join(" --set ")}`);
+    for (const e of plan.evals) {
+      console.log(`eval ${e.name}: --ckpt ${e.run ?? "random"} --protocol ${e.protocol} ${e.args.join(" ")}`.trim());
+    }
+    return 0;
+  }
+  const out = values.out ?? `compare-${sizeName}`;
+  await Deno.mkdir(`${out}/runs`, { recursive: true });
+  await Deno.mkdir(`${out}/evals`, { recursive: true });
+  const total = plan.pretrain.length + plan.evals.length;
+  let done = 0;
+  const t0 = performance.now();
+  const progress = (what: string, secs: number | null) =>
+    console.log(
+      `[${++done}/${total}] ${what}${secs === null ? " (kept from an earlier run)" : ` ${secs.toFixed(0)} s`}` +
+        `  (elapsed ${((performance.now() - t0) / 60000).toFixed(1)} min)`,
+    );
+
+  for (const job of plan.pretrain) {
+    const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
+    if (await exists(marker)) {
+      progress(`pretrain ${job.name}`, null);
+      continue;
+    }
+    const t = performance.now();
+    const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s])];
+    const r = await runSelf(args);
+    if (r.code !== 0 || !/finished after/.test(r.stdout)) {
+      console.error(r.stdout);
+      console.error(`plrc compare: pre-training ${job.name} failed (exit ${r.code}); run again to continue`);
+      return 1;
+    }
+    const secs = (performance.now() - t) / 1000;
+    await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
+    progress(`pretrain ${job.name}`, secs);
+  }
+
+  const records: EvalRecord[] = [];
+  for (const job of plan.evals) {
+    const file = `${out}/evals/${job.name}.json`;
+    if (await exists(file)) {
+      records.push(JSON.parse(await Deno.readTextFile(file)));
+      progress(`eval ${job.name}`, null);
+      continue;
+    }
+    const t = performance.now();
+    const ckpt = job.run ? `${out}/runs/${job.run}/checkpoints/last.safetensors` : "random";
+    const sets = job.run ? [] : ["--set", `preset=${size.preset}`, "--set", `seed=${job.seed}`];
+    const r = await runSelf(["eval", "--ckpt", ckpt, "--protocol", job.protocol, "--json", ...sets, ...job.args]);
+    const line = r.stdout.split("\n").filter((l) => l.startsWith("{")).pop();
+    if (r.code !== 0 || !line) {
+      console.error(r.stdout);
+      console.error(`plrc compare: evaluation ${job.name} failed (exit ${r.code}); run again to continue`);
+      return 1;
+    }
+    const rec: EvalRecord = { job, result: JSON.parse(line) };
+    await writeAtomic(file, JSON.stringify(rec, null, 1));
+    records.push(rec);
+    progress(`eval ${job.name}`, (performance.now() - t) / 1000);
+  }
+
+  const gpu = await getGpu();
+  const adapter = `${gpu.summary.description} (${gpu.summary.backend})`;
+  const cells = aggregate(records);
+  const date = new Date().toISOString().slice(0, 10);
+  const minutes = (performance.now() - t0) / 60000;
+  await writeAtomic(
+    `${out}/results.json`,
+    JSON.stringify({ plrc: VERSION, date, adapter, size: sizeName, sizeDoc: size.doc, cells, records }, null, 1),
+  );
+  const table = [
+    `# plrc compare --size ${sizeName}`,
+    "",
+    `${date}, plrc ${VERSION}, ${adapter}. ${size.doc}. Mean ± sample std over seeds ${size.seeds.join(", ")}.`,
+    `This invocation took ${minutes.toFixed(1)} min (runs kept from earlier invocations not counted).`,
+    "",
+    mainTable(cells, size),
+    "",
+    "Region-quality ablation (seed 0; the grid row is the main comparison's seed-0 run):",
+    "",
+    ablationTable(cells, size),
+    "",
+  ].join("\n");
+  await writeAtomic(`${out}/table.md`, table);
+  console.log(table);
+  const groups = size.protocols.flatMap((p) =>
+    PROTOCOL_METRICS[p].map((m) => ({
+      label: `${p} ${m}`,
+      bars: METHODS.map((method) => {
+        const c = cells.find((x) =>
+          x.method === method && x.protocol === p && x.metric === m && x.regions === size.ablation[0].name
+        );
+        return { mean: 100 * (c?.mean ?? 0), std: 100 * (c?.std ?? 0) };
+      }),
+    }))
+  );
+  const chart = renderBarChart(`plrc compare --size ${sizeName}, ${date}, ${adapter}`, [...METHODS], groups, {
+    yLabel: "% (mean +- std over seeds)",
+  });
+  await Deno.writeFile(`${out}/chart.png`, chart.png());
+  console.log(`wrote ${out}/table.md, ${out}/results.json, ${out}/chart.png`);
+  return 0;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  await Deno.writeTextFile(`${path}.tmp`, text);
+  await Deno.rename(`${path}.tmp`, path);
+}
