@@ -171,3 +171,45 @@ export {
 export { matchPairs, type Pairs } from "./src/data/pairs.ts";
 export { samplePoints, toFeatureGrid, toGridSample } from "./src/data/points.ts";
 export { Rng } from "./src/util/rng.ts";
+export { blockNoise, type Degradation, degradeLabels, shiftLabels, translateLabels } from "./src/data/degrade.ts";
+
+// ---- evaluation, comparison, pictures ----
+export {
+  type ApResult,
+  averagePrecision,
+  type Box,
+  type Detection,
+  evaluateDetections,
+  type GtBox,
+  iou,
+  IOU_THRESHOLDS,
+} from "./src/eval/ap.ts";
+export {
+  buildDetector,
+  decodeDetections,
+  DETECT_DEFAULTS,
+  detectEval,
+  type DetectOptions,
+  type DetectResult,
+  type DetImage,
+} from "./src/eval/detect.ts";
+export { buildCenterNetLoss, centerNetLossRef, centerNetTargets } from "./src/losses/centernet.ts";
+export { cocoImages, type EvalImage, sceneSet } from "./src/eval/datasets.ts";
+export { type LoadedEncoder, loadEncoder, pointHeadWeights } from "./src/eval/load.ts";
+export {
+  ablationTable,
+  aggregate,
+  type ComparePlan,
+  comparePlan,
+  type CompareSize,
+  mainTable,
+  meanStd,
+  SIZES as COMPARE_SIZES,
+} from "./src/eval/compare.ts";
+export { affinityMap, bilinearSample, cosine, heatColor, mapViewPoint, pickQueryCells } from "./src/viz/affinity.ts";
+export { renderBarChart } from "./src/viz/charts.ts";
+export { Canvas, labelColor } from "./src/viz/draw.ts";
+export { renderAffinity, renderCurves, renderSample } from "./src/viz/pictures.ts";
+export { knnEval, type KnnResult } from "./src/eval/knn.ts";
+export { linearEval, type LinearResult, meanIoU } from "./src/eval/linear.ts";
+export { type FrozenBackbone, frozenBackbone } from "./src/eval/features.ts";

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import {
+  ablationTable,
+  aggregate,
+  comparePlan,
+  type EvalRecord,
+  mainTable,
+  meanStd,
+  SIZES,
+} from "../../src/eval/compare.ts";
+import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
+import { glyph, textWidth } from "../../src/viz/font.ts";
+import { Canvas } from "../../src/viz/draw.ts";
+
+Deno.test("compare plan: every method × seed × protocol once, pre-training shared by the ablation's grid row", () => {
+  const size = SIZES.reduced;
+  const plan = comparePlan(size);
+  const S = size.seeds.length, P = size.protocols.length, A = size.ablation.length;
+  // 3 pre-trained methods per seed, plus 2 methods × the ablation settings other than the main one
+  assert.equal(plan.pretrain.length, 3 * S + 2 * (A - 1));
+  assert.equal(new Set(plan.pretrain.map((p) => p.name)).size, plan.pretrain.length);
+  assert.equal(plan.evals.length, 4 * S * P + 2 * (A - 1) * size.ablationProtocols.length);
+  for (const p of plan.pretrain) {
+    assert.ok(p.sets.includes(`method=${p.method}`) && p.sets.includes(`seed=${p.seed}`), p.name);
+    assert.equal(p.sets[0], `preset=${size.preset}`);
+  }
+  // every evaluation of a run names a planned run; random ones name none
+  const names = new Set(plan.pretrain.map((p) => p.name));
+  for (const e of plan.evals) assert.ok(e.run === null ? e.method === "random" : names.has(e.run), e.name);
+  const noAblation = comparePlan(size, { ablation: false, extraSets: ["train.epochs=2"] });
+  assert.equal(noAblation.pretrain.length, 3 * S);
+  assert.ok(noAblation.pretrain.every((p) => p.sets.at(-1) === "train.epochs=2"));
+});
+
+Deno.test("compare aggregation: mean and sample std per (method, regions, metric); tables show them", () => {
+  assert.deepEqual(meanStd([1, 2, 3]), { mean: 2, std: 1, n: 3 });
+  assert.deepEqual(meanStd([5]), { mean: 5, std: 0, n: 1 });
+  const size = SIZES.reduced;
+  const plan = comparePlan(size);
+  const records: EvalRecord[] = plan.evals.map((job) => ({
+    job,
+    // a made-up result per job: plrc 0.3 + seed/100, others 0.1 + seed/100
+    result: { miou: (job.method === "plrc" ? 0.3 : 0.1) + job.seed / 100, ap: 0.2, ap50: 0.4 },
+  }));
+  const cells = aggregate(records);
+  const plrcMiou = cells.find((c) => c.method === "plrc" && c.regions === "grid" && c.metric === "miou")!;
+  assert.equal(plrcMiou.n, 3);
+  assert.ok(Math.abs(plrcMiou.mean - 0.31) < 1e-12 && Math.abs(plrcMiou.std - 0.01) < 1e-12);
+  const table = mainTable(cells, size);
+  assert.match(table, /\| plrc \| 31\.0 ± 1\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/);
+  assert.match(table, /\| random \| 11\.0 ± 1\.0 \(n=3\)/);
+  const abl = ablationTable(cells, size);
+  // the grid row shows seed 0 of the main runs, the others their single seed-0 run
+  assert.match(abl, /\| grid \| 10\.0 \| 30\.0 \|/);
+  assert.match(abl, /\| gt\+noise0\.3 \| 10\.0 \| 30\.0 \|/);
+});
+
+Deno.test("charts: 1-2-5 axis tops, glyphs, text width, a bar chart of the requested size with ink in it", () => {
+  assert.equal(niceCeil(0.37), 0.5);
+  assert.equal(niceCeil(3), 5);
+  assert.equal(niceCeil(31), 50);
+  assert.equal(niceCeil(100), 100);
+  assert.equal(glyph("A").length, 7);
+  assert.ok(glyph("A").every((r) => r.length === 5));
+  assert.deepEqual(glyph("a"), glyph("A"));
+  assert.equal(textWidth("ab", 2), 22);
+  const cv = renderBarChart("t", ["x", "y"], [{ label: "g", bars: [{ mean: 3, std: 1 }, { mean: 5, std: 0 }] }], {
+    width: 300,
+    height: 200,
+  });
+  assert.equal(cv.width, 300);
+  assert.equal(cv.height, 200);
+  const coloured = Array.from({ length: 300 * 200 }, (_, i) => i).filter((i) => {
+    const [r, g, b] = cv.data.subarray(3 * i, 3 * i + 3);
+    return !(r === g && g === b);
+  }).length;
+  assert.ok(coloured > 1000, `bars drawn (${coloured} coloured pixels)`);
+  const t = new Canvas(20, 10);
+  t.text(0, 0, "1", [0, 0, 0]);
+  const ink = Array.from({ length: 200 }, (_, i) => t.data[3 * i]).filter((v) => v === 0).length;
+  assert.equal(ink, glyph("1").flat().filter(Boolean).length);
+});
+
+Deno.test("plrc compare --plan lists the jobs; a bad --size exits 2 naming the allowed values", async () => {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, "compare", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: out.code, text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr) };
+  };
+  const plan = await run(["--plan", "--no-ablation"]);
+  assert.equal(plan.code, 0, plan.text);
+  assert.equal(plan.text.split("\n").filter((l) => l.startsWith("pretrain ")).length, 9);
+  assert.match(plan.text, /eval random-s2\.detect: --ckpt random --protocol detect/);
+  const bad = await run(["--size", "huge"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.text, /--size must be reduced or full, got "huge"/);
+});
