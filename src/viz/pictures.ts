@@ -74,10 +74,13 @@ export function renderCurves(
   smooth = 0.9,
 ): Canvas {
   const cv = new Canvas(w, h);
-  const pad = 24, steps = records.map((r) => r.step);
+  const pad = 24, top = 24 + 12 * series.length, steps = records.map((r) => r.step);
   const sMin = Math.min(...steps), sMax = Math.max(...steps, sMin + 1);
   cv.line(pad, h - pad, w - pad, h - pad, [0, 0, 0]);
-  cv.line(pad, pad, pad, h - pad, [0, 0, 0]);
+  cv.line(pad, top, pad, h - pad, [0, 0, 0]);
+  cv.text(pad, h - pad + 8, `step ${sMin}`, [60, 60, 60]);
+  const last = `step ${sMax}`;
+  cv.text(w - pad - 6 * last.length, h - pad + 8, last, [60, 60, 60]);
   series.forEach((name, si) => {
     const pts: [number, number][] = [];
     let ema: number | null = null;
@@ -90,10 +93,13 @@ export function renderCurves(
     if (!ys.length) return;
     const lo = Math.min(...ys), hi = Math.max(...ys, lo + 1e-9);
     const col = labelColor(si + 1);
+    // legend: each series is scaled to its own range, so the range is part of its label
+    cv.rect(pad, 8 + 12 * si, pad + 10, 15 + 12 * si, col);
+    cv.text(pad + 16, 8 + 12 * si, `${name}  ${lo.toFixed(3)} .. ${hi.toFixed(3)} (EMA ${smooth})`, [0, 0, 0]);
     let prev: [number, number] | null = null;
     for (const [step, v] of pts) {
       const x = pad + ((step - sMin) / (sMax - sMin)) * (w - 2 * pad);
-      const y = h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
+      const y = h - pad - ((v - lo) / (hi - lo)) * (h - pad - top);
       if (prev) cv.line(prev[0], prev[1], x, y, col, 2);
       prev = [x, y];
     }
