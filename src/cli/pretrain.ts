@@ -144,6 +144,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
           `${result.firstLoss.toFixed(4)}; over the last ${w.size} steps: ${result.lastLoss.toFixed(4)} ` +
           `(${change >= 0 ? "+" : ""}${change.toFixed(1)}%)`,
       );
+      const parts = Object.entries(result.terms)
+        .filter(([, t]) => t.first !== null && t.last !== null && t.first !== 0)
+        .map(([k, t]) => `${k} ${t.first!.toFixed(3)} → ${t.last!.toFixed(3)}`);
+      if (parts.length) log(`  by term (unweighted): ${parts.join(", ")}`);
     } else {
       log(`mean loss: not enough steps after the queue filled (step ${w.firstStart + 1}) to compare windows`);
     }

@@ -55,6 +55,8 @@ export interface TrainResult {
   firstLoss: number | null;
   /** Mean weighted loss over the last window of steps. */
   lastLoss: number | null;
+  /** The same two windows for each unweighted term. */
+  terms: Record<"image" | "point" | "distill", { first: number | null; last: number | null }>;
   /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
   window: { size: number; firstStart: number };
   stoppedBy: "done" | "signal" | "nan";
@@ -132,6 +134,7 @@ export async function train(
   const win = Math.max(1, Math.round((total - start) / 10));
   const firstStart = Math.min(total - win, start + Math.ceil(plan.step.queueSize / B));
   const losses: number[] = [];
+  const terms: [number, number, number][] = [];
   let nan = false;
   const t0 = performance.now();
   let lastT = t0, done = start;
@@ -158,6 +161,7 @@ export async function train(
       gpu_ms_per_step: r.gpuMs,
     };
     losses[r.step] = loss;
+    terms[r.step] = [li, lp, ld];
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
     if (!plan.quiet && tty) {
       // a progress bar with ETA on a terminal (log lines still go to train.log at the interval)
@@ -258,14 +262,20 @@ export async function train(
       `error: a loss became NaN or Inf near step ${done}; stopped. The last good checkpoint is ${lastCkpt || "none"}.`,
     );
   }
-  const mean = (a: number, b: number) => {
-    const xs = losses.slice(Math.max(a, 0), b).filter((v) => v !== undefined);
+  const meanOf = (arr: number[], a: number, b: number) => {
+    const xs = arr.slice(Math.max(a, 0), b).filter((v) => v !== undefined);
     return xs.length ? xs.reduce((x, y) => x + y, 0) / xs.length : null;
   };
+  const mean = (a: number, b: number) => meanOf(losses, a, b);
+  const term = (k: number) => ({
+    first: meanOf(terms.map((t) => t?.[k]), firstStart, firstStart + win),
+    last: meanOf(terms.map((t) => t?.[k]), done - win, done),
+  });
   return {
     steps: done,
     firstLoss: mean(firstStart, firstStart + win),
     lastLoss: mean(done - win, done),
+    terms: { image: term(0), point: term(1), distill: term(2) },
     window: { size: win, firstStart },
     stoppedBy: nan ? "nan" : stop ?? "done",
     checkpoint: lastCkpt,
