@@ -39,8 +39,8 @@ Evaluates a pre-trained backbone: trained on N labelled images, scored on M held
                     (polygons, RLE or boxes); the first N images train, the next M are held out; images
                     are stretched to R×R
   --train N         training / bank images (default 200); --test M held out (default 100)
-  --resolution R    image side (default: data.resolution of the configuration; detect: at least 96, so
-                    that the stride-8 grid has 12×12 cells)
+  --resolution R    image side (default: data.resolution of the configuration; linear: at least 128, so
+                    that C4 has 8×8 cells; detect: at least 96, so that the stride-8 grid has 12×12)
   --k K             knn: neighbours (default 5)
   --level c4|c5     knn, linear: feature level (default c4: stride 16, so small objects keep a cell)
   --epochs E        detect: training epochs (default ${DETECT_DEFAULTS.epochs})
@@ -125,6 +125,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     ? int("resolution", values.resolution, 0)
     : protocol === "detect"
     ? Math.max(96, cfg.data.resolution)
+    : protocol === "linear"
+    ? Math.max(128, cfg.data.resolution) // C4 must resolve objects: 8×8 cells at 128 px
     : cfg.data.resolution;
   if (R % 32 !== 0 || R < 32) throw new UsageError(`--resolution must be a multiple of 32, got ${R}`, EVAL_HELP);
   let set: EvalSet & { testImages: EvalSet["images"] };

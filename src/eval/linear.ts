@@ -118,6 +118,23 @@ export function trainLinear(
   };
 }
 
+/** Every ⌈N / max⌉-th pixel (features and label), so that at most `max` remain; all when N ≤ max. */
+export function subsamplePixels(
+  feats: Float64Array,
+  labels: Int32Array,
+  C: number,
+  max: number,
+): { feats: Float64Array; labels: Int32Array } {
+  const N = labels.length, step = Math.max(1, Math.ceil(N / max));
+  if (step === 1) return { feats, labels };
+  const n = Math.ceil(N / step), f = new Float64Array(n * C), l = new Int32Array(n);
+  for (let j = 0; j < n; j++) {
+    f.set(feats.subarray(j * step * C, (j * step + 1) * C), j * C);
+    l[j] = labels[j * step];
+  }
+  return { feats: f, labels: l };
+}
+
 /** The result of the protocol. */
 export interface LinearResult {
   protocol: "linear";
@@ -138,7 +155,16 @@ export async function linearEval(
   cfg: ResNetConfig,
   train: SegImage[],
   test: SegImage[],
-  o: { classes: number; mean: readonly number[]; std: readonly number[]; level?: "c4" | "c5"; batch?: number },
+  o: {
+    classes: number;
+    mean: readonly number[];
+    std: readonly number[];
+    level?: "c4" | "c5";
+    batch?: number;
+    balanced?: boolean;
+    /** Training pixels kept (an even stride over all of them), which bounds the host regression's cost. */
+    maxTrainPixels?: number;
+  },
 ): Promise<LinearResult> {
   const R = train[0].image.width, K = o.classes + 1;
   const fb = await frozenBackbone(gpu, store, cfg, R, o);
@@ -154,7 +180,8 @@ export async function linearEval(
   };
   const tr = await collect(train), te = await collect(test);
   fb.dispose();
-  const predict = trainLinear(tr.feats, tr.labels, C, K);
+  const sub = subsamplePixels(tr.feats, tr.labels, C, o.maxTrainPixels ?? 32768);
+  const predict = trainLinear(sub.feats, sub.labels, C, K, { balanced: o.balanced ?? false });
   const pred = predict(te.feats);
   const counts = new Float64Array(K);
   for (const l of tr.labels) counts[l]++;

@@ -1,6 +1,6 @@
 /** The linear protocol's pieces on constructed cases, and the command end to end at a tiny size. */
 import assert from "node:assert/strict";
-import { downsampleLabels, meanIoU, trainLinear, upsampleBilinear } from "../../src/eval/linear.ts";
+import { downsampleLabels, meanIoU, subsamplePixels, trainLinear, upsampleBilinear } from "../../src/eval/linear.ts";
 import { labelMap } from "../../src/data/image.ts";
 import { Rng } from "../util.ts";
 
@@ -36,27 +36,27 @@ Deno.test("the probe separates linearly separable classes, and beats the majorit
   assert.ok(meanIoU(pred, y, K).miou > 0.9);
 });
 
-Deno.test("plrc eval --protocol linear --ckpt random runs and reports mIoU beside the majority baseline", async () => {
+Deno.test("a linear probe trained on scenes beats the majority class on held-out scenes (random backbone)", async () => {
   const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const args = ["eval", "--ckpt", "random", "--protocol", "linear", "--train", "64", "--test", "32", "--json"];
   const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      cli,
-      "eval",
-      "--ckpt",
-      "random",
-      "--protocol",
-      "linear",
-      "--train",
-      "8",
-      "--test",
-      "4",
-      "--json",
-    ],
+    args: ["run", "-A", cli, ...args, "--set", "preset=cpu-tiny", "--set", "seed=1"],
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
   assert.equal(r.protocol, "linear");
-  assert.ok(r.miou >= 0 && r.miou <= 1 && r.pixelAccuracy >= 0 && r.majorityMiou > 0);
+  assert.equal(r.resolution, 128, "linear evaluates at 128 px at least");
+  // measured on lavapipe: 14.7% vs 12.3% (seed 1); seeds 0 and 2 give 13.3% and 14.0%
+  assert.ok(r.miou > r.majorityMiou + 0.01, `mIoU ${r.miou} vs majority ${r.majorityMiou}`);
+  assert.ok(r.pixelAccuracy > 0.5 && r.pixelAccuracy <= 1);
+});
+
+Deno.test("subsamplePixels keeps every k-th pixel so that at most max remain", () => {
+  const C = 2, labels = Int32Array.from({ length: 10 }, (_, i) => i);
+  const feats = Float64Array.from({ length: 20 }, (_, i) => i);
+  const all = subsamplePixels(feats, labels, C, 10);
+  assert.equal(all.labels, labels);
+  const s = subsamplePixels(feats, labels, C, 4); // step ⌈10/4⌉ = 3 → pixels 0, 3, 6, 9
+  assert.deepEqual([...s.labels], [0, 3, 6, 9]);
+  assert.deepEqual([...s.feats], [0, 1, 6, 7, 12, 13, 18, 19]);
 });
