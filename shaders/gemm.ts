@@ -125,11 +125,6 @@ function vec4B(c: GemmConfig): boolean {
   return c.mode === "wgrad" || c.bLayout === "kn";
 }
 
-/** WGSL expression for B(seg, k, col) in the configured layout (`kin` = inner reduction length). */
-function bIndex(c: GemmConfig, seg: string, k: string, col: string): string {
-  return c.bLayout === "kn" ? `(${seg} * P.kin + ${k}) * P.cols + ${col}` : `(${seg} * P.cols + ${col}) * P.kin + ${k}`;
-}
-
 /** Epilogue + guarded stores of the register block; `row(r)` and `col(j)` give output coordinates. */
 function stores(c: GemmConfig, acc: (r: number, j: number) => string, outRow: (r: number) => string, col0: string) {
   const lines: string[] = [];

@@ -288,6 +288,7 @@ Deno.test("derived values and schedules", () => {
       "schedule.warmup=0.25",
       "schedule.granularity=step",
       "ema.schedule=cosine",
+      "ema.momentum=0.999",
       "train.maxSteps=5",
       "data.scenes.count=64",
       "train.epochs=2",
