@@ -43,7 +43,7 @@ const ABLATION = [
 export const SIZES: Record<"reduced" | "full", CompareSize> = {
   reduced: {
     doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
-      "on 200/100 held-out scenes (linear at 64 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
+      "on 200/100 held-out scenes (linear at 128 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
     preset: "cpu-tiny",
     pretrainSets: [],
     seeds: [0, 1, 2],
