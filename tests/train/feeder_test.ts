@@ -10,6 +10,7 @@ import { type DataConfig, dataConfig, makeBatch, type PlrcBatch } from "../../sr
 import { BatchFeeder, SamplePool, type SampleRequest } from "../../src/train/feeder.ts";
 import { folderSource, type RegionMode, scenesSource, sourceFromSpec } from "../../src/train/sources.ts";
 import { batchIndices, type ImageSource } from "../../src/train/trainer.ts";
+import { benchDataFeeder } from "../../src/bench/data_feeder.ts";
 import { freshSeed, Rng } from "../util.ts";
 
 const B = 4;
@@ -155,4 +156,10 @@ Deno.test("a source without a spec runs on the main thread; close() stops the wo
     () => new BatchFeeder({ source: scenes, data, workers: 1, prefetch: -1, requests: () => [] }),
     /prefetch/,
   );
+});
+
+Deno.test("benchDataFeeder returns one finite measurement per resolution and worker count", async () => {
+  const r = await benchDataFeeder({ resolutions: [32], workers: [0, 1], batchSize: 2, batches: 1, sceneSize: 48 });
+  assert.deepEqual(r.map((m) => [m.resolution, m.workers]), [[32, 0], [32, 1]]);
+  for (const m of r) assert.ok(Number.isFinite(m.imagesPerS) && m.imagesPerS > 0, JSON.stringify(m));
 });
