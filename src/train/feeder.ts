@@ -17,8 +17,9 @@ import {
   makeKeyedSample,
   type PlrcBatch,
   type PlrcSample,
+  SAMPLE_WORKER_URL,
 } from "../data/batch.ts";
-import { ThreadPool } from "../data/threads.ts";
+import { ThreadCrashError, ThreadPool } from "../data/threads.ts";
 import type { SourceSpec } from "./sources.ts";
 import type { ImageSource } from "./trainer.ts";
 
@@ -50,7 +51,7 @@ export class SamplePool {
     this.#source = source, this.#data = data;
     // two requests per worker, so a worker has the next one while its answer waits for the main thread
     this.#threads = this.workers > 0
-      ? new ThreadPool(new URL("../data/sample_worker.ts", import.meta.url), this.workers, {
+      ? new ThreadPool(SAMPLE_WORKER_URL, this.workers, {
         init: { spec: source.spec!, data } satisfies SampleInit,
         perWorker: 2,
         name: "sample",
@@ -60,7 +61,11 @@ export class SamplePool {
 
   /** Makes one sample. */
   async sample(req: SampleRequest): Promise<PlrcSample> {
-    if (this.#threads) return await this.#threads.run(req);
+    if (this.#threads) {
+      return await this.#threads.run(req).catch((e) => {
+        throw e instanceof ThreadCrashError ? new Error(`a data worker crashed: ${e.message}`) : e;
+      });
+    }
     return makeKeyedSample({ ...(await this.#source.get(req.index)), key: req.key }, this.#data);
   }
 
