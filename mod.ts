@@ -148,6 +148,22 @@ export { DecodeError, decodeFile, decodeImage, probeImage } from "./src/data/dec
 export { formatSkipReport, scanFolder } from "./src/data/folder.ts";
 export { DEFAULT_MAX_SHORT, loadImage } from "./src/data/cache.ts";
 export { maskPathFor, WorkerPool } from "./src/data/pool.ts";
+export {
+  ordered,
+  serveThread,
+  ThreadCrashError,
+  ThreadPool,
+  type ThreadPoolOptions,
+  type ThreadReply,
+} from "./src/data/threads.ts";
+export {
+  BatchFeeder,
+  type FeederOptions,
+  type SampleInit,
+  SamplePool,
+  type SampleRequest,
+} from "./src/train/feeder.ts";
+export { type RegionMode, sourceFromSpec, type SourceSpec } from "./src/train/sources.ts";
 export { exportScenes, type Scene, sceneClassNames, SceneGenerator } from "./src/data/scenes.ts";
 export {
   annotationMask,
@@ -165,8 +181,10 @@ export {
   dataConfig,
   DEFAULT_DATA_CONFIG,
   makeBatch,
+  makeKeyedSample,
   makeSample,
   type PlrcBatch,
+  type PlrcSample,
 } from "./src/data/batch.ts";
 export { matchPairs, type Pairs } from "./src/data/pairs.ts";
 export { samplePoints, toFeatureGrid, toGridSample } from "./src/data/points.ts";

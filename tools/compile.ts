@@ -5,7 +5,18 @@
  */
 const out = Deno.args[0] ?? "dist/plrc";
 const cmd = new Deno.Command(Deno.execPath(), {
-  args: ["compile", "-A", "--output", out, new URL("../cli.ts", import.meta.url).pathname],
+  // worker modules are started by URL, not imported, so they must be included explicitly
+  args: [
+    "compile",
+    "-A",
+    ...["decode_worker.ts", "sample_worker.ts"].flatMap((w) => [
+      "--include",
+      new URL(`../src/data/${w}`, import.meta.url).pathname,
+    ]),
+    "--output",
+    out,
+    new URL("../cli.ts", import.meta.url).pathname,
+  ],
   stdout: "inherit",
   stderr: "piped",
 });

@@ -8,6 +8,7 @@ import { benchKernels } from "../bench/kernels.ts";
 import { benchConv, benchGemm, benchResnetStep, type EngineMeasurement } from "../bench/engine.ts";
 import { benchDataSources } from "../bench/data_sources.ts";
 import { benchDataViews } from "../bench/data_views.ts";
+import { benchDataFeeder } from "../bench/data_feeder.ts";
 import { benchStep } from "../bench/step.ts";
 import { resolveConfig } from "../train/config.ts";
 import { parseOptions, UsageError } from "./usage.ts";
@@ -24,7 +25,8 @@ Suites:
   step       the whole PLRC training step at a preset's size (--preset, --set k=v, --batch B,
              --resolution R): ms/step, images/s, backbone GFLOP/s, plrc's GPU memory, GPU time
              per kernel family
-  data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224
+  data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224,
+             training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224 (img/s)
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
 --resolution R (64); the paper setting is --width 1 --batch 64 --resolution 224.
@@ -71,7 +73,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--reps must be an integer in 1..1000, got "${values.reps}"`, BENCH_HELP);
   }
   if (suite === "data") {
-    const rows: object[] = [...await benchDataSources({}), ...await benchDataViews({})];
+    const rows: object[] = [...await benchDataSources({}), ...await benchDataViews({}), ...await benchDataFeeder({})];
     for (const r of rows) console.log(values.json ? JSON.stringify(r) : formatRow(r));
     return 0;
   }

@@ -123,7 +123,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       log(resume ? `auto-resume: found ${resume}` : "auto-resume: no checkpoint yet, starting fresh");
     }
     log(
-      `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px`,
+      `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px; ` +
+        (d.workers > 0
+          ? `${d.workers} data worker${d.workers === 1 ? "" : "s"}, ${cfg.data.prefetch} batches ahead`
+          : "batches made on the main thread"),
     );
     const t0 = performance.now();
     const result = await train(

@@ -309,11 +309,26 @@ export function collate(samples: PlrcSample[], cfg: DataConfig): PlrcBatch {
  */
 export function makeBatch(items: BatchItem[], cfg: DataConfig, rng?: Rng): PlrcBatch {
   const samples = items.map((item) => {
-    let r: Rng;
-    if (item.key !== undefined) r = Rng.derive(cfg.seed, item.key);
-    else if (rng) r = new Rng(Math.floor(rng.next() * 4294967296));
-    else throw new Error("makeBatch: items without a key need an rng");
-    return makeSample(item, cfg, r);
+    if (item.key !== undefined) return makeKeyedSample(item as BatchItem & { key: number }, cfg);
+    if (!rng) throw new Error("makeBatch: items without a key need an rng");
+    return makeSample(item, cfg, new Rng(Math.floor(rng.next() * 4294967296)));
   });
   return collate(samples, cfg);
+}
+
+/** The sample of an item with a stream key, from `Rng.derive(cfg.seed, key)` (as {@link makeBatch} makes it). */
+export function makeKeyedSample(item: BatchItem & { key: number }, cfg: DataConfig): PlrcSample {
+  return makeSample(item, cfg, Rng.derive(cfg.seed, item.key));
+}
+
+/**
+ * The sample worker's module (src/train/feeder.ts starts it). Resolved from this directory, so the bundle
+ * (dist/plrc.js) finds it as dist/sample_worker.ts, as the decode pool finds dist/decode_worker.ts.
+ */
+export const SAMPLE_WORKER_URL: string = new URL("./sample_worker.ts", import.meta.url).href;
+
+/** The distinct buffers of a sample's arrays, to transfer it between threads without copying. */
+export function sampleBuffers(s: PlrcSample): ArrayBuffer[] {
+  const arrays = [s.a0, s.a1, s.b0, s.maskA0, s.maskA1, s.coords, s.regionLabel, s.valid, s.pointsA0, s.pointsA1];
+  return [...new Set([...arrays, s.pairA, s.pairB].map((a) => a.buffer as ArrayBuffer))];
 }

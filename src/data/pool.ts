@@ -11,6 +11,7 @@ import { loadImage, type LoadOptions } from "./cache.ts";
 import { countRegions, felzenszwalb, type FhOptions } from "./felzenszwalb.ts";
 import type { RgbImage } from "./image.ts";
 import { readLabelMapPng, writeLabelMapPng } from "./labelmap_png.ts";
+import { ordered, ThreadCrashError, ThreadPool } from "./threads.ts";
 
 /** Load one image (decode cache → decode → downscale). */
 export interface LoadTask {
@@ -91,70 +92,27 @@ function sameMeta(a: MaskMeta, b: Omit<MaskMeta, "regions">): boolean {
     a.source?.mtimeMs === b.source.mtimeMs && Number.isInteger(a.regions);
 }
 
-interface Job {
-  task: DataTask;
-  resolve: (r: TaskResult) => void;
-  reject: (e: Error) => void;
-}
-
-interface Slot {
-  worker: Worker;
-  job: Job | null;
-}
-
-/** A pool of decode workers (or the calling thread when `workers` is 0). */
+/** A pool of decode workers (or the calling thread when `workers` is 0), on a {@link ThreadPool}. */
 export class WorkerPool {
   readonly workers: number;
-  #slots: Slot[] = [];
-  #queue: Job[] = [];
+  #threads: ThreadPool<DataTask, TaskResult> | null;
   #closed = false;
 
   constructor(workers: number) {
     if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be an integer ≥ 0, got ${workers}`);
     this.workers = workers;
-    for (let i = 0; i < workers; i++) this.#slots.push(this.#spawn());
+    this.#threads = workers > 0
+      ? new ThreadPool(new URL("./decode_worker.ts", import.meta.url), workers, { name: "decode" })
+      : null;
   }
 
-  #spawn(): Slot {
-    const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, { type: "module" });
-    const slot: Slot = { worker, job: null };
-    worker.onmessage = (e: MessageEvent<{ result?: TaskResult; error?: string }>) => {
-      const job = slot.job!;
-      slot.job = null;
-      if (e.data.error !== undefined) job.reject(new Error(e.data.error));
-      else job.resolve(e.data.result!);
-      this.#pump();
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      // a crashed worker fails its task (as a skip) and is replaced, so one hostile file cannot stop a run
-      e.preventDefault();
-      const job = slot.job;
-      slot.job = null;
-      worker.terminate();
-      const i = this.#slots.indexOf(slot);
-      if (i >= 0 && !this.#closed) this.#slots[i] = this.#spawn();
-      job?.resolve({ ok: false, rel: job.task.rel, reason: `decoder crashed (${e.message})` });
-      this.#pump();
-    };
-    return slot;
-  }
-
-  #pump(): void {
-    for (const slot of this.#slots) {
-      if (slot.job || this.#queue.length === 0) continue;
-      const job = this.#queue.shift()!;
-      slot.job = job;
-      slot.worker.postMessage(job.task);
-    }
-  }
-
-  /** Runs one task. */
+  /** Runs one task. A crashed decoder fails its task as a skip, so one hostile file cannot stop a run. */
   run(task: DataTask): Promise<TaskResult> {
     if (this.#closed) return Promise.reject(new Error("WorkerPool is closed"));
-    if (this.workers === 0) return runTask(task);
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ task, resolve, reject });
-      this.#pump();
+    if (!this.#threads) return runTask(task);
+    return this.#threads.run(task).catch((e) => {
+      if (e instanceof ThreadCrashError) return { ok: false, rel: task.rel, reason: `decoder crashed (${e.message})` };
+      throw e;
     });
   }
 
@@ -162,33 +120,13 @@ export class WorkerPool {
    * Runs `tasks` with at most `prefetch` started but not yet consumed (default 2 per worker, at least 1),
    * yielding results in task order.
    */
-  async *map(tasks: Iterable<DataTask>, prefetch: number = Math.max(1, 2 * this.workers)): AsyncGenerator<TaskResult> {
-    const it = tasks[Symbol.iterator](), window: Promise<TaskResult>[] = [];
-    const fill = () => {
-      while (window.length < prefetch) {
-        const n = it.next();
-        if (n.done) break;
-        const p = this.run(n.value);
-        p.catch(() => {}); // rejections surface when awaited in order
-        window.push(p);
-      }
-    };
-    fill();
-    while (window.length > 0) {
-      const r = await window.shift()!;
-      fill();
-      yield r;
-    }
+  map(tasks: Iterable<DataTask>, prefetch: number = Math.max(1, 2 * this.workers)): AsyncGenerator<TaskResult> {
+    return ordered(tasks, (t) => this.run(t), prefetch);
   }
 
   /** Stops the workers; pending tasks are rejected. */
   close(): void {
     this.#closed = true;
-    for (const s of this.#slots) {
-      s.worker.terminate();
-      s.job?.reject(new Error("WorkerPool closed"));
-    }
-    for (const j of this.#queue) j.reject(new Error("WorkerPool closed"));
-    this.#slots = [], this.#queue = [];
+    this.#threads?.close();
   }
 }

@@ -64,6 +64,7 @@ export interface DataSection {
   photometric: boolean;
   cacheShortSide: number;
   workers: number | Auto;
+  prefetch: number;
 }
 
 /** Loss weights, temperatures and buffers. */
@@ -291,7 +292,14 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     max: 64,
     auto: true,
     default: "auto",
-    doc: "Data worker threads (0: in the main thread); auto: CPU cores − 1, at most 4.",
+    doc: "Data worker threads making samples (0: in the main thread); auto: CPU cores − 1, at most 15.",
+  },
+  "data.prefetch": {
+    type: "int",
+    min: 0,
+    max: 64,
+    default: 2,
+    doc: "Batches the data workers make ahead while the GPU trains (with data.workers ≥ 1).",
   },
 
   "loss.image.weight": { type: "number", min: 0, default: 0.7, doc: "Weight of the image-level InfoNCE (plrc)." },
@@ -951,7 +959,7 @@ export function deriveConfig(cfg: PlrcConfig, opts: { datasetSize?: number; core
     fhMinSize: cfg.data.regions.fhMinSize === "auto"
       ? defaultMinSize(cfg.data.cacheShortSide)
       : cfg.data.regions.fhMinSize,
-    workers: cfg.data.workers === "auto" ? Math.max(0, Math.min(4, cores - 1)) : cfg.data.workers,
+    workers: cfg.data.workers === "auto" ? Math.max(0, Math.min(15, cores - 1)) : cfg.data.workers,
     stepsPerEpoch,
     totalSteps,
     scheduleSteps,

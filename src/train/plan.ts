@@ -68,6 +68,8 @@ export function makePlan(
     step: stepConfigOf(cfg, d),
     data: dataConfigOf(cfg),
     source,
+    workers: d.workers,
+    prefetch: cfg.data.prefetch,
     totalSteps: d.totalSteps!,
     schedules: schedules(cfg, d),
     outDir,

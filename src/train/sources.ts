@@ -92,6 +92,29 @@ function withRegions(
   };
 }
 
+/**
+ * A serialisable description of a source: enough for a worker thread to rebuild it and serve the same
+ * `get(i)` (src/train/feeder.ts). {@link scenesSource} and {@link folderSource} carry theirs.
+ */
+export type SourceSpec =
+  | { kind: "scenes"; count: number; size: number; classes: number; seed: number; regions: RegionMode }
+  | {
+    kind: "folder";
+    root: string;
+    /** The usable images (paths relative to `root`), in index order. */
+    files: string[];
+    cacheDir: string;
+    maxShort: number;
+    regions: RegionMode;
+  };
+
+/** Rebuilds the source a {@link SourceSpec} describes (a folder is not scanned again). */
+export function sourceFromSpec(spec: SourceSpec): ImageSource {
+  if (spec.kind === "scenes") return scenesSource(spec, spec.regions);
+  if (spec.kind === "folder") return folderFiles(spec);
+  throw new Error(`unknown source kind ${(spec as { kind: string }).kind}`);
+}
+
 /** The built-in scenes: deterministic from the seed, generated on demand. */
 export function scenesSource(
   o: { count: number; size: number; classes: number; seed: number },
@@ -101,10 +124,27 @@ export function scenesSource(
   return {
     count: o.count,
     description: `${o.count} built-in scenes (${o.size}×${o.size}, ${o.classes} classes, seed ${o.seed})`,
+    spec: { kind: "scenes", count: o.count, size: o.size, classes: o.classes, seed: o.seed, regions },
     get: withRegions((i) => {
       const s = gen.scene(i);
       return Promise.resolve({ image: s.image, gt: s.instanceMap });
     }, regions),
+  };
+}
+
+/** Serves already scanned and cached folder images (`files`, in index order). */
+function folderFiles(spec: Extract<SourceSpec, { kind: "folder" }>): ImageSource {
+  const { root, files, cacheDir, maxShort } = spec;
+  const get = async (i: number) => {
+    const r = await loadImage(root, files[i], { cacheDir, maxShort });
+    if (!r.ok) throw new Error(`${files[i]} became unreadable during training: ${r.reason}`);
+    return { image: r.image };
+  };
+  return {
+    count: files.length,
+    description: `${files.length} images from ${root}`,
+    spec,
+    get: withRegions(get, spec.regions),
   };
 }
 
@@ -145,15 +185,8 @@ export async function folderSource(
   good.sort();
   const report = formatSkipReport({ seen: scan.images.length + scan.skipped.length, used: good.length, skipped });
   if (!good.length) throw new Error(`no usable image in ${root}\n${report}`);
-  const get = async (i: number) => {
-    const r = await loadImage(root, good[i], { cacheDir, maxShort: o.maxShort });
-    if (!r.ok) throw new Error(`${good[i]} became unreadable during training: ${r.reason}`);
-    return { image: r.image };
-  };
   return {
-    count: good.length,
-    description: `${good.length} images from ${root}`,
-    get: withRegions(get, regions),
+    ...folderFiles({ kind: "folder", root, files: good, cacheDir, maxShort: o.maxShort, regions }),
     report,
     skipped,
   };

@@ -1,6 +1,7 @@
 /**
  * The training loop around {@link PlrcStep}: data order per epoch, batch preparation overlapped with the
- * GPU (the step is submitted, then the next batch is built while it runs), schedules, lagged metrics,
+ * GPU (data workers make the next batches while a step runs; without workers the step is submitted, then
+ * the next batch is built while it runs), schedules, lagged metrics,
  * NaN/Inf stop, periodic and final checkpoints written atomically, SIGINT/SIGTERM handling, exact resume.
  *
  * @module
@@ -9,20 +10,24 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { Profiler, summarise, sync } from "../gpu/encoder.ts";
 import { kernelFamily } from "./profile.ts";
-import { type DataConfig, makeBatch } from "../data/batch.ts";
+import type { DataConfig } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import { Rng } from "../util/rng.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { BatchFeeder } from "./feeder.ts";
 import type { Schedules } from "./config.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
 import type { StepScalars } from "./metrics_ring.ts";
+import type { SourceSpec } from "./sources.ts";
 
 /** Where training images come from (scenes or a folder); `get` may be called in any order. */
 export interface ImageSource {
   readonly count: number;
   readonly description: string;
   get(index: number): Promise<{ image: RgbImage; regions?: LabelMap }>;
+  /** How to rebuild this source in a worker thread; without it, samples are made on the main thread. */
+  readonly spec?: SourceSpec;
 }
 
 /** Everything the loop needs. */
@@ -30,6 +35,10 @@ export interface TrainPlan {
   step: StepConfig;
   data: DataConfig;
   source: ImageSource;
+  /** Data worker threads (0 or absent: batches are made on the main thread). */
+  workers?: number;
+  /** Batches made ahead by the workers; default 2. */
+  prefetch?: number;
   /** Steps to run in all (epochs × steps per epoch, or fewer with train.maxSteps). */
   totalSteps: number;
   /** Learning rate, EMA momentum and teacher temperature per step. */
@@ -198,13 +207,23 @@ export async function train(
   };
 
   let lastCkpt = plan.resume ?? "";
+  const count = plan.source.count;
+  // batches are made by the data workers, the next ones while the GPU runs this step
+  const feeder = new BatchFeeder({
+    source: plan.source,
+    data: plan.data,
+    workers: plan.workers ?? 0,
+    prefetch: plan.prefetch,
+    end: total,
+    requests: (s) => {
+      const { epoch, indices } = batchIndices(plan.step.seed, count, B, s);
+      return indices.map((i) => ({ index: i, key: epoch * count + i }));
+    },
+  });
   try {
     for (let s = start; s < total; s++) {
-      const { epoch, indices } = batchIndices(plan.step.seed, plan.source.count, B, s);
-      const items = await Promise.all(
-        indices.map(async (i) => ({ ...(await plan.source.get(i)), key: epoch * plan.source.count + i })),
-      );
-      const batch = makeBatch(items, plan.data);
+      const { epoch } = batchIndices(plan.step.seed, count, B, s);
+      const batch = await feeder.batch(s);
       if (s === start && !plan.quiet) {
         // a picture of the first sample, so a user can see at a glance that crops, masks and points line up
         const pic = renderSample(batch, 0, { mean: plan.data.mean, std: plan.data.std });
@@ -252,6 +271,7 @@ export async function train(
     const p = await save(done);
     if (p) lastCkpt = p;
   } finally {
+    feeder.close();
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     metricsFile.close();
   }

@@ -304,6 +304,8 @@ Deno.test("derived values and schedules", () => {
   assert.equal(d.bnGroup, 4);
   assert.equal(d.bnGroups, 2);
   assert.equal(d.workers, 1);
+  assert.equal(deriveConfig(cfg, { cores: 32 }).workers, 15);
+  assert.equal(deriveConfig(cfg, { cores: 1 }).workers, 0);
   assert.equal(d.stepsPerEpoch, 8);
   assert.equal(d.scheduleSteps, 16);
   assert.equal(d.totalSteps, 5);

@@ -27,23 +27,25 @@ const TINY = [
   "checkpoint.unit=step",
 ];
 
-async function runTo(out: string, maxSteps: number, resume?: string) {
-  const cfg = resolveConfig({ sets: [...TINY, `train.maxSteps=${maxSteps}`] });
+async function runTo(out: string, maxSteps: number, workers: number, resume?: string) {
+  const cfg = resolveConfig({ sets: [...TINY, `train.maxSteps=${maxSteps}`, `data.workers=${workers}`] });
   const sc = cfg.data.scenes;
   const source = scenesSource({ count: sc.count, size: sc.size, classes: sc.classes, seed: sc.seed });
   return await train(await gpu(), makePlan(cfg, source, out, { resume, quiet: true }), () => {});
 }
 
 Deno.test({
-  name: "resume is exact: 4 steps straight equal 2 steps + checkpoint + resume to 4 (every tensor bit-equal)",
+  name: "resume is exact: 4 steps straight equal 2 steps + checkpoint + resume to 4 (every tensor bit-equal), " +
+    "with 0, 1 and 2 data workers",
   ...GPU_TEST,
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
-      const a = await runTo(`${dir}/a`, 4);
-      const b = await runTo(`${dir}/b`, 2);
+      // batches do not depend on the worker count, so the three runs may use different ones
+      const a = await runTo(`${dir}/a`, 4, 0);
+      const b = await runTo(`${dir}/b`, 2, 1);
       assert.equal(b.steps, 2);
-      const c = await runTo(`${dir}/c`, 4, b.checkpoint);
+      const c = await runTo(`${dir}/c`, 4, 2, b.checkpoint);
       assert.equal(a.steps, 4), assert.equal(c.steps, 4);
       const fa = await readCheckpointFile(a.checkpoint), fc = await readCheckpointFile(c.checkpoint);
       const names = [...fa.tensors.keys()].sort();

@@ -1,0 +1,71 @@
+/**
+ * Throughput of whole training batches through the {@link BatchFeeder} (source `get`, views, regions,
+ * points, pairs and collate) with 0, 1, 2... data workers, on built-in scenes as the gpu-small preset
+ * draws them. Used by `plrc bench data`.
+ *
+ * @module
+ */
+import { dataConfig } from "../data/batch.ts";
+import { BatchFeeder } from "../train/feeder.ts";
+import { scenesSource } from "../train/sources.ts";
+import { batchIndices } from "../train/trainer.ts";
+
+/** One measurement (one JSON object per line with `--json`). */
+export interface DataFeederMeasurement {
+  /** Always `feeder`. */
+  name: string;
+  resolution: number;
+  workers: number;
+  batchSize: number;
+  imagesPerS: number;
+  msPerBatch: number;
+}
+
+/** Options; the defaults give a run of several seconds on two cores. */
+export interface DataFeederOptions {
+  resolutions?: number[];
+  workers?: number[];
+  batchSize?: number;
+  /** Timed batches per case (after one warm-up batch, which also starts the workers). */
+  batches?: number;
+  /** Built-in scene side in pixels (gpu-small: 192). */
+  sceneSize?: number;
+}
+
+/** Runs the benchmark: one entry per resolution and worker count. */
+export async function benchDataFeeder(opts: DataFeederOptions = {}): Promise<DataFeederMeasurement[]> {
+  const batchSize = opts.batchSize ?? 16, batches = opts.batches ?? 4, count = 1024;
+  const source = scenesSource({ count, size: opts.sceneSize ?? 192, classes: 6, seed: 0 });
+  const out: DataFeederMeasurement[] = [];
+  for (const resolution of opts.resolutions ?? [128, 224]) {
+    const data = dataConfig({ resolution });
+    for (const workers of opts.workers ?? [0, 1, 2]) {
+      const feeder = new BatchFeeder({
+        source,
+        data,
+        workers,
+        requests: (s) => {
+          const { epoch, indices } = batchIndices(0, count, batchSize, s);
+          return indices.map((i) => ({ index: i, key: epoch * count + i }));
+        },
+      });
+      try {
+        await feeder.batch(0);
+        const t0 = performance.now();
+        for (let s = 1; s <= batches; s++) await feeder.batch(s);
+        const msPerBatch = (performance.now() - t0) / batches;
+        out.push({
+          name: "feeder",
+          resolution,
+          workers,
+          batchSize,
+          imagesPerS: 1000 * batchSize / msPerBatch,
+          msPerBatch,
+        });
+      } finally {
+        feeder.close();
+      }
+    }
+  }
+  return out;
+}

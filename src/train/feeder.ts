@@ -1,0 +1,146 @@
+/**
+ * Training batches made in parallel: a {@link SamplePool} makes samples in worker threads (each worker
+ * rebuilds the source from its {@link SourceSpec}), and a {@link BatchFeeder} collates them into the
+ * batch of each step while it keeps the next `prefetch` batches in the making, so the data pipeline runs
+ * while the GPU trains.
+ *
+ * Determinism: sample (index, key) is `makeKeyedSample(source.get(index), key)` on whichever thread makes
+ * it, and samples are collated in batch order, so every batch is bit-identical to `makeBatch` on the main
+ * thread, whatever the worker count (exact resume depends on it).
+ *
+ * @module
+ */
+import {
+  collate,
+  type DataConfig,
+  makeBatch,
+  makeKeyedSample,
+  type PlrcBatch,
+  type PlrcSample,
+  SAMPLE_WORKER_URL,
+} from "../data/batch.ts";
+import { ThreadCrashError, ThreadPool } from "../data/threads.ts";
+import type { SourceSpec } from "./sources.ts";
+import type { ImageSource } from "./trainer.ts";
+
+/** What a sample worker is started with. */
+export interface SampleInit {
+  spec: SourceSpec;
+  data: DataConfig;
+}
+
+/** One sample to make: source image `index`, stream key `key`. */
+export interface SampleRequest {
+  index: number;
+  key: number;
+}
+
+/**
+ * Makes samples in `workers` threads, or on the calling thread when `workers` is 0 or the source has no
+ * spec (a custom source cannot be rebuilt in a worker).
+ */
+export class SamplePool {
+  readonly workers: number;
+  readonly #source: ImageSource;
+  readonly #data: DataConfig;
+  readonly #threads: ThreadPool<SampleRequest, PlrcSample> | null;
+
+  constructor(source: ImageSource, data: DataConfig, workers: number) {
+    if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be an integer ≥ 0, got ${workers}`);
+    this.workers = source.spec ? workers : 0;
+    this.#source = source, this.#data = data;
+    // two requests per worker, so a worker has the next one while its answer waits for the main thread
+    this.#threads = this.workers > 0
+      ? new ThreadPool(SAMPLE_WORKER_URL, this.workers, {
+        init: { spec: source.spec!, data } satisfies SampleInit,
+        perWorker: 2,
+        name: "sample",
+      })
+      : null;
+  }
+
+  /** Makes one sample. */
+  async sample(req: SampleRequest): Promise<PlrcSample> {
+    if (this.#threads) {
+      return await this.#threads.run(req).catch((e) => {
+        throw e instanceof ThreadCrashError ? new Error(`a data worker crashed: ${e.message}`) : e;
+      });
+    }
+    return makeKeyedSample({ ...(await this.#source.get(req.index)), key: req.key }, this.#data);
+  }
+
+  /** Makes the batch of `reqs` (collated in their order). */
+  async batch(reqs: SampleRequest[]): Promise<PlrcBatch> {
+    if (!this.#threads) {
+      const items = await Promise.all(reqs.map(async (r) => ({ ...(await this.#source.get(r.index)), key: r.key })));
+      return makeBatch(items, this.#data);
+    }
+    return collate(await Promise.all(reqs.map((r) => this.sample(r))), this.#data);
+  }
+
+  /** Stops the workers; pending samples are rejected. */
+  close(): void {
+    this.#threads?.close();
+  }
+}
+
+/** Options of a {@link BatchFeeder}. */
+export interface FeederOptions {
+  source: ImageSource;
+  data: DataConfig;
+  /** Worker threads (0: the main thread, batch by batch, no prefetch). */
+  workers: number;
+  /** Batches made ahead of the one asked for; default 2. */
+  prefetch?: number;
+  /** The samples of step `s`. */
+  requests: (step: number) => SampleRequest[];
+  /** Steps end before this one (nothing is prefetched past it); default unbounded. */
+  end?: number;
+}
+
+/** The batch of each step, the next ones made ahead in worker threads. */
+export class BatchFeeder {
+  readonly pool: SamplePool;
+  readonly prefetch: number;
+  readonly #requests: (step: number) => SampleRequest[];
+  readonly #end: number;
+  #pending = new Map<number, Promise<PlrcBatch>>();
+
+  constructor(o: FeederOptions) {
+    const prefetch = o.prefetch ?? 2;
+    if (!(Number.isInteger(prefetch) && prefetch >= 0)) {
+      throw new Error(`prefetch must be an integer ≥ 0, got ${prefetch}`);
+    }
+    this.pool = new SamplePool(o.source, o.data, o.workers);
+    this.prefetch = this.pool.workers > 0 ? prefetch : 0;
+    this.#requests = o.requests, this.#end = o.end ?? Infinity;
+  }
+
+  /** The batch of step `s`; asking for steps in order keeps the next `prefetch` ones in the making. */
+  batch(s: number): Promise<PlrcBatch> {
+    const want = this.#take(s);
+    for (const k of this.#pending.keys()) if (k < s || k > s + this.prefetch) this.#pending.delete(k); // a jump
+    for (let k = s + 1; k <= s + this.prefetch && k < this.#end; k++) {
+      if (!this.#pending.has(k)) this.#pending.set(k, this.#start(k));
+    }
+    return want;
+  }
+
+  #take(s: number): Promise<PlrcBatch> {
+    const p = this.#pending.get(s) ?? this.#start(s);
+    this.#pending.delete(s);
+    return p;
+  }
+
+  #start(s: number): Promise<PlrcBatch> {
+    const p = this.pool.batch(this.#requests(s));
+    p.catch(() => {}); // a failure surfaces when its step is asked for
+    return p;
+  }
+
+  /** Stops the workers; batches in the making are dropped. */
+  close(): void {
+    this.#pending.clear();
+    this.pool.close();
+  }
+}
