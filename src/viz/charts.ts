@@ -26,7 +26,9 @@ export function renderBarChart(
   const maxV = Math.max(1e-9, ...groups.flatMap((g) => g.bars.map((b) => b.mean + b.std)));
   const yMax = niceCeil(maxV);
   const y = (v: number) => top + plotH * (1 - v / yMax);
-  cv.text(left, 10, title, [0, 0, 0], k);
+  // a title too long for the large font is drawn at the small one rather than cut off
+  const tk = textWidth(title, k) <= W - left - 4 ? k : 1;
+  cv.text(tk === k ? left : 4, 10, title, [0, 0, 0], tk);
   // axis with 5 ticks
   cv.line(left, top, left, top + plotH, [0, 0, 0]);
   cv.line(left, top + plotH, left + plotW, top + plotH, [0, 0, 0]);
