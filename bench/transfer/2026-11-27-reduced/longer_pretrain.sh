@@ -4,6 +4,7 @@
 set -x
 cd "$(dirname "$0")/../../.."
 O=${O:-longer-pretrain}; CMP=${CMP:-compare-reduced}
+mkdir -p "$O"
 export XDG_RUNTIME_DIR=/tmp/xdg
 P="npx -y deno@2.9.6 run -A cli.ts"
 date
