@@ -21,7 +21,8 @@ import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-export const COMPARE_HELP = `plrc compare [--size reduced|full] [--out DIR] [--no-ablation] [--set k=v ...] [--plan]
+export const COMPARE_HELP =
+  `plrc compare [--size reduced|medium|full] [--out DIR] [--no-ablation] [--set k=v ...] [--plan]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -30,6 +31,7 @@ and by shifted boundaries). Every run is a plrc subprocess; finished runs and ev
 the output folder, so running the same command again continues an interrupted comparison.
 
   --size reduced   ${SIZES.reduced.doc}
+  --size medium    ${SIZES.medium.doc}
   --size full      ${SIZES.full.doc}
   --out DIR        output folder (default compare-<size>); gets runs/, evals/, results.json, table.md
                    and chart.png
@@ -49,10 +51,10 @@ export async function compareCommand(argv: string[]): Promise<number> {
   }, COMPARE_HELP);
   if (values.help) return console.log(COMPARE_HELP), 0;
   const sizeName = values.size ?? "reduced";
-  if (sizeName !== "reduced" && sizeName !== "full") {
-    throw new UsageError(`--size must be reduced or full, got "${sizeName}"`, COMPARE_HELP);
+  if (!Object.hasOwn(SIZES, sizeName)) {
+    throw new UsageError(`--size must be ${Object.keys(SIZES).join(", ")}; got "${sizeName}"`, COMPARE_HELP);
   }
-  const size = SIZES[sizeName];
+  const size = SIZES[sizeName as keyof typeof SIZES];
   const plan = comparePlan(size, { ablation: !values["no-ablation"], extraSets: values.set ?? [] });
   if (values.plan) {
     for (const p of plan.pretrain) console.log(`pretrain ${p.name}: --set ${p.sets.join(" --set ")}`);
@@ -133,10 +135,14 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "",
     mainTable(cells, size),
     "",
-    "Region-quality ablation (seed 0; the grid row is the main comparison's seed-0 run):",
-    "",
-    ablationTable(cells, size),
-    "",
+    ...(size.ablation.length > 1 && size.ablationProtocols.length > 0
+      ? [
+        "Region-quality ablation (seed 0; the grid row is the main comparison's seed-0 run):",
+        "",
+        ablationTable(cells, size),
+        "",
+      ]
+      : []),
   ].join("\n");
   await writeAtomic(`${out}/table.md`, table);
   console.log(table);

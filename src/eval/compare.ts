@@ -39,8 +39,11 @@ const ABLATION = [
   { name: "gt+shift6", sets: ["data.regions.source=gt", "data.regions.shift=6"] },
 ];
 
-/** The two sizes: `reduced` for a 2-core CPU adapter (under an hour), `full` for one large GPU. */
-export const SIZES: Record<"reduced" | "full", CompareSize> = {
+/**
+ * The sizes: `reduced` for a 2-core CPU adapter (under an hour), `medium` the same 6× longer without the ablation
+ * (about 1.5 h there; long enough for the frozen-feature probes to separate), `full` for one large GPU.
+ */
+export const SIZES: Record<"reduced" | "medium" | "full", CompareSize> = {
   reduced: {
     doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
       "on 200/100 held-out scenes (linear at 128 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
@@ -54,6 +57,21 @@ export const SIZES: Record<"reduced" | "full", CompareSize> = {
     },
     ablation: ABLATION,
     ablationProtocols: ["linear"],
+  },
+  medium: {
+    doc: "cpu-tiny pre-training 6× longer than reduced (768 steps), 3 seeds; linear, k-NN and detect on 200/100 " +
+      "held-out scenes as in reduced; no ablation",
+    preset: "cpu-tiny",
+    pretrainSets: ["train.epochs=6"],
+    seeds: [0, 1, 2],
+    protocols: ["linear", "knn", "detect"],
+    evalArgs: {
+      linear: ["--train", "200", "--test", "100"],
+      knn: ["--train", "200", "--test", "100"],
+      detect: ["--train", "200", "--test", "100", "--epochs", "6"],
+    },
+    ablation: [ABLATION[0]],
+    ablationProtocols: [],
   },
   full: {
     doc: "gpu-small pre-training (ResNet-50 ×0.5, 128 px, batch 64) for one epoch of 4096 scenes (64 steps), " +

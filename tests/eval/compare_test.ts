@@ -96,5 +96,5 @@ Deno.test("plrc compare --plan lists the jobs; a bad --size exits 2 naming the a
   assert.match(plan.text, /eval random-s2\.detect: --ckpt random --protocol detect/);
   const bad = await run(["--size", "huge"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.text, /--size must be reduced or full, got "huge"/);
+  assert.match(bad.text, /--size must be reduced, medium, full; got "huge"/);
 });
