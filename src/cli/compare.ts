@@ -14,15 +14,17 @@ import {
   mainTable,
   METHODS,
   PROTOCOL_METRICS,
+  runPool,
   runSelf,
   SIZES,
+  workersPerJob,
 } from "../eval/compare.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
-  `plrc compare [--size reduced|medium|full] [--out DIR] [--no-ablation] [--set k=v ...] [--plan]
+  `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--set k=v ...] [--jobs N] [--plan]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -30,6 +32,7 @@ vs plrc with grid, Felzenszwalb and ground-truth masks, and ground-truth masks d
 and by shifted boundaries). Every run is a plrc subprocess; finished runs and evaluations are kept in
 the output folder, so running the same command again continues an interrupted comparison.
 
+  --size smoke     ${SIZES.smoke.doc}
   --size reduced   ${SIZES.reduced.doc}
   --size medium    ${SIZES.medium.doc}
   --size full      ${SIZES.full.doc}
@@ -37,6 +40,9 @@ the output folder, so running the same command again continues an interrupted co
                    and chart.png
   --no-ablation    the main comparison only
   --set k=v        extra configuration for every pre-training run (repeatable)
+  --jobs N         run N pre-trainings / evaluations side by side (default 1), each a process with its
+                   own GPU device and an equal share of the cores for data workers; their progress goes to
+                   <out>/logs/<job>.log. On a large GPU a single small run leaves most of it idle.
   --plan           print the jobs and exit`;
 
 /** Runs `plrc compare`. */
@@ -47,6 +53,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "no-ablation": { type: "boolean" },
     set: { type: "string", multiple: true },
     plan: { type: "boolean" },
+    jobs: { type: "string" },
     help: { type: "boolean", short: "h" },
   }, COMPARE_HELP);
   if (values.help) return console.log(COMPARE_HELP), 0;
@@ -66,6 +73,17 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const out = values.out ?? `compare-${sizeName}`;
   await Deno.mkdir(`${out}/runs`, { recursive: true });
   await Deno.mkdir(`${out}/evals`, { recursive: true });
+  const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    throw new UsageError(`--jobs must be a whole number ≥ 1, got "${values.jobs}"`, COMPARE_HELP);
+  }
+  if (jobs > 1) await Deno.mkdir(`${out}/logs`, { recursive: true });
+  // side by side, each run gets its share of the cores for data workers (unless the user set them)
+  const userSets = values.set ?? [];
+  const workerSets = jobs > 1 && !userSets.some((s) => s.startsWith("data.workers="))
+    ? ["--set", `data.workers=${workersPerJob(navigator.hardwareConcurrency ?? 1, jobs)}`]
+    : [];
+  const logOf = (name: string) => jobs > 1 ? `${out}/logs/${name}.log` : undefined;
   const total = plan.pretrain.length + plan.evals.length;
   let done = 0;
   const t0 = performance.now();
@@ -74,64 +92,85 @@ export async function compareCommand(argv: string[]): Promise<number> {
       `[${++done}/${total}] ${what}${secs === null ? " (kept from an earlier run)" : ` ${secs.toFixed(0)} s`}` +
         `  (elapsed ${((performance.now() - t0) / 60000).toFixed(1)} min)`,
     );
+  const failed = (what: string, code: number, stdout: string, log?: string) => {
+    console.error(stdout);
+    console.error(`plrc compare: ${what} failed (exit ${code})${log ? `, see ${log}` : ""}; run again to continue`);
+    return false;
+  };
 
-  for (const job of plan.pretrain) {
-    const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
-    if (await exists(marker)) {
-      progress(`pretrain ${job.name}`, null);
-      continue;
-    }
-    const t = performance.now();
-    const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s])];
-    const r = await runSelf(args);
-    if (r.code !== 0 || !/finished after/.test(r.stdout)) {
-      console.error(r.stdout);
-      console.error(`plrc compare: pre-training ${job.name} failed (exit ${r.code}); run again to continue`);
-      return 1;
-    }
-    const secs = (performance.now() - t) / 1000;
-    await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
-    progress(`pretrain ${job.name}`, secs);
-  }
-
-  const records: EvalRecord[] = [];
-  for (const job of plan.evals) {
+  // Pre-training runs first, then evaluations, each evaluation waiting for its run: started in this order,
+  // a waiting evaluation never holds a slot that its own run needs.
+  const finished = new Map<string, Promise<boolean>>();
+  const pretrainTasks = plan.pretrain.map((job) => () => {
+    const p = (async () => {
+      const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
+      if (await exists(marker)) return progress(`pretrain ${job.name}`, null), true;
+      const t = performance.now();
+      const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...workerSets];
+      const r = await runSelf(args, logOf(job.name));
+      if (r.code !== 0 || !/finished after/.test(r.stdout)) {
+        return failed(`pre-training ${job.name}`, r.code, r.stdout, logOf(job.name));
+      }
+      const secs = (performance.now() - t) / 1000;
+      await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
+      progress(`pretrain ${job.name}`, secs);
+      return true;
+    })();
+    finished.set(job.name, p);
+    return p;
+  });
+  const records = new Map<string, EvalRecord>();
+  const evalTasks = plan.evals.map((job) => async () => {
+    if (job.run && !(await finished.get(job.run))) return false;
     const file = `${out}/evals/${job.name}.json`;
     if (await exists(file)) {
-      records.push(JSON.parse(await Deno.readTextFile(file)));
-      progress(`eval ${job.name}`, null);
-      continue;
+      records.set(job.name, JSON.parse(await Deno.readTextFile(file)));
+      return progress(`eval ${job.name}`, null), true;
     }
     const t = performance.now();
     const ckpt = job.run ? `${out}/runs/${job.run}/checkpoints/last.safetensors` : "random";
     const sets = job.run ? [] : ["--set", `preset=${size.preset}`, "--set", `seed=${job.seed}`];
-    const r = await runSelf(["eval", "--ckpt", ckpt, "--protocol", job.protocol, "--json", ...sets, ...job.args]);
+    const args = ["eval", "--ckpt", ckpt, "--protocol", job.protocol, "--json", ...sets, ...job.args];
+    const r = await runSelf(args, logOf(job.name));
     const line = r.stdout.split("\n").filter((l) => l.startsWith("{")).pop();
-    if (r.code !== 0 || !line) {
-      console.error(r.stdout);
-      console.error(`plrc compare: evaluation ${job.name} failed (exit ${r.code}); run again to continue`);
-      return 1;
-    }
+    if (r.code !== 0 || !line) return failed(`evaluation ${job.name}`, r.code, r.stdout, logOf(job.name));
     const rec: EvalRecord = { job, result: JSON.parse(line) };
     await writeAtomic(file, JSON.stringify(rec, null, 1));
-    records.push(rec);
+    records.set(job.name, rec);
     progress(`eval ${job.name}`, (performance.now() - t) / 1000);
-  }
+    return true;
+  });
+  if (!(await runPool([...pretrainTasks, ...evalTasks], jobs))) return 1;
 
   const gpu = await getGpu();
   const adapter = `${gpu.summary.description} (${gpu.summary.backend})`;
-  const cells = aggregate(records);
+  // in plan order, whichever order they finished in
+  const cells = aggregate(plan.evals.map((e) => records.get(e.name)!));
   const date = new Date().toISOString().slice(0, 10);
   const minutes = (performance.now() - t0) / 60000;
   await writeAtomic(
     `${out}/results.json`,
-    JSON.stringify({ plrc: VERSION, date, adapter, size: sizeName, sizeDoc: size.doc, cells, records }, null, 1),
+    JSON.stringify(
+      {
+        plrc: VERSION,
+        date,
+        adapter,
+        size: sizeName,
+        sizeDoc: size.doc,
+        jobs,
+        cells,
+        records: plan.evals.map((e) => records.get(e.name)),
+      },
+      null,
+      1,
+    ),
   );
   const table = [
     `# plrc compare --size ${sizeName}`,
     "",
     `${date}, plrc ${VERSION}, ${adapter}. ${size.doc}. Mean ± sample std over seeds ${size.seeds.join(", ")}.`,
-    `This invocation took ${minutes.toFixed(1)} min (runs kept from earlier invocations not counted).`,
+    `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} ` +
+    "(runs kept from earlier invocations not counted).",
     "",
     mainTable(cells, size),
     "",

@@ -40,10 +40,21 @@ const ABLATION = [
 ];
 
 /**
- * The sizes: `reduced` for a 2-core CPU adapter (under an hour), `medium` the same 6× longer without the ablation
+ * The sizes: `smoke` to check a setup, `reduced` for a 2-core CPU adapter (under an hour), `medium` the same 6× longer without the ablation
  * (about 1.5 h there; long enough for the frozen-feature probes to separate), `full` for one large GPU.
  */
-export const SIZES: Record<"reduced" | "medium" | "full", CompareSize> = {
+export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize> = {
+  smoke: {
+    doc: "a check that the whole pipeline runs, in about a minute: cpu-tiny pre-training for 2 steps, 2 seeds, " +
+      "linear on 8/4 scenes, ablation grid vs gt masks; the numbers mean nothing",
+    preset: "cpu-tiny",
+    pretrainSets: ["data.scenes.count=16", "train.epochs=1"],
+    seeds: [0, 1],
+    protocols: ["linear"],
+    evalArgs: { linear: ["--train", "8", "--test", "4"] },
+    ablation: [ABLATION[0], ABLATION[2]],
+    ablationProtocols: ["linear"],
+  },
   reduced: {
     doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
       "on 200/100 held-out scenes (linear at 128 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
@@ -262,10 +273,43 @@ export function selfCommand(): string[] {
   return [exe];
 }
 
-/** Runs `plrc args...`, streaming its stderr through and returning its exit code and stdout. */
-export async function runSelf(args: string[]): Promise<{ code: number; stdout: string }> {
+/**
+ * Runs `plrc args...` and returns its exit code and stdout. Its stderr (progress) streams through, or into
+ * the file `log` when given (for jobs that run side by side and would interleave), followed by its stdout.
+ */
+export async function runSelf(args: string[], log?: string): Promise<{ code: number; stdout: string }> {
   const [cmd, ...pre] = selfCommand();
-  const p = new Deno.Command(cmd, { args: [...pre, ...args], stdout: "piped", stderr: "inherit" }).spawn();
-  const out = await p.output();
-  return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+  const p = new Deno.Command(cmd, { args: [...pre, ...args], stdout: "piped", stderr: log ? "piped" : "inherit" })
+    .spawn();
+  const stdout = new Response(p.stdout).text();
+  if (log) {
+    const file = await Deno.open(log, { write: true, create: true, truncate: true });
+    await p.stderr.pipeTo(file.writable);
+  }
+  const { code } = await p.status;
+  const text = await stdout;
+  if (log) await Deno.writeTextFile(log, text, { append: true });
+  return { code, stdout: text };
+}
+
+/**
+ * Runs `tasks` at most `jobs` at a time, starting them in order; after the first failure no further task
+ * starts (those running finish). Resolves to whether every started task succeeded. A task may wait for an
+ * earlier one (an evaluation for its pre-training): starting in order means that one has already started.
+ */
+export async function runPool(tasks: (() => Promise<boolean>)[], jobs: number): Promise<boolean> {
+  let next = 0, ok = true;
+  const lane = async () => {
+    while (ok && next < tasks.length) {
+      const task = tasks[next++];
+      if (!(await task())) ok = false;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, tasks.length)) }, lane));
+  return ok;
+}
+
+/** Data workers for each of `jobs` pre-training runs side by side on `cores` cores (each keeps one for itself). */
+export function workersPerJob(cores: number, jobs: number): number {
+  return Math.max(0, Math.min(15, Math.floor(cores / jobs) - 1));
 }

@@ -6,7 +6,9 @@ import {
   type EvalRecord,
   mainTable,
   meanStd,
+  runPool,
   SIZES,
+  workersPerJob,
 } from "../../src/eval/compare.ts";
 import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
 import { glyph, textWidth } from "../../src/viz/font.ts";
@@ -96,5 +98,79 @@ Deno.test("plrc compare --plan lists the jobs; a bad --size exits 2 naming the a
   assert.match(plan.text, /eval random-s2\.detect: --ckpt random --protocol detect/);
   const bad = await run(["--size", "huge"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.text, /--size must be reduced, medium, full; got "huge"/);
+  assert.match(bad.text, /--size must be smoke, reduced, medium, full; got "huge"/);
+});
+
+Deno.test("runPool: at most N at a time, in order; stops starting after a failure", async () => {
+  let running = 0, peak = 0;
+  const started: number[] = [];
+  const task = (i: number, ok = true) => async () => {
+    started.push(i);
+    peak = Math.max(peak, ++running);
+    await new Promise((r) => setTimeout(r, 5 + (i % 3) * 3));
+    running--;
+    return ok;
+  };
+  assert.equal(await runPool([0, 1, 2, 3, 4, 5, 6].map((i) => task(i)), 3), true);
+  assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6]);
+  assert.equal(peak, 3);
+  started.length = 0;
+  assert.equal(await runPool([task(0), task(1, false), task(2), task(3), task(4)], 1), false);
+  assert.deepEqual(started, [0, 1]);
+  assert.equal(workersPerJob(16, 4), 3);
+  assert.equal(workersPerJob(2, 2), 0);
+  assert.equal(workersPerJob(64, 1), 15);
+});
+
+Deno.test({
+  name: "plrc compare --size smoke --jobs 2: runs, writes table/JSON/chart, continues an interrupted comparison",
+  sanitizeResources: false,
+  fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "plrc-compare-" });
+    const run = async (args: string[]) => {
+      const o = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, "compare", "--out", out, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: o.code, text: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr) };
+    };
+    try {
+      const badJobs = await run(["--size", "smoke", "--jobs", "0"]);
+      assert.equal(badJobs.code, 2, badJobs.text);
+      assert.match(badJobs.text, /--jobs must be a whole number ≥ 1, got "0"/);
+
+      const first = await run(["--size", "smoke", "--no-ablation", "--jobs", "2"]);
+      assert.equal(first.code, 0, first.text);
+      const results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+      // 3 methods × 2 seeds pre-trained; 4 methods × 2 seeds evaluated, in plan order
+      assert.equal(results.records.length, 8);
+      assert.deepEqual(
+        results.records.map((r: EvalRecord) => r.job.name),
+        comparePlan(SIZES.smoke, { ablation: false }).evals.map((e) => e.name),
+      );
+      for (const r of results.records) assert.ok(r.result.miou > 0 && r.result.miou < 1, JSON.stringify(r.result));
+      // runs side by side got an equal share of the cores for data workers, and logged to files
+      const cfg = await Deno.readTextFile(`${out}/runs/plrc-grid-s1/config.yaml`);
+      const cores = navigator.hardwareConcurrency ?? 1;
+      assert.match(cfg, new RegExp(`workers: ${workersPerJob(cores, 2)}\\b`));
+      assert.ok((await Deno.stat(`${out}/logs/plrc-grid-s1.log`)).size > 0);
+      const table = await Deno.readTextFile(`${out}/table.md`);
+      assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
+      assert.match(table, /with 2 jobs side by side/);
+      assert.ok((await Deno.stat(`${out}/chart.png`)).size > 1000);
+
+      // an interrupted comparison: one evaluation lost; running again redoes only that one, with the same result
+      const lost = `${out}/evals/plrc-grid-s1.linear.json`;
+      const before = JSON.parse(await Deno.readTextFile(lost));
+      await Deno.remove(lost);
+      const again = await run(["--size", "smoke", "--no-ablation"]);
+      assert.equal(again.code, 0, again.text);
+      assert.equal(again.text.match(/kept from an earlier run/g)?.length, 6 + 7);
+      assert.match(again.text, /eval plrc-grid-s1\.linear \d+ s/);
+      assert.equal(JSON.parse(await Deno.readTextFile(lost)).result.miou, before.result.miou);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
 });
