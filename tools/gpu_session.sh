@@ -3,6 +3,8 @@
 # correctness (the kernel, loss, model and gradient tests against their float64 references), GEMM rates,
 # and the PLRC step of the `paper` preset beside the PyTorch reference on the same card.
 # usage there: source .device/enter.sh && bash tools/gpu_session.sh "$OUT" [batch...]
+# Optional stages by environment: PRETRAIN_S=<limit> (one gpu-small epoch), COMPARE_S=<limit> with
+# COMPARE_SIZE (default full) and COMPARE_ARGS (e.g. "--jobs 6"); SKIP_GEMM=1; TESTS, TEST_S, STEP_S.
 # Every stage has its own time limit so that one slow stage cannot take the others' results with it.
 set -uo pipefail
 out=${1:-results}
@@ -35,5 +37,14 @@ if [ -n "${PRETRAIN_S:-}" ]; then
     --set log.interval=16 2>&1 | tail -15
   cp "$out/run/metrics.jsonl" "$out/pretrain_metrics.jsonl" 2>/dev/null
   rm -rf "$out/run"
+fi
+if [ -n "${COMPARE_S:-}" ]; then
+  # the comparison (issue 6's full size by default); progress lines carry each job's seconds, so a run cut
+  # off by the limit still shows what fits. Checkpoints are dropped afterwards: they would not come back.
+  stage "compare --size ${COMPARE_SIZE:-full} ${COMPARE_ARGS:-} (limit ${COMPARE_S} s)"
+  # shellcheck disable=SC2086
+  timeout "$COMPARE_S" deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" \
+    ${COMPARE_ARGS:-} 2>&1 | grep -v "^\s*$" | tail -80 | tee "$out/compare.txt"
+  rm -rf "$out"/compare/runs/*/checkpoints
 fi
 stage done

@@ -40,7 +40,7 @@ the output folder, so running the same command again continues an interrupted co
                    and chart.png
   --no-ablation    the main comparison only
   --set k=v        extra configuration for every pre-training run (repeatable)
-  --jobs N         run N pre-trainings / evaluations side by side (default 1), each a process with its
+  --jobs N         run N pre-trainings / evaluations side by side (default: 4 for full, else 1), each a process with its
                    own GPU device and an equal share of the cores for data workers; their progress goes to
                    <out>/logs/<job>.log. On a large GPU a single small run leaves most of it idle.
   --plan           print the jobs and exit`;
@@ -73,7 +73,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const out = values.out ?? `compare-${sizeName}`;
   await Deno.mkdir(`${out}/runs`, { recursive: true });
   await Deno.mkdir(`${out}/evals`, { recursive: true });
-  const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
+  const jobs = values.jobs === undefined ? size.jobs : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) {
     throw new UsageError(`--jobs must be a whole number ≥ 1, got "${values.jobs}"`, COMPARE_HELP);
   }

@@ -10,6 +10,7 @@ import {
   SIZES,
   workersPerJob,
 } from "../../src/eval/compare.ts";
+import { deriveConfig, resolveConfig } from "../../src/train/config.ts";
 import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
 import { glyph, textWidth } from "../../src/viz/font.ts";
 import { Canvas } from "../../src/viz/draw.ts";
@@ -173,4 +174,15 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
+});
+
+Deno.test("every comparison size's pre-training runs are valid configurations of the stated length", () => {
+  const steps: Record<string, number> = { smoke: 2, reduced: 128, medium: 768, full: 64 };
+  for (const [name, size] of Object.entries(SIZES)) {
+    for (const job of comparePlan(size).pretrain) {
+      const cfg = resolveConfig({ sets: job.sets });
+      assert.equal(cfg.method, job.method, job.name);
+      assert.equal(deriveConfig(cfg).totalSteps, steps[name], `${name} ${job.name}`);
+    }
+  }
 });
