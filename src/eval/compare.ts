@@ -42,8 +42,9 @@ const ABLATION = [
 ];
 
 /**
- * The sizes: `smoke` to check a setup, `reduced` for a 2-core CPU adapter (under an hour), `medium` the same 6× longer without the ablation
- * (about 1.5 h there; long enough for the frozen-feature probes to separate), `full` for one large GPU.
+ * The sizes: `smoke` to check a setup, `reduced` for a 2-core CPU adapter (under an hour), `medium` the same
+ * 6× longer with a smaller ablation (about 2 h there; long enough for the frozen-feature probes to separate),
+ * `full` for one large GPU.
  */
 export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize> = {
   smoke: {
@@ -75,7 +76,7 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
   },
   medium: {
     doc: "cpu-tiny pre-training 6× longer than reduced (768 steps), 3 seeds; linear, k-NN and detect on 200/100 " +
-      "held-out scenes as in reduced; no ablation",
+      "held-out scenes as in reduced; ablation grid / gt / gt+noise0.3 with seed 0, linear and k-NN",
     preset: "cpu-tiny",
     pretrainSets: ["train.epochs=6"],
     seeds: [0, 1, 2],
@@ -85,8 +86,8 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
       knn: ["--train", "200", "--test", "100"],
       detect: ["--train", "200", "--test", "100", "--epochs", "6"],
     },
-    ablation: [ABLATION[0]],
-    ablationProtocols: [],
+    ablation: [ABLATION[0], ABLATION[2], ABLATION[3]],
+    ablationProtocols: ["linear", "knn"],
     jobs: 1,
   },
   full: {
