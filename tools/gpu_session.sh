@@ -4,7 +4,8 @@
 # and the PLRC step of the `paper` preset beside the PyTorch reference on the same card.
 # usage there: source .device/enter.sh && bash tools/gpu_session.sh "$OUT" [batch...]
 # Optional stages by environment: PRETRAIN_S=<limit> (one gpu-small epoch), COMPARE_S=<limit> with
-# COMPARE_SIZE (default full) and COMPARE_ARGS (e.g. "--jobs 6"); SKIP_GEMM=1; TESTS, TEST_S, STEP_S.
+# COMPARE_SIZE (default full) and COMPARE_ARGS (e.g. "--jobs 6"); SKIP_TESTS=1, SKIP_GEMM=1, SKIP_STEP=1; TESTS,
+# TEST_S, STEP_S. The comparison alone: SKIP_TESTS=1 SKIP_GEMM=1 SKIP_STEP=1 COMPARE_S=540 bash tools/gpu_session.sh "$OUT"
 # Every stage has its own time limit so that one slow stage cannot take the others' results with it.
 set -uo pipefail
 out=${1:-results}
@@ -15,13 +16,16 @@ stage() { echo "== $(date +%T) $*"; }
 stage info
 deno run -A cli.ts info --json >"$out/info.json" 2>&1
 head -c 600 "$out/info.json"; echo
+[ -n "${SKIP_TESTS:-}" ] || {
 stage tests
 tests=${TESTS:-tests/gpu tests/losses tests/models tests/ref tests/train/step_gradient_test.ts}
 # shellcheck disable=SC2086
 DENO_JOBS=8 timeout "${TEST_S:-150}" deno test -A --parallel $tests >"$out/tests.txt" 2>&1
 echo "tests rc=$?"; grep -E "^(ok|FAILED)|passed|failed|=> " "$out/tests.txt" | tail -25
+}
 stage gemm
 [ -n "${SKIP_GEMM:-}" ] || timeout 60 deno run -A cli.ts bench gemm --size 1024,4096 --json | tee "$out/gemm.jsonl"
+[ -n "${SKIP_STEP:-}" ] && batches=""
 for b in $batches; do
   stage "step paper batch $b"
   timeout "${STEP_S:-120}" deno run -A cli.ts bench step --preset paper --batch "$b" --reps 5 --json \
