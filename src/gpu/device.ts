@@ -237,7 +237,12 @@ export async function requestGpu(): Promise<Gpu> {
 export function getGpu(): Promise<Gpu> {
   if (!shared) {
     shared = requestGpu();
-    shared.catch(() => (shared = null));
+    shared.then(
+      // Destroy the device while the runtime is still whole: left to process teardown, Mesa's GL driver
+      // sometimes corrupted the heap at exit (a glibc abort after every test had passed, ~1 run in 4).
+      (gpu) => globalThis.addEventListener("unload", () => gpu.device.destroy()),
+      () => (shared = null),
+    );
   }
   return shared;
 }
