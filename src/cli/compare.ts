@@ -40,9 +40,9 @@ the output folder, so running the same command again continues an interrupted co
                    and chart.png
   --no-ablation    the main comparison only
   --set k=v        extra configuration for every pre-training run (repeatable)
-  --jobs N         run N pre-trainings / evaluations side by side (default: 4 for full, else 1), each a process with its
-                   own GPU device and an equal share of the cores for data workers; their progress goes to
-                   <out>/logs/<job>.log. On a large GPU a single small run leaves most of it idle.
+  --jobs N         run N pre-trainings / evaluations side by side (default: 4 for full, else 1), each
+                   a process with its own GPU device and an equal share of the cores for data workers;
+                   their progress goes to <out>/logs/<job>.log (one small run leaves a large GPU idle)
   --plan           print the jobs and exit`;
 
 /** Runs `plrc compare`. */
@@ -101,21 +101,22 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // Pre-training runs first, then evaluations, each evaluation waiting for its run: started in this order,
   // a waiting evaluation never holds a slot that its own run needs.
   const finished = new Map<string, Promise<boolean>>();
+  const pretrain = async (job: (typeof plan.pretrain)[number]) => {
+    const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
+    if (await exists(marker)) return progress(`pretrain ${job.name}`, null), true;
+    const t = performance.now();
+    const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...workerSets];
+    const r = await runSelf(args, logOf(job.name));
+    if (r.code !== 0 || !/finished after/.test(r.stdout)) {
+      return failed(`pre-training ${job.name}`, r.code, r.stdout, logOf(job.name));
+    }
+    const secs = (performance.now() - t) / 1000;
+    await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
+    progress(`pretrain ${job.name}`, secs);
+    return true;
+  };
   const pretrainTasks = plan.pretrain.map((job) => () => {
-    const p = (async () => {
-      const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
-      if (await exists(marker)) return progress(`pretrain ${job.name}`, null), true;
-      const t = performance.now();
-      const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...workerSets];
-      const r = await runSelf(args, logOf(job.name));
-      if (r.code !== 0 || !/finished after/.test(r.stdout)) {
-        return failed(`pre-training ${job.name}`, r.code, r.stdout, logOf(job.name));
-      }
-      const secs = (performance.now() - t) / 1000;
-      await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
-      progress(`pretrain ${job.name}`, secs);
-      return true;
-    })();
+    const p = pretrain(job);
     finished.set(job.name, p);
     return p;
   });
