@@ -12,7 +12,9 @@ import {
   comparePlan,
   type EvalRecord,
   mainTable,
+  type Method,
   METHODS,
+  type PretrainJob,
   PROTOCOL_METRICS,
   runPool,
   runSelf,
@@ -24,7 +26,8 @@ import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
-  `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--set k=v ...] [--jobs N] [--plan]
+  `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--methods LIST] [--set k=v ...]
+             [--jobs N] [--plan]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -39,6 +42,8 @@ the output folder, so running the same command again continues an interrupted co
   --out DIR        output folder (default compare-<size>); gets runs/, evals/, results.json, table.md
                    and chart.png
   --no-ablation    the main comparison only
+  --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
+                   one method with other settings beside a kept comparison
   --set k=v        extra configuration for every pre-training run (repeatable)
   --jobs N         run N pre-trainings / evaluations side by side (default: 4 for full, else 1), each
                    a process with its own GPU device and an equal share of the cores for data workers;
@@ -54,6 +59,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     set: { type: "string", multiple: true },
     plan: { type: "boolean" },
     jobs: { type: "string" },
+    methods: { type: "string" },
     help: { type: "boolean", short: "h" },
   }, COMPARE_HELP);
   if (values.help) return console.log(COMPARE_HELP), 0;
@@ -62,7 +68,13 @@ export async function compareCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--size must be ${Object.keys(SIZES).join(", ")}; got "${sizeName}"`, COMPARE_HELP);
   }
   const size = SIZES[sizeName as keyof typeof SIZES];
-  const plan = comparePlan(size, { ablation: !values["no-ablation"], extraSets: values.set ?? [] });
+  const methods = (values.methods ?? METHODS.join(",")).split(",").map((m) => m.trim()) as Method[];
+  const unknown = methods.filter((m) => !(METHODS as readonly string[]).includes(m));
+  if (unknown.length || !methods.length) {
+    throw new UsageError(`--methods takes names from ${METHODS.join(", ")}; got "${unknown.join(",")}"`, COMPARE_HELP);
+  }
+  const plan = comparePlan(size, { ablation: !values["no-ablation"], extraSets: values.set ?? [], methods });
+  const shown = METHODS.filter((m) => methods.includes(m));
   if (values.plan) {
     for (const p of plan.pretrain) console.log(`pretrain ${p.name}: --set ${p.sets.join(" --set ")}`);
     for (const e of plan.evals) {
@@ -103,7 +115,16 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const finished = new Map<string, Promise<boolean>>();
   const pretrain = async (job: (typeof plan.pretrain)[number]) => {
     const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
-    if (await exists(marker)) return progress(`pretrain ${job.name}`, null), true;
+    if (await exists(marker)) {
+      const kept = JSON.parse(await Deno.readTextFile(marker)).job as PretrainJob;
+      if (sameList(kept.sets, job.sets)) return progress(`pretrain ${job.name}`, null), true;
+      // resuming it would continue a run of another configuration: never overwrite a finished run
+      console.error(
+        `plrc compare: ${dir} was pre-trained with --set ${kept.sets.join(" ")}, but this plan needs ` +
+          `--set ${job.sets.join(" ")}; use another --out, or remove that folder to redo it`,
+      );
+      return false;
+    }
     const t = performance.now();
     const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...workerSets];
     const r = await runSelf(args, logOf(job.name));
@@ -124,9 +145,16 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const evalTasks = plan.evals.map((job) => async () => {
     if (job.run && !(await finished.get(job.run))) return false;
     const file = `${out}/evals/${job.name}.json`;
-    if (await exists(file)) {
-      records.set(job.name, JSON.parse(await Deno.readTextFile(file)));
+    const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
+    // a kept result counts only if it was made with this plan's arguments (a size's may have changed)
+    if (kept && sameList(kept.job.args, job.args)) {
+      records.set(job.name, kept);
       return progress(`eval ${job.name}`, null), true;
+    }
+    if (kept) {
+      console.log(
+        `eval ${job.name}: kept result used ${kept.job.args.join(" ")}; redoing it with ${job.args.join(" ")}`,
+      );
     }
     const t = performance.now();
     const ckpt = job.run ? `${out}/runs/${job.run}/checkpoints/last.safetensors` : "random";
@@ -159,6 +187,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
         size: sizeName,
         sizeDoc: size.doc,
         jobs,
+        methods: shown,
+        extraSets: values.set ?? [],
         cells,
         records: plan.evals.map((e) => records.get(e.name)),
       },
@@ -172,8 +202,11 @@ export async function compareCommand(argv: string[]): Promise<number> {
     `${date}, plrc ${VERSION}, ${adapter}. ${size.doc}. Mean ± sample std over seeds ${size.seeds.join(", ")}.`,
     `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} ` +
     "(runs kept from earlier invocations not counted).",
+    ...(values.set?.length
+      ? [`Every pre-training run also had ${values.set.map((x) => `--set ${x}`).join(" ")}.`]
+      : []),
     "",
-    mainTable(cells, size),
+    mainTable(cells, size, shown),
     "",
     ...(size.ablation.length > 1 && size.ablationProtocols.length > 0
       ? [
@@ -189,7 +222,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const groups = size.protocols.flatMap((p) =>
     PROTOCOL_METRICS[p].map((m) => ({
       label: `${p} ${m}`,
-      bars: METHODS.map((method) => {
+      bars: shown.map((method) => {
         const c = cells.find((x) =>
           x.method === method && x.protocol === p && x.metric === m && x.regions === size.ablation[0].name
         );
@@ -197,13 +230,15 @@ export async function compareCommand(argv: string[]): Promise<number> {
       }),
     }))
   );
-  const chart = renderBarChart(`plrc compare --size ${sizeName}, ${date}, ${adapter}`, [...METHODS], groups, {
+  const chart = renderBarChart(`plrc compare --size ${sizeName}, ${date}, ${adapter}`, [...shown], groups, {
     yLabel: "% (mean +- std over seeds)",
   });
   await Deno.writeFile(`${out}/chart.png`, chart.png());
   console.log(`wrote ${out}/table.md, ${out}/results.json, ${out}/chart.png`);
   return 0;
 }
+
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 async function exists(path: string): Promise<boolean> {
   try {

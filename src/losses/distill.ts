@@ -523,3 +523,31 @@ function cornerWeight(pos: number, c: number, h: number, w: number, S: number): 
   for (let i = 0; i < 4; i++) if (cells[i] === c) s += weights[i];
   return s;
 }
+
+/**
+ * Watches the distillation loss for the uniform collapse DINO-style objectives can fall into: when the
+ * bottleneck z becomes the same vector everywhere, the centred teacher and then the student turn uniform
+ * over all S² + K entries and the loss sits at log(S² + K) with no gradient signal left. (Measured on
+ * cpu-tiny: within ~50 steps the loss reaches 5.76 = log(16² + 64) and z's mean cosine between positions
+ * is 0.98.) The monitor fires once, after `patience` consecutive steps within ±`tolerance` (relative) of
+ * that level.
+ */
+export class DistillCollapseMonitor {
+  readonly uniformLoss: number;
+  #run = 0;
+  /** The step at which the collapse was detected (null until then). */
+  collapsedAt: number | null = null;
+
+  constructor(S: number, K: number, readonly patience: number, readonly tolerance = 0.02) {
+    this.uniformLoss = Math.log(S * S + K);
+  }
+
+  /** Feeds one step's loss; true exactly once, at the step the collapse is detected. */
+  observe(step: number, loss: number): boolean {
+    // a band, not a floor: with a large affinity scale the loss can sit above log(S² + K) without collapse
+    this.#run = Math.abs(loss - this.uniformLoss) <= this.tolerance * this.uniformLoss ? this.#run + 1 : 0;
+    if (this.collapsedAt !== null || this.#run < this.patience) return false;
+    this.collapsedAt = step;
+    return true;
+  }
+}

@@ -13,6 +13,7 @@ import { kernelFamily } from "./profile.ts";
 import type { DataConfig } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import { Rng } from "../util/rng.ts";
+import { DistillCollapseMonitor } from "../losses/distill.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { BatchFeeder } from "./feeder.ts";
@@ -66,6 +67,8 @@ export interface TrainResult {
   lastLoss: number | null;
   /** The same two windows for each unweighted term. */
   terms: Record<"image" | "point" | "distill", { first: number | null; last: number | null }>;
+  /** The step at which the distillation loss was found collapsed to uniform (null: it was not). */
+  distillCollapsedAt: number | null;
   /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
   window: { size: number; firstStart: number };
   stoppedBy: "done" | "signal" | "nan";
@@ -148,6 +151,11 @@ export async function train(
   const t0 = performance.now();
   let lastT = t0, done = start;
 
+  // distillation that has collapsed to uniform is worth a warning: the run goes on as image + point contrast
+  const collapse = plan.step.method === "plrc" && plan.step.weights.distill > 0
+    ? new DistillCollapseMonitor(plan.step.resolution / 4, plan.step.encoder.heads.prototypes, Math.max(16, win))
+    : null;
+
   const consume = async (r: StepScalars | null) => {
     if (!r) return;
     const [li, lp, ld] = r.values;
@@ -171,6 +179,13 @@ export async function train(
     };
     losses[r.step] = loss;
     terms[r.step] = [li, lp, ld];
+    if (collapse?.observe(r.step, ld)) {
+      log(
+        `warning: step ${r.step + 1}: the distillation loss has stayed at log(S² + K) = ` +
+          `${collapse.uniformLoss.toFixed(3)} for ${collapse.patience} steps: its student and teacher are uniform ` +
+          `(the DINO bottleneck collapsed), so that term no longer teaches anything (README: the distillation collapse)`,
+      );
+    }
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
     if (!plan.quiet && tty) {
       // a progress bar with ETA on a terminal (log lines still go to train.log at the interval)
@@ -296,6 +311,7 @@ export async function train(
     firstLoss: mean(firstStart, firstStart + win),
     lastLoss: mean(done - win, done),
     terms: { image: term(0), point: term(1), distill: term(2) },
+    distillCollapsedAt: collapse?.collapsedAt ?? null,
     window: { size: win, firstStart },
     stoppedBy: nan ? "nan" : stop ?? "done",
     checkpoint: lastCkpt,

@@ -33,6 +33,22 @@ Deno.test("compare plan: every method × seed × protocol once, pre-training sha
   const noAblation = comparePlan(size, { ablation: false, extraSets: ["train.epochs=2"] });
   assert.equal(noAblation.pretrain.length, 3 * S);
   assert.ok(noAblation.pretrain.every((p) => p.sets.at(-1) === "train.epochs=2"));
+  // a subset of methods: only their runs and evaluations, the ablation without the missing one
+  const some = comparePlan(size, { methods: ["plrc", "random"] });
+  assert.deepEqual(
+    some.pretrain.map((p) => p.name),
+    [...size.seeds.map((s) => `plrc-grid-s${s}`), ...size.ablation.slice(1).map((a) => `plrc-${a.name}-s0`)],
+  );
+  assert.equal(some.evals.length, 2 * S * P + (A - 1) * size.ablationProtocols.length);
+  assert.deepEqual(some.evals.slice(0, 2 * P).map((e) => e.method), [
+    ...Array(P).fill("random"),
+    ...Array(P).fill("plrc"),
+  ]);
+  const cells = aggregate(some.evals.map((job) => ({ job, result: { miou: 0.2, ap: 0.1, ap50: 0.3 } })));
+  assert.deepEqual(mainTable(cells, size, ["random", "plrc"]).split("\n").slice(2).map((l) => l.split(" |")[0]), [
+    "| random",
+    "| plrc",
+  ]);
 });
 
 Deno.test("compare aggregation: mean and sample std per (method, regions, metric); tables show them", () => {
@@ -137,6 +153,9 @@ Deno.test({
       return { code: o.code, text: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr) };
     };
     try {
+      const badMethods = await run(["--size", "smoke", "--methods", "plrc,simclr"]);
+      assert.equal(badMethods.code, 2, badMethods.text);
+      assert.match(badMethods.text, /--methods takes names from random, moco, detcon, plrc; got "simclr"/);
       const badJobs = await run(["--size", "smoke", "--jobs", "0"]);
       assert.equal(badJobs.code, 2, badJobs.text);
       assert.match(badJobs.text, /--jobs must be a whole number ≥ 1, got "0"/);
@@ -170,6 +189,20 @@ Deno.test({
       assert.equal(again.text.match(/kept from an earlier run/g)?.length, 6 + 7);
       assert.match(again.text, /eval plrc-grid-s1\.linear \d+ s/);
       assert.equal(JSON.parse(await Deno.readTextFile(lost)).result.miou, before.result.miou);
+
+      // a kept result made with other arguments is redone; a finished run of another configuration is an error
+      const stale = `${out}/evals/random-s0.linear.json`;
+      const rec = JSON.parse(await Deno.readTextFile(stale));
+      await Deno.writeTextFile(stale, JSON.stringify({ ...rec, job: { ...rec.job, args: ["--train", "9"] } }));
+      const redo = await run(["--size", "smoke", "--no-ablation"]);
+      assert.equal(redo.code, 0, redo.text);
+      assert.match(redo.text, /eval random-s0\.linear: kept result used --train 9; redoing it with --train 8 --test 4/);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(stale)).job.args, ["--train", "8", "--test", "4"]);
+      const marker = await Deno.readTextFile(`${out}/runs/moco-grid-s0/done.json`);
+      const other = await run(["--size", "smoke", "--no-ablation", "--set", "optim.lr=0.01"]);
+      assert.equal(other.code, 1, other.text);
+      assert.match(other.text, /runs\/moco-grid-s0 was pre-trained with --set .*but this plan needs .*optim\.lr=0\.01/);
+      assert.equal(await Deno.readTextFile(`${out}/runs/moco-grid-s0/done.json`), marker);
     } finally {
       await Deno.remove(out, { recursive: true });
     }

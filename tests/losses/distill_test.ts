@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { matchPairs } from "../../src/data/pairs.ts";
 import {
   buildDistillation,
+  DistillCollapseMonitor,
   distillCsr,
   distillFusedRef,
   distillNaiveRef,
@@ -219,3 +220,21 @@ for (const variant of ["thread", "workgroup"] as DistillVariant[]) {
     },
   });
 }
+
+Deno.test("the collapse monitor fires once, after `patience` steps at the uniform level log(S² + K)", () => {
+  const m = new DistillCollapseMonitor(16, 64, 5);
+  assert.ok(Math.abs(m.uniformLoss - Math.log(320)) < 1e-12);
+  const U = m.uniformLoss;
+  const fired: number[] = [];
+  // healthy, then 4 steps at the level, one dip below it, then for good
+  const losses = [...Array(10).fill(4.86), ...Array(4).fill(U - 0.01), 0.97 * U, ...Array(12).fill(U - 0.005)];
+  losses.forEach((l, i) => m.observe(i, l) && fired.push(i));
+  assert.deepEqual(fired, [15 + 4]);
+  assert.equal(m.collapsedAt, 19);
+  // a loss that stays a little lower (a teacher that is not uniform) never fires
+  const healthy = new DistillCollapseMonitor(16, 64, 5);
+  for (let i = 0; i < 100; i++) assert.equal(healthy.observe(i, 0.975 * U), false);
+  // nor one above it (affinity scale 1: measured 6.0-6.5 against log 320 = 5.77, with no collapse)
+  for (let i = 0; i < 100; i++) assert.equal(healthy.observe(i, 1.1 * U), false);
+  assert.equal(healthy.collapsedAt, null);
+});
