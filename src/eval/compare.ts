@@ -61,13 +61,15 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
   },
   reduced: {
     doc: "cpu-tiny pre-training (ResNet-18 ×0.125, 64 px, batch 8, 128 steps), 3 seeds; linear and detect " +
-      "on 200/100 held-out scenes (linear at 128 px, detect 6 epochs at 96 px); ablation with seed 0, linear only",
+      "on 200/100 held-out scenes (linear at 128 px, detect 6 epochs at 96 px), k-NN on 1000/1000; ablation " +
+      "with seed 0, linear only",
     preset: "cpu-tiny",
     pretrainSets: [],
     seeds: [0, 1, 2],
-    protocols: ["linear", "detect"],
+    protocols: ["linear", "knn", "detect"],
     evalArgs: {
       linear: ["--train", "200", "--test", "100"],
+      knn: ["--train", "1000", "--test", "1000"],
       detect: ["--train", "200", "--test", "100", "--epochs", "6"],
     },
     ablation: ABLATION,

@@ -59,14 +59,17 @@ Deno.test("compare aggregation: mean and sample std per (method, regions, metric
   const records: EvalRecord[] = plan.evals.map((job) => ({
     job,
     // a made-up result per job: plrc 0.3 + seed/100, others 0.1 + seed/100
-    result: { miou: (job.method === "plrc" ? 0.3 : 0.1) + job.seed / 100, ap: 0.2, ap50: 0.4 },
+    result: { miou: (job.method === "plrc" ? 0.3 : 0.1) + job.seed / 100, accuracy: 0.5, ap: 0.2, ap50: 0.4 },
   }));
   const cells = aggregate(records);
   const plrcMiou = cells.find((c) => c.method === "plrc" && c.regions === "grid" && c.metric === "miou")!;
   assert.equal(plrcMiou.n, 3);
   assert.ok(Math.abs(plrcMiou.mean - 0.31) < 1e-12 && Math.abs(plrcMiou.std - 0.01) < 1e-12);
   const table = mainTable(cells, size);
-  assert.match(table, /\| plrc \| 31\.0 ± 1\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/);
+  assert.match(
+    table,
+    /\| plrc \| 31\.0 ± 1\.0 \(n=3\) \| 50\.0 ± 0\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/,
+  );
   assert.match(table, /\| random \| 11\.0 ± 1\.0 \(n=3\)/);
   const abl = ablationTable(cells, size);
   // the grid row shows seed 0 of the main runs, the others their single seed-0 run
