@@ -50,5 +50,7 @@ if [ -n "${COMPARE_S:-}" ]; then
   timeout "$COMPARE_S" deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" \
     ${COMPARE_ARGS:-} 2>&1 | grep -v "^\s*$" | tail -80 | tee "$out/compare.txt"
   rm -rf "$out"/compare/runs/*/checkpoints
+  # did plrc's distillation term survive at this size? (it collapses at cpu-tiny: README)
+  grep -H "distillation" "$out"/compare/runs/*/train.log | head -20
 fi
 stage done

@@ -208,7 +208,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "",
     mainTable(cells, size, shown),
     "",
-    ...(size.ablation.length > 1 && size.ablationProtocols.length > 0
+    ...(!values["no-ablation"] && size.ablation.length > 1 && size.ablationProtocols.length > 0
       ? [
         "Region-quality ablation (seed 0; the grid row is the main comparison's seed-0 run):",
         "",

@@ -181,6 +181,7 @@ Deno.test({
       const table = await Deno.readTextFile(`${out}/table.md`);
       assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
       assert.match(table, /with 2 jobs side by side/);
+      assert.doesNotMatch(table, /Region-quality ablation/);
       assert.ok((await Deno.stat(`${out}/chart.png`)).size > 1000);
 
       // an interrupted comparison: one evaluation lost; running again redoes only that one, with the same result
