@@ -7,6 +7,8 @@
  */
 import { getGpu } from "../gpu/device.ts";
 import {
+  ablationRecords,
+  ablationSeeds,
   ablationTable,
   aggregate,
   comparePlan,
@@ -174,7 +176,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const gpu = await getGpu();
   const adapter = `${gpu.summary.description} (${gpu.summary.backend})`;
   // in plan order, whichever order they finished in
-  const cells = aggregate(plan.evals.map((e) => records.get(e.name)!));
+  const ordered = plan.evals.map((e) => records.get(e.name)!);
+  const cells = aggregate(ordered);
+  const ablationCells = aggregate(ablationRecords(ordered, size));
   const date = new Date().toISOString().slice(0, 10);
   const minutes = (performance.now() - t0) / 60000;
   await writeAtomic(
@@ -190,6 +194,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
         methods: shown,
         extraSets: values.set ?? [],
         cells,
+        ablationCells,
         records: plan.evals.map((e) => records.get(e.name)),
       },
       null,
@@ -210,9 +215,12 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "",
     ...(!values["no-ablation"] && size.ablation.length > 1 && size.ablationProtocols.length > 0
       ? [
-        "Region-quality ablation (seed 0; the grid row is the main comparison's seed-0 run):",
+        `Region-quality ablation (seed${ablationSeeds(size).length > 1 ? "s" : ""} ${
+          ablationSeeds(size).join(", ")
+        }; ` +
+        "the grid row is the main comparison's runs of the same seeds):",
         "",
-        ablationTable(cells, size),
+        ablationTable(ablationCells, size),
         "",
       ]
       : []),

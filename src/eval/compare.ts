@@ -25,8 +25,10 @@ export interface CompareSize {
   protocols: Protocol[];
   /** Extra `plrc eval` options per protocol. */
   evalArgs: Partial<Record<Protocol, string[]>>;
-  /** Region settings of the ablation (the first is the main comparison's own setting), seed 0 only. */
+  /** Region settings of the ablation (the first is the main comparison's own setting). */
   ablation: { name: string; sets: string[] }[];
+  /** Seeds of the ablation (default: the first seed only). */
+  ablationSeeds?: number[];
   /** Protocols the ablation is evaluated with. */
   ablationProtocols: Protocol[];
   /** Jobs side by side unless `--jobs` says otherwise: 1 where one run already fills the adapter. */
@@ -79,7 +81,7 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
   medium: {
     doc: "cpu-tiny pre-training 6× longer than reduced (768 steps), 3 seeds; linear and detect on 200/100 " +
       "held-out scenes as in reduced, k-NN on 1000/1000 (~3000 test regions); ablation grid / gt / gt+noise0.3 " +
-      "with seed 0, linear and k-NN",
+      "with the same 3 seeds, linear and k-NN",
     preset: "cpu-tiny",
     pretrainSets: ["train.epochs=6"],
     seeds: [0, 1, 2],
@@ -92,6 +94,8 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
       detect: ["--train", "200", "--test", "100", "--epochs", "6"],
     },
     ablation: [ABLATION[0], ABLATION[2], ABLATION[3]],
+    // one seed left every ablation difference inside the main table's seed-to-seed spread
+    ablationSeeds: [0, 1, 2],
     ablationProtocols: ["linear", "knn"],
     jobs: 1,
   },
@@ -148,7 +152,12 @@ export interface ComparePlan {
   evals: EvalJob[];
 }
 
-/** The jobs of `size`: the main comparison over methods × seeds, then the ablation (seed 0). */
+/** The seeds the ablation runs with. */
+export function ablationSeeds(size: CompareSize): number[] {
+  return size.ablationSeeds ?? [size.seeds[0]];
+}
+
+/** The jobs of `size`: the main comparison over methods × seeds, then the ablation over its seeds. */
 export function comparePlan(
   size: CompareSize,
   o: { ablation?: boolean; extraSets?: string[]; methods?: readonly Method[] } = {},
@@ -192,8 +201,10 @@ export function comparePlan(
   if (o.ablation !== false) {
     for (const a of size.ablation) {
       for (const method of (["detcon", "plrc"] as const).filter((m) => methods.includes(m))) {
-        const run = addRun(method, size.seeds[0], a.name, a.sets);
-        for (const p of size.ablationProtocols) addEval(run, method, size.seeds[0], a.name, p);
+        for (const seed of ablationSeeds(size)) {
+          const run = addRun(method, seed, a.name, a.sets);
+          for (const p of size.ablationProtocols) addEval(run, method, seed, a.name, p);
+        }
       }
     }
   }
@@ -263,7 +274,10 @@ export function mainTable(cells: Cell[], size: CompareSize, methods: readonly Me
   return lines.join("\n");
 }
 
-/** The ablation table (region settings × detcon/plrc, one metric per protocol) in Markdown. */
+/**
+ * The ablation table (region settings × detcon/plrc, one metric per protocol) in Markdown, from the cells of
+ * the ablation seeds' records only (see {@link ablationRecords}): one seed shows its value, several mean ± std.
+ */
 export function ablationTable(cells: Cell[], size: CompareSize): string {
   const cols = size.ablationProtocols.flatMap((p) =>
     (["detcon", "plrc"] as const).map((method) => ({ p, m: PROTOCOL_METRICS[p][0], method }))
@@ -277,10 +291,8 @@ export function ablationTable(cells: Cell[], size: CompareSize): string {
       const cell = cells.find((x) =>
         x.method === c.method && x.protocol === c.p && x.metric === c.m && x.regions === a.name
       );
-      // the ablation is seed 0 only: show that seed's value, not the main table's mean
       if (!cell) return "–";
-      const v = a.name === size.ablation[0].name ? cell.values[0] : cell.mean;
-      return (100 * v).toFixed(1);
+      return cell.n > 1 ? pct(cell) : (100 * cell.mean).toFixed(1);
     });
     lines.push(`| ${a.name} | ${row.join(" | ")} |`);
   }
@@ -334,4 +346,10 @@ export async function runPool(tasks: (() => Promise<boolean>)[], jobs: number): 
 /** Data workers for each of `jobs` pre-training runs side by side on `cores` cores (each keeps one for itself). */
 export function workersPerJob(cores: number, jobs: number): number {
   return Math.max(0, Math.min(15, Math.floor(cores / jobs) - 1));
+}
+
+/** The records the ablation table aggregates: those of the ablation's seeds (the grid row's main runs included). */
+export function ablationRecords(records: EvalRecord[], size: CompareSize): EvalRecord[] {
+  const seeds = ablationSeeds(size);
+  return records.filter((r) => r.job.method !== "random" && seeds.includes(r.job.seed));
 }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  ablationRecords,
+  ablationSeeds,
   ablationTable,
   aggregate,
   comparePlan,
@@ -71,10 +73,26 @@ Deno.test("compare aggregation: mean and sample std per (method, regions, metric
     /\| plrc \| 31\.0 ± 1\.0 \(n=3\) \| 50\.0 ± 0\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/,
   );
   assert.match(table, /\| random \| 11\.0 ± 1\.0 \(n=3\)/);
-  const abl = ablationTable(cells, size);
-  // the grid row shows seed 0 of the main runs, the others their single seed-0 run
+  const abl = ablationTable(aggregate(ablationRecords(records, size)), size);
+  // one ablation seed: the grid row shows seed 0 of the main runs, the others their single seed-0 run
   assert.match(abl, /\| grid \| 10\.0 \| 30\.0 \|/);
   assert.match(abl, /\| gt\+noise0\.3 \| 10\.0 \| 30\.0 \|/);
+
+  // several ablation seeds (medium): every row is mean ± std over them, the grid row from the main runs
+  const medium = SIZES.medium;
+  assert.deepEqual(ablationSeeds(medium), [0, 1, 2]);
+  const mPlan = comparePlan(medium);
+  assert.equal(mPlan.pretrain.filter((p) => p.regions === "gt").length, 2 * 3);
+  const mRecords: EvalRecord[] = mPlan.evals.map((job) => ({
+    job,
+    result: { miou: 0.1 + job.seed / 100, accuracy: (job.method === "plrc" ? 0.3 : 0.2) + job.seed / 100 },
+  }));
+  const mAbl = ablationTable(aggregate(ablationRecords(mRecords, medium)), medium);
+  assert.match(
+    mAbl,
+    /\| grid \| 11\.0 ± 1\.0 \(n=3\) \| 11\.0 ± 1\.0 \(n=3\) \| 21\.0 ± 1\.0 \(n=3\) \| 31\.0 ± 1\.0 \(n=3\) \|/,
+  );
+  assert.match(mAbl, /\| gt \| 11\.0 ± 1\.0 \(n=3\) \|/);
 });
 
 Deno.test("charts: 1-2-5 axis tops, glyphs, text width, a bar chart of the requested size with ink in it", () => {
