@@ -11,7 +11,9 @@ import {
   ablationSeeds,
   ablationTable,
   aggregate,
+  collapseLine,
   comparePlan,
+  distillCollapseStep,
   type EvalRecord,
   mainTable,
   type Method,
@@ -23,6 +25,7 @@ import {
   SIZES,
   workersPerJob,
 } from "../eval/compare.ts";
+import { readConfigFile, resolveConfig } from "../train/config.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";
@@ -99,6 +102,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     : [];
   const logOf = (name: string) => jobs > 1 ? `${out}/logs/${name}.log` : undefined;
   const total = plan.pretrain.length + plan.evals.length;
+  const made = { runs: 0, evals: 0 };
   let done = 0;
   const t0 = performance.now();
   const progress = (what: string, secs: number | null) =>
@@ -136,6 +140,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     const secs = (performance.now() - t) / 1000;
     await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
     progress(`pretrain ${job.name}`, secs);
+    made.runs++;
     return true;
   };
   const pretrainTasks = plan.pretrain.map((job) => () => {
@@ -169,6 +174,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     await writeAtomic(file, JSON.stringify(rec, null, 1));
     records.set(job.name, rec);
     progress(`eval ${job.name}`, (performance.now() - t) / 1000);
+    made.evals++;
     return true;
   });
   if (!(await runPool([...pretrainTasks, ...evalTasks], jobs))) return 1;
@@ -179,6 +185,19 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const ordered = plan.evals.map((e) => records.get(e.name)!);
   const cells = aggregate(ordered);
   const ablationCells = aggregate(ablationRecords(ordered, size));
+  // did plrc's distillation term collapse? (replayed from each run's metrics, as the trainer's warning)
+  const collapse: Record<string, number | null> = {};
+  let uniformLoss = 0;
+  for (const job of plan.pretrain.filter((p) => p.method === "plrc")) {
+    const dir = `${out}/runs/${job.name}`;
+    // resolved like `plrc pretrain --config` would (a run written before a key existed lacks it)
+    const cfg = resolveConfig({ file: await readConfigFile(`${dir}/config.yaml`), fileName: `${dir}/config.yaml` });
+    if (cfg.loss.distill.weight === 0) continue;
+    const S = cfg.data.resolution / 4, K = cfg.model.prototypes;
+    uniformLoss = Math.log(S * S + K);
+    const lines = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).split("\n").filter((l) => l.startsWith("{"));
+    collapse[job.name] = distillCollapseStep(lines.map((l) => JSON.parse(l)), S, K);
+  }
   const date = new Date().toISOString().slice(0, 10);
   const minutes = (performance.now() - t0) / 60000;
   await writeAtomic(
@@ -195,6 +214,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
         extraSets: values.set ?? [],
         cells,
         ablationCells,
+        distillCollapseStep: collapse,
         records: plan.evals.map((e) => records.get(e.name)),
       },
       null,
@@ -205,11 +225,13 @@ export async function compareCommand(argv: string[]): Promise<number> {
     `# plrc compare --size ${sizeName}`,
     "",
     `${date}, plrc ${VERSION}, ${adapter}. ${size.doc}. Mean ± sample std over seeds ${size.seeds.join(", ")}.`,
-    `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} ` +
-    "(runs kept from earlier invocations not counted).",
+    `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} and made ` +
+    `${made.runs} of the ${plan.pretrain.length} pre-training runs and ${made.evals} of the ${plan.evals.length} ` +
+    "evaluations; the rest were kept from earlier invocations.",
     ...(values.set?.length
       ? [`Every pre-training run also had ${values.set.map((x) => `--set ${x}`).join(" ")}.`]
       : []),
+    ...(Object.keys(collapse).length ? [collapseLine(collapse, uniformLoss)] : []),
     "",
     mainTable(cells, size, shown),
     "",

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { DistillCollapseMonitor } from "../losses/distill.ts";
 
 /** Transfer protocols and the metric each one is compared by. */
 export const PROTOCOL_METRICS = { linear: ["miou"], detect: ["ap", "ap50"], knn: ["accuracy"] } as const;
@@ -352,4 +353,32 @@ export function workersPerJob(cores: number, jobs: number): number {
 export function ablationRecords(records: EvalRecord[], size: CompareSize): EvalRecord[] {
   const seeds = ablationSeeds(size);
   return records.filter((r) => r.job.method !== "random" && seeds.includes(r.job.seed));
+}
+
+/**
+ * Replays a run's metrics (metrics.jsonl records) through the trainer's collapse monitor, with the trainer's
+ * patience (10% of the run, at least 16 steps): the step at which its distillation loss collapsed to
+ * log(S² + K), or null. A resumed run may repeat steps; the last record of each step counts.
+ */
+export function distillCollapseStep(
+  records: { step: number; loss_distill: number }[],
+  S: number,
+  K: number,
+): number | null {
+  const byStep = new Map(records.map((r) => [r.step, r.loss_distill]));
+  const steps = [...byStep.keys()].sort((a, b) => a - b);
+  const monitor = new DistillCollapseMonitor(S, K, Math.max(16, Math.round(steps.length / 10)));
+  for (const s of steps) if (monitor.observe(s, byStep.get(s)!)) return s;
+  return null;
+}
+
+/** One line for the table: in how many of the plrc runs the distillation term collapsed, and when. */
+export function collapseLine(collapse: Record<string, number | null>, uniformLoss: number): string {
+  const runs = Object.keys(collapse), at = runs.map((r) => collapse[r]).filter((s): s is number => s !== null);
+  if (!runs.length) return "";
+  const level = `loss at log(S² + K) = ${uniformLoss.toFixed(2)}`;
+  if (!at.length) return `plrc's distillation term collapsed (${level}) in none of its ${runs.length} runs.`;
+  const lo = Math.min(...at) + 1, hi = Math.max(...at) + 1;
+  return `plrc's distillation term collapsed to uniform (${level}) in ${at.length} of its ${runs.length} runs, ` +
+    `at step ${lo === hi ? lo : `${lo}–${hi}`}: there, plrc trained as point-level and image-level contrast.`;
 }

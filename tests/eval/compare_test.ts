@@ -4,7 +4,9 @@ import {
   ablationSeeds,
   ablationTable,
   aggregate,
+  collapseLine,
   comparePlan,
+  distillCollapseStep,
   type EvalRecord,
   mainTable,
   meanStd,
@@ -200,6 +202,11 @@ Deno.test({
       assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
       assert.match(table, /with 2 jobs side by side/);
       assert.doesNotMatch(table, /Region-quality ablation/);
+      assert.match(table, /made 6 of the 6 pre-training runs and 8 of the 8 evaluations/);
+      assert.match(
+        table,
+        /plrc's distillation term collapsed \(loss at log\(S² \+ K\) = 5\.77\) in none of its 2 runs/,
+      );
       assert.ok((await Deno.stat(`${out}/chart.png`)).size > 1000);
 
       // an interrupted comparison: one evaluation lost; running again redoes only that one, with the same result
@@ -240,4 +247,20 @@ Deno.test("every comparison size's pre-training runs are valid configurations of
       assert.equal(deriveConfig(cfg).totalSteps, steps[name], `${name} ${job.name}`);
     }
   }
+});
+
+Deno.test("distillCollapseStep replays the trainer's monitor over a run's metrics; collapseLine reports it", () => {
+  const U = Math.log(16 * 16 + 64);
+  // 200 steps: healthy for 40, then at the uniform level; one step repeated by a resume (its last record counts)
+  const records = Array.from({ length: 200 }, (_, step) => ({ step, loss_distill: step < 40 ? 4.9 : U - 0.004 }));
+  records.push({ step: 45, loss_distill: 4.0 }, { step: 45, loss_distill: U });
+  // patience max(16, 200 / 10 = 20): the 20th step at the level is step 59
+  assert.equal(distillCollapseStep(records, 16, 64), 59);
+  assert.equal(distillCollapseStep(records.map((r) => ({ ...r, loss_distill: 4.9 })), 16, 64), null);
+  assert.equal(
+    collapseLine({ a: 59, b: null, c: 70 }, U),
+    "plrc's distillation term collapsed to uniform (loss at log(S² + K) = 5.77) in 2 of its 3 runs, at step 60–71: " +
+      "there, plrc trained as point-level and image-level contrast.",
+  );
+  assert.equal(collapseLine({}, U), "");
 });
