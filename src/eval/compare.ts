@@ -379,6 +379,7 @@ export function collapseLine(collapse: Record<string, number | null>, uniformLos
   const level = `loss at log(S² + K) = ${uniformLoss.toFixed(2)}`;
   if (!at.length) return `plrc's distillation term collapsed (${level}) in none of its ${runs.length} runs.`;
   const lo = Math.min(...at) + 1, hi = Math.max(...at) + 1;
-  return `plrc's distillation term collapsed to uniform (${level}) in ${at.length} of its ${runs.length} runs, ` +
-    `at step ${lo === hi ? lo : `${lo}–${hi}`}: there, plrc trained as point-level and image-level contrast.`;
+  return `plrc's distillation term collapsed to uniform (${level}) in ${at.length} of its ${runs.length} runs ` +
+    `(detected at step ${lo === hi ? lo : `${lo}–${hi}`}, after 10% of the run at that level): there, plrc ` +
+    "trained as point-level and image-level contrast.";
 }

@@ -259,8 +259,8 @@ Deno.test("distillCollapseStep replays the trainer's monitor over a run's metric
   assert.equal(distillCollapseStep(records.map((r) => ({ ...r, loss_distill: 4.9 })), 16, 64), null);
   assert.equal(
     collapseLine({ a: 59, b: null, c: 70 }, U),
-    "plrc's distillation term collapsed to uniform (loss at log(S² + K) = 5.77) in 2 of its 3 runs, at step 60–71: " +
-      "there, plrc trained as point-level and image-level contrast.",
+    "plrc's distillation term collapsed to uniform (loss at log(S² + K) = 5.77) in 2 of its 3 runs (detected at " +
+      "step 60–71, after 10% of the run at that level): there, plrc trained as point-level and image-level contrast.",
   );
   assert.equal(collapseLine({}, U), "");
 });
