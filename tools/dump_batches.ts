@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { makeBatch } from "../src/data/batch.ts";
 import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config.ts";
 import { regionModeOf, scenesSource } from "../src/train/sources.ts";
-import { batchIndices } from "../src/train/trainer.ts";
+import { batchRequests } from "../src/train/trainer.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -28,8 +28,8 @@ const data = dataConfigOf(cfg), B = cfg.train.batchSize;
 await Deno.mkdir(values.out, { recursive: true });
 const index = { batch: B, resolution: cfg.data.resolution, maskSize: data.maskSize, steps: [] as { pairs: number }[] };
 for (let s = 0; s < steps; s++) {
-  const { epoch, indices } = batchIndices(cfg.seed, src.count, B, s);
-  const items = await Promise.all(indices.map(async (i) => ({ ...(await src.get(i)), key: epoch * src.count + i })));
+  const reqs = batchRequests(cfg.seed, src.count, B, s);
+  const items = await Promise.all(reqs.map(async (r) => ({ ...(await src.get(r.index)), key: r.key })));
   const b = makeBatch(items, data);
   const base = `${values.out}/step_${String(s).padStart(4, "0")}`;
   await Deno.writeFile(`${base}.a0.f32`, new Uint8Array(b.viewA0.buffer));

@@ -8,7 +8,7 @@
 import { dataConfig } from "../data/batch.ts";
 import { BatchFeeder } from "../train/feeder.ts";
 import { scenesSource } from "../train/sources.ts";
-import { batchIndices } from "../train/trainer.ts";
+import { batchRequests } from "../train/trainer.ts";
 
 /** One measurement (one JSON object per line with `--json`). */
 export interface DataFeederMeasurement {
@@ -44,10 +44,7 @@ export async function benchDataFeeder(opts: DataFeederOptions = {}): Promise<Dat
         source,
         data,
         workers,
-        requests: (s) => {
-          const { epoch, indices } = batchIndices(0, count, batchSize, s);
-          return indices.map((i) => ({ index: i, key: epoch * count + i }));
-        },
+        requests: (s) => batchRequests(0, count, batchSize, s),
       });
       try {
         await feeder.batch(0);

@@ -255,8 +255,7 @@ export function aggregate(records: EvalRecord[]): Cell[] {
   return [...cells.values()];
 }
 
-const pct = (c: Cell | undefined) =>
-  c ? `${(100 * c.mean).toFixed(1)} ± ${(100 * c.std).toFixed(1)}${c.n < 2 ? "" : ""} (n=${c.n})` : "–";
+const pct = (c: Cell | undefined) => c ? `${(100 * c.mean).toFixed(1)} ± ${(100 * c.std).toFixed(1)} (n=${c.n})` : "–";
 
 /** The main table (methods × protocol metrics, regions = the main setting) in Markdown. */
 export function mainTable(cells: Cell[], size: CompareSize, methods: readonly Method[] = METHODS): string {
@@ -367,7 +366,7 @@ export function distillCollapseStep(
 ): number | null {
   const byStep = new Map(records.map((r) => [r.step, r.loss_distill]));
   const steps = [...byStep.keys()].sort((a, b) => a - b);
-  const monitor = new DistillCollapseMonitor(S, K, Math.max(16, Math.round(steps.length / 10)));
+  const monitor = new DistillCollapseMonitor(S, K, DistillCollapseMonitor.patienceFor(steps.length));
   for (const s of steps) if (monitor.observe(s, byStep.get(s)!)) return s;
   return null;
 }

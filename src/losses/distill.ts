@@ -538,6 +538,11 @@ export class DistillCollapseMonitor {
   /** The step at which the collapse was detected (null until then). */
   collapsedAt: number | null = null;
 
+  /** The trainer's patience for a run of `steps` steps: 10% of it, at least 16 steps. */
+  static patienceFor(steps: number): number {
+    return Math.max(16, Math.round(steps / 10));
+  }
+
   constructor(S: number, K: number, readonly patience: number, readonly tolerance = 0.02) {
     this.uniformLoss = Math.log(S * S + K);
   }

@@ -110,6 +110,18 @@ export function batchIndices(
   return { epoch, indices: Array.from({ length: batch }, (_, i) => order[(k * batch + i) % count]) };
 }
 
+/**
+ * The samples of `step`: each image index with its stream key (`epoch · count + index`, so an image's crops
+ * differ between epochs and a sample is the same whoever makes it, in any order).
+ */
+export function batchRequests(seed: number, count: number, batch: number, step: number): {
+  index: number;
+  key: number;
+}[] {
+  const { epoch, indices } = batchIndices(seed, count, batch, step);
+  return indices.map((i) => ({ index: i, key: epoch * count + i }));
+}
+
 /** Runs (or continues) training. */
 export async function train(
   gpu: Gpu,
@@ -153,7 +165,11 @@ export async function train(
 
   // distillation that has collapsed to uniform is worth a warning: the run goes on as image + point contrast
   const collapse = plan.step.method === "plrc" && plan.step.weights.distill > 0
-    ? new DistillCollapseMonitor(plan.step.resolution / 4, plan.step.encoder.heads.prototypes, Math.max(16, win))
+    ? new DistillCollapseMonitor(
+      plan.step.resolution / 4,
+      plan.step.encoder.heads.prototypes,
+      DistillCollapseMonitor.patienceFor(total - start),
+    )
     : null;
 
   const consume = async (r: StepScalars | null) => {
@@ -230,10 +246,7 @@ export async function train(
     workers: plan.workers ?? 0,
     prefetch: plan.prefetch,
     end: total,
-    requests: (s) => {
-      const { epoch, indices } = batchIndices(plan.step.seed, count, B, s);
-      return indices.map((i) => ({ index: i, key: epoch * count + i }));
-    },
+    requests: (s) => batchRequests(plan.step.seed, count, B, s),
   });
   try {
     for (let s = start; s < total; s++) {
