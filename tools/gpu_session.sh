@@ -43,14 +43,35 @@ if [ -n "${PRETRAIN_S:-}" ]; then
   rm -rf "$out/run"
 fi
 if [ -n "${COMPARE_S:-}" ]; then
-  # the comparison (issue 6's full size by default); progress lines carry each job's seconds, so a run cut
-  # off by the limit still shows what fits. Checkpoints are dropped afterwards: they would not come back.
+  # the comparison (issue 6's full size by default). Each run is evaluated as soon as it is done, so a
+  # comparison cut off by the limit still has whole results: `--report` tables them. Checkpoints are dropped
+  # afterwards: they would not come back.
   stage "compare --size ${COMPARE_SIZE:-full} ${COMPARE_ARGS:-} (limit ${COMPARE_S} s)"
+  # GPU use and CPU load every 20 s, for choosing --jobs
+  (while sleep 20; do
+    echo "$(date +%T) $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)" \
+      "$(cut -d' ' -f1-3 /proc/loadavg)"
+  done) >"$out/load.txt" 2>&1 &
+  sampler=$!
   # shellcheck disable=SC2086
-  timeout "$COMPARE_S" deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" \
-    ${COMPARE_ARGS:-} 2>&1 | grep -v "^\s*$" | tail -80 | tee "$out/compare.txt"
+  timeout -k 10 "$COMPARE_S" deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" \
+    ${COMPARE_ARGS:-} >"$out/compare.txt" 2>&1
+  rc=$?
+  kill "$sampler" 2>/dev/null
+  echo "compare rc=$rc"
+  grep -v "^\s*$" "$out/compare.txt" | tail -80
+  if [ "$rc" != 0 ]; then
+    # the runs and evaluations it had started are its children: stop them, then table what finished
+    pkill -f "cli.ts (pretrain|eval) " 2>/dev/null
+    sleep 2
+    stage "compare --report (what finished)"
+    # shellcheck disable=SC2086
+    timeout 60 deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" ${COMPARE_ARGS:-} \
+      --report 2>&1 | tail -40
+  fi
   rm -rf "$out"/compare/runs/*/checkpoints
   # did plrc's distillation term survive at this size? (it collapses at cpu-tiny: README)
   grep -H "distillation" "$out"/compare/runs/*/train.log | head -20
+  echo "GPU util, memory; load average (1, 5, 15 min) on $(nproc) cores:"; cat "$out/load.txt"
 fi
 stage done

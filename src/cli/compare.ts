@@ -18,6 +18,7 @@ import {
   mainTable,
   type Method,
   METHODS,
+  poolOrder,
   type PretrainJob,
   PROTOCOL_METRICS,
   runPool,
@@ -32,7 +33,7 @@ import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
   `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--methods LIST] [--set k=v ...]
-             [--jobs N] [--plan]
+             [--jobs N] [--keep-going] [--plan] [--report]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -50,10 +51,14 @@ the output folder, so running the same command again continues an interrupted co
   --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
                    one method with other settings beside a kept comparison
   --set k=v        extra configuration for every pre-training run (repeatable)
-  --jobs N         run N pre-trainings / evaluations side by side (default: 4 for full, else 1), each
+  --jobs N         run N pre-trainings / evaluations side by side (default: 8 for full, else 1), each
                    a process with its own GPU device and an equal share of the cores for data workers;
                    their progress goes to <out>/logs/<job>.log (one small run leaves a large GPU idle)
-  --plan           print the jobs and exit`;
+  --keep-going     after a failed run or evaluation, go on with everything that does not need it (by
+                   default nothing new starts); the command still exits 1, and --report tables the rest
+  --plan           print the jobs and exit
+  --report         run nothing: write the table, JSON and chart from the runs and evaluations already in
+                   --out (after a comparison was cut off, say); missing cells show – or a smaller n`;
 
 /** Runs `plrc compare`. */
 export async function compareCommand(argv: string[]): Promise<number> {
@@ -63,6 +68,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "no-ablation": { type: "boolean" },
     set: { type: "string", multiple: true },
     plan: { type: "boolean" },
+    report: { type: "boolean" },
+    "keep-going": { type: "boolean" },
     jobs: { type: "string" },
     methods: { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -98,7 +105,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // side by side, each run gets its share of the cores for data workers (unless the user set them)
   const userSets = values.set ?? [];
   const workerSets = jobs > 1 && !userSets.some((s) => s.startsWith("data.workers="))
-    ? ["--set", `data.workers=${workersPerJob(navigator.hardwareConcurrency ?? 1, jobs)}`]
+    ? ["--set", `data.workers=${workersPerJob(navigator.hardwareConcurrency ?? 1, jobs, await cpuAdapter())}`]
     : [];
   const logOf = (name: string) => jobs > 1 ? `${out}/logs/${name}.log` : undefined;
   const total = plan.pretrain.length + plan.evals.length;
@@ -116,9 +123,6 @@ export async function compareCommand(argv: string[]): Promise<number> {
     return false;
   };
 
-  // Pre-training runs first, then evaluations, each evaluation waiting for its run: started in this order,
-  // a waiting evaluation never holds a slot that its own run needs.
-  const finished = new Map<string, Promise<boolean>>();
   const pretrain = async (job: (typeof plan.pretrain)[number]) => {
     const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
     if (await exists(marker)) {
@@ -143,14 +147,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
     made.runs++;
     return true;
   };
-  const pretrainTasks = plan.pretrain.map((job) => () => {
-    const p = pretrain(job);
-    finished.set(job.name, p);
-    return p;
-  });
   const records = new Map<string, EvalRecord>();
-  const evalTasks = plan.evals.map((job) => async () => {
-    if (job.run && !(await finished.get(job.run))) return false;
+  const evaluate = async (job: (typeof plan.evals)[number]) => {
     const file = `${out}/evals/${job.name}.json`;
     const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
     // a kept result counts only if it was made with this plan's arguments (a size's may have changed)
@@ -176,13 +174,24 @@ export async function compareCommand(argv: string[]): Promise<number> {
     progress(`eval ${job.name}`, (performance.now() - t) / 1000);
     made.evals++;
     return true;
-  });
-  if (!(await runPool([...pretrainTasks, ...evalTasks], jobs))) return 1;
+  };
+  const report = values.report === true;
+  if (report) {
+    // only what is kept: finished runs, and evaluations made with this plan's arguments
+    for (const p of plan.pretrain) if (await exists(`${out}/runs/${p.name}/done.json`)) made.runs++;
+    for (const job of plan.evals) {
+      const file = `${out}/evals/${job.name}.json`;
+      const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
+      if (kept && sameList(kept.job.args, job.args)) records.set(job.name, kept), made.evals++;
+    }
+  } else if (!(await runPool(poolOrder(plan, pretrain, evaluate), jobs, values["keep-going"]))) return 1;
 
-  const gpu = await getGpu();
-  const adapter = `${gpu.summary.description} (${gpu.summary.backend})`;
+  // the adapter the evaluations ran on (a report may be made elsewhere, kept results may come from elsewhere)
+  const seen = [...new Set([...records.values()].map((r) => r.result.adapter).filter((a) => typeof a === "string"))];
+  const gpu = seen.length ? null : await getGpu();
+  const adapter = gpu ? `${gpu.summary.description} (${gpu.summary.backend})` : seen.join(" + ");
   // in plan order, whichever order they finished in
-  const ordered = plan.evals.map((e) => records.get(e.name)!);
+  const ordered = plan.evals.flatMap((e) => records.get(e.name) ?? []);
   const cells = aggregate(ordered);
   const ablationCells = aggregate(ablationRecords(ordered, size));
   // did plrc's distillation term collapse? (replayed from each run's metrics, as the trainer's warning)
@@ -190,6 +199,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   let uniformLoss = 0;
   for (const job of plan.pretrain.filter((p) => p.method === "plrc")) {
     const dir = `${out}/runs/${job.name}`;
+    if (!(await exists(`${dir}/done.json`))) continue; // only in a report on an unfinished comparison
     // resolved like `plrc pretrain --config` would (a run written before a key existed lacks it)
     const cfg = resolveConfig({ file: await readConfigFile(`${dir}/config.yaml`), fileName: `${dir}/config.yaml` });
     if (cfg.loss.distill.weight === 0) continue;
@@ -215,7 +225,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
         cells,
         ablationCells,
         distillCollapseStep: collapse,
-        records: plan.evals.map((e) => records.get(e.name)),
+        complete: records.size === plan.evals.length,
+        missing: plan.evals.filter((e) => !records.has(e.name)).map((e) => e.name),
+        records: ordered,
       },
       null,
       1,
@@ -225,9 +237,13 @@ export async function compareCommand(argv: string[]): Promise<number> {
     `# plrc compare --size ${sizeName}`,
     "",
     `${date}, plrc ${VERSION}, ${adapter}. ${size.doc}. Mean ± sample std over seeds ${size.seeds.join(", ")}.`,
-    `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} and made ` +
-    `${made.runs} of the ${plan.pretrain.length} pre-training runs and ${made.evals} of the ${plan.evals.length} ` +
-    "evaluations; the rest were kept from earlier invocations.",
+    report
+      ? `A report of the kept results (\`--report\`, nothing run): ${made.runs} of the ${plan.pretrain.length} ` +
+        `pre-training runs and ${made.evals} of the ${plan.evals.length} evaluations are done` +
+        (made.evals < plan.evals.length ? "; the missing cells show – or a smaller n." : ".")
+      : `This invocation took ${minutes.toFixed(1)} min${jobs > 1 ? ` with ${jobs} jobs side by side` : ""} and ` +
+        `made ${made.runs} of the ${plan.pretrain.length} pre-training runs and ${made.evals} of the ` +
+        `${plan.evals.length} evaluations; the rest were kept from earlier invocations.`,
     ...(values.set?.length
       ? [`Every pre-training run also had ${values.set.map((x) => `--set ${x}`).join(" ")}.`]
       : []),
@@ -266,6 +282,11 @@ export async function compareCommand(argv: string[]): Promise<number> {
   await Deno.writeFile(`${out}/chart.png`, chart.png());
   console.log(`wrote ${out}/table.md, ${out}/results.json, ${out}/chart.png`);
   return 0;
+}
+
+/** Whether this process's adapter is a CPU one (lavapipe, llvmpipe). */
+async function cpuAdapter(): Promise<boolean> {
+  return (await getGpu()).summary.adapterClass === "cpu";
 }
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);

@@ -10,10 +10,12 @@ import {
   type EvalRecord,
   mainTable,
   meanStd,
+  poolOrder,
   runPool,
   SIZES,
   workersPerJob,
 } from "../../src/eval/compare.ts";
+import { getGpu } from "../../src/gpu/device.ts";
 import { deriveConfig, resolveConfig } from "../../src/train/config.ts";
 import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
 import { glyph, textWidth } from "../../src/viz/font.ts";
@@ -144,22 +146,90 @@ Deno.test("plrc compare --plan lists the jobs; a bad --size exits 2 naming the a
 Deno.test("runPool: at most N at a time, in order; stops starting after a failure", async () => {
   let running = 0, peak = 0;
   const started: number[] = [];
-  const task = (i: number, ok = true) => async () => {
-    started.push(i);
-    peak = Math.max(peak, ++running);
-    await new Promise((r) => setTimeout(r, 5 + (i % 3) * 3));
-    running--;
-    return ok;
-  };
+  const task = (i: number, ok = true) => ({
+    run: async () => {
+      started.push(i);
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 5 + (i % 3) * 3));
+      running--;
+      return ok;
+    },
+  });
   assert.equal(await runPool([0, 1, 2, 3, 4, 5, 6].map((i) => task(i)), 3), true);
   assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6]);
   assert.equal(peak, 3);
   started.length = 0;
   assert.equal(await runPool([task(0), task(1, false), task(2), task(3), task(4)], 1), false);
   assert.deepEqual(started, [0, 1]);
-  assert.equal(workersPerJob(16, 4), 3);
-  assert.equal(workersPerJob(2, 2), 0);
-  assert.equal(workersPerJob(64, 1), 15);
+  // a throwing task counts as a failure
+  assert.equal(await runPool([{ run: () => Promise.reject(new Error("boom")) }, task(9)], 1), false);
+  assert.equal(workersPerJob(16, 4, true), 3);
+  assert.equal(workersPerJob(16, 8, false), 2);
+  assert.equal(workersPerJob(2, 2, true), 0);
+  assert.equal(workersPerJob(2, 2, false), 1);
+  assert.equal(workersPerJob(64, 1, false), 15);
+});
+
+Deno.test("runPool: a task waits for its dependencies, and a ready task goes before a later one", async () => {
+  const log: string[] = [];
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const task = (name: string, ms: number, after?: number[], ok = true) => ({
+    run: async () => {
+      log.push(`start ${name}`);
+      await sleep(ms);
+      log.push(`end ${name}`);
+      return ok;
+    },
+    after,
+  });
+  // run A (short), its eval, run B (long), its eval, run C: with 2 slots A's eval starts as soon as A ends,
+  // ahead of run C, and B's eval only after B
+  const ok = await runPool(
+    [task("A", 5), task("A.eval", 5, [0]), task("B", 60), task("B.eval", 5, [2]), task("C", 5)],
+    2,
+  );
+  assert.equal(ok, true);
+  assert.deepEqual(log.filter((l) => l.startsWith("start")), [
+    "start A",
+    "start B",
+    "start A.eval",
+    "start C",
+    "start B.eval",
+  ]);
+  assert.ok(log.indexOf("start B.eval") > log.indexOf("end B"));
+  assert.ok(log.indexOf("start A.eval") > log.indexOf("end A"));
+  // a failed dependency: its dependant never starts, the pool reports failure
+  log.length = 0;
+  assert.equal(await runPool([task("A", 1, undefined, false), task("A.eval", 1, [0]), task("B", 1)], 1), false);
+  assert.deepEqual(log, ["start A", "end A"]);
+  // keepGoing: B, which does not need A, still runs; A's dependant does not; still a failure
+  log.length = 0;
+  assert.equal(
+    await runPool([task("A", 1, undefined, false), task("A.eval", 1, [0]), task("B", 1), task("B.e", 1, [2])], 1, true),
+    false,
+  );
+  assert.deepEqual(log.filter((l) => l.startsWith("start")), ["start A", "start B", "start B.e"]);
+});
+
+Deno.test("poolOrder: random evaluations first, each run followed by its evaluations, which wait for it", () => {
+  const plan = comparePlan(SIZES.reduced);
+  const names: string[] = [];
+  const tasks = poolOrder(
+    plan,
+    (p) => (names.push(p.name), Promise.resolve(true)),
+    (e) => (names.push(e.name), Promise.resolve(true)),
+  );
+  assert.equal(tasks.length, plan.pretrain.length + plan.evals.length);
+  for (const t of tasks) t.run();
+  const randoms = plan.evals.filter((e) => e.run === null).length;
+  assert.ok(names.slice(0, randoms).every((n) => n.startsWith("random-")));
+  assert.ok(tasks.slice(0, randoms).every((t) => !t.after));
+  for (const [i, t] of tasks.entries()) {
+    const run = plan.evals.find((e) => e.name === names[i])?.run;
+    if (run) assert.equal(names[t.after![0]], run, names[i]);
+    else if (!names[i].startsWith("random-")) assert.equal(t.after, undefined);
+  }
+  assert.deepEqual(new Set(names), new Set([...plan.pretrain.map((p) => p.name), ...plan.evals.map((e) => e.name)]));
 });
 
 Deno.test({
@@ -188,6 +258,7 @@ Deno.test({
       const results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
       // 3 methods × 2 seeds pre-trained; 4 methods × 2 seeds evaluated, in plan order
       assert.equal(results.records.length, 8);
+      assert.equal(results.complete, true);
       assert.deepEqual(
         results.records.map((r: EvalRecord) => r.job.name),
         comparePlan(SIZES.smoke, { ablation: false }).evals.map((e) => e.name),
@@ -196,7 +267,10 @@ Deno.test({
       // runs side by side got an equal share of the cores for data workers, and logged to files
       const cfg = await Deno.readTextFile(`${out}/runs/plrc-grid-s1/config.yaml`);
       const cores = navigator.hardwareConcurrency ?? 1;
-      assert.match(cfg, new RegExp(`workers: ${workersPerJob(cores, 2)}\\b`));
+      assert.match(
+        cfg,
+        new RegExp(`workers: ${workersPerJob(cores, 2, (await getGpu()).summary.adapterClass === "cpu")}\\b`),
+      );
       assert.ok((await Deno.stat(`${out}/logs/plrc-grid-s1.log`)).size > 0);
       const table = await Deno.readTextFile(`${out}/table.md`);
       assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
@@ -213,6 +287,16 @@ Deno.test({
       const lost = `${out}/evals/plrc-grid-s1.linear.json`;
       const before = JSON.parse(await Deno.readTextFile(lost));
       await Deno.remove(lost);
+      // --report runs nothing and tables what is kept: plrc has one seed's linear probe left
+      const report = await run(["--size", "smoke", "--no-ablation", "--report"]);
+      assert.equal(report.code, 0, report.text);
+      assert.doesNotMatch(report.text, /eval plrc-grid-s1\.linear \d+ s/);
+      assert.match(report.text, /6 of the 6 pre-training runs and 7 of the 8 evaluations are done/);
+      assert.match(report.text, /\| plrc \| \d+\.\d ± 0\.0 \(n=1\) \|/);
+      const partial = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+      assert.equal(partial.complete, false);
+      assert.deepEqual(partial.missing, ["plrc-grid-s1.linear"]);
+      assert.equal(partial.records.length, 7);
       const again = await run(["--size", "smoke", "--no-ablation"]);
       assert.equal(again.code, 0, again.text);
       assert.equal(again.text.match(/kept from an earlier run/g)?.length, 6 + 7);

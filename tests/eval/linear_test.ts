@@ -1,6 +1,17 @@
 /** The linear protocol's pieces on constructed cases, and the command end to end at a tiny size. */
 import assert from "node:assert/strict";
-import { downsampleLabels, meanIoU, subsamplePixels, trainLinear, upsampleBilinear } from "../../src/eval/linear.ts";
+import {
+  downsampleLabels,
+  fitSoftmax,
+  fitSoftmaxRef,
+  meanIoU,
+  pixelStride,
+  probePredictor,
+  standardise,
+  trainLinear,
+  upsampleBilinear,
+} from "../../src/eval/linear.ts";
+import { getGpu } from "../../src/gpu/device.ts";
 import { labelMap } from "../../src/data/image.ts";
 import { Rng } from "../util.ts";
 
@@ -51,12 +62,86 @@ Deno.test("a linear probe trained on scenes beats the majority class on held-out
   assert.ok(r.pixelAccuracy > 0.5 && r.pixelAccuracy <= 1);
 });
 
-Deno.test("subsamplePixels keeps every k-th pixel so that at most max remain", () => {
-  const C = 2, labels = Int32Array.from({ length: 10 }, (_, i) => i);
-  const feats = Float64Array.from({ length: 20 }, (_, i) => i);
-  const all = subsamplePixels(feats, labels, C, 10);
-  assert.equal(all.labels, labels);
-  const s = subsamplePixels(feats, labels, C, 4); // step ⌈10/4⌉ = 3 → pixels 0, 3, 6, 9
-  assert.deepEqual([...s.labels], [0, 3, 6, 9]);
-  assert.deepEqual([...s.feats], [0, 1, 6, 7, 12, 13, 18, 19]);
+Deno.test("pixelStride keeps every k-th pixel so that at most max remain", () => {
+  assert.equal(pixelStride(10, 10), 1);
+  assert.equal(pixelStride(10, 40), 1);
+  assert.equal(pixelStride(10, 4), 3); // pixels 0, 3, 6, 9
+  assert.equal(pixelStride(400 * 1024, 32768), 13);
+  assert.ok(Math.ceil(400 * 1024 / 13) <= 32768);
+});
+
+/** Random rows, imbalanced classes and random starting weights for the probe's comparisons. */
+function probeCase(seed: number, N: number, C: number, K: number) {
+  const rng = new Rng(seed);
+  const z = Float64Array.from({ length: N * C }, () => rng.normal());
+  const y = Int32Array.from({ length: N }, () => Math.min(K - 1, Math.floor(K * rng.next() ** 2)));
+  const init = Float64Array.from({ length: (C + 1) * K }, () => 0.3 * rng.normal());
+  return { z, y, init };
+}
+
+/** The probe's objective: Σ_i w_i·CE_i + l2/2·‖W without bias‖², with the reference's row weights. */
+function probeLoss(z: Float64Array, y: Int32Array, W: Float64Array, C: number, K: number, l2: number): number {
+  const N = y.length;
+  let loss = 0;
+  for (let i = 0; i < N; i++) {
+    const s = Array.from({ length: K }, (_, k) => {
+      let v = W[C * K + k];
+      for (let c = 0; c < C; c++) v += z[i * C + c] * W[c * K + k];
+      return v;
+    });
+    const m = Math.max(...s);
+    loss += (Math.log(s.reduce((a, v) => a + Math.exp(v - m), 0)) + m - s[y[i]]) / N;
+  }
+  for (let j = 0; j < C * K; j++) loss += (l2 / 2) * W[j] ** 2;
+  return loss;
+}
+
+Deno.test("the probe's reference step is gradient descent on its objective (finite differences)", () => {
+  const N = 40, C = 5, K = 4, lr = 0.1, l2 = 0.01;
+  const { z, y, init } = probeCase(5, N, C, K);
+  // one step from `init`: the step taken, divided by −lr, is the gradient
+  const W1 = fitSoftmaxRef(z, y, C, K, { iterations: 1, lr, l2, init });
+  const h = 1e-6;
+  for (let j = 0; j < init.length; j++) {
+    const up = Float64Array.from(init), down = Float64Array.from(init);
+    up[j] += h, down[j] -= h;
+    const fd = (probeLoss(z, y, up, C, K, l2) - probeLoss(z, y, down, C, K, l2)) / (2 * h);
+    const analytic = (init[j] - W1[j]) / lr;
+    assert.ok(Math.abs(fd - analytic) < 1e-7 + 1e-6 * Math.abs(fd), `W[${j}]: fd ${fd} vs ${analytic}`);
+  }
+});
+
+Deno.test("the probe on the GPU follows its float64 reference (random rows, random start, both weightings)", async () => {
+  const gpu = await getGpu();
+  for (const balanced of [false, true]) {
+    const N = 700, C = 37, K = 7; // N and C not multiples of any tile
+    const { z, y, init } = probeCase(balanced ? 8 : 7, N, C, K);
+    const o = { iterations: 25, lr: 0.5, l2: 1e-3, balanced, init };
+    const ref = fitSoftmaxRef(z, y, C, K, o);
+    const got = await fitSoftmax(gpu, z, y, C, K, o);
+    assert.equal(got.length, ref.length);
+    let worst = 0, scale = 0;
+    for (let j = 0; j < ref.length; j++) worst = Math.max(worst, Math.abs(got[j] - ref[j])), scale += ref[j] ** 2;
+    scale = Math.sqrt(scale / ref.length);
+    assert.ok(worst < 2e-4 * Math.max(1, scale), `balanced=${balanced}: max |ΔW| ${worst} (rms W ${scale})`);
+    // and it moved: 25 steps from a random start are far from the start
+    assert.ok(ref.some((v, j) => Math.abs(v - init[j]) > 0.05));
+  }
+});
+
+Deno.test("probePredictor folds the standardisation in: same classes as standardising first", () => {
+  const N = 200, C = 6, K = 4;
+  const rng = new Rng(11);
+  const x = Float64Array.from({ length: N * C }, (_, i) => 3 + 2 * (i % C) + rng.normal() * (1 + (i % C)));
+  const W = Float64Array.from({ length: (C + 1) * K }, () => rng.normal());
+  const { z, mean, std } = standardise(x, C);
+  const got = probePredictor(W, mean, std, C, K)(x);
+  for (let i = 0; i < N; i++) {
+    const s = Array.from({ length: K }, (_, k) => {
+      let v = W[C * K + k];
+      for (let c = 0; c < C; c++) v += z[i * C + c] * W[c * K + k];
+      return v;
+    });
+    assert.equal(got[i], s.indexOf(Math.max(...s)), `row ${i}`);
+  }
 });
