@@ -200,6 +200,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
         `  mIoU ${(100 * r.miou).toFixed(1)}%  pixel accuracy ${(100 * r.pixelAccuracy).toFixed(1)}%  ` +
           `(majority class mIoU ${(100 * r.majorityMiou).toFixed(1)}%)`,
       );
+      console.log(
+        `  probe training loss ${r.trainLoss.toFixed(3)} (log K = ${Math.log(classes + 1).toFixed(3)} at start)`,
+      );
     }
     return 0;
   }

@@ -7,6 +7,7 @@ import {
   meanIoU,
   pixelStride,
   probePredictor,
+  probeStepSize,
   standardise,
   trainLinear,
   upsampleBilinear,
@@ -100,7 +101,7 @@ Deno.test("the probe's reference step is gradient descent on its objective (fini
   const N = 40, C = 5, K = 4, lr = 0.1, l2 = 0.01;
   const { z, y, init } = probeCase(5, N, C, K);
   // one step from `init`: the step taken, divided by −lr, is the gradient
-  const W1 = fitSoftmaxRef(z, y, C, K, { iterations: 1, lr, l2, init });
+  const W1 = fitSoftmaxRef(z, y, C, K, { iterations: 1, lr, l2, init, momentum: 0 }).W;
   const h = 1e-6;
   for (let j = 0; j < init.length; j++) {
     const up = Float64Array.from(init), down = Float64Array.from(init);
@@ -116,9 +117,12 @@ Deno.test("the probe on the GPU follows its float64 reference (random rows, rand
   for (const balanced of [false, true]) {
     const N = 700, C = 37, K = 7; // N and C not multiples of any tile
     const { z, y, init } = probeCase(balanced ? 8 : 7, N, C, K);
-    const o = { iterations: 25, lr: 0.5, l2: 1e-3, balanced, init };
-    const ref = fitSoftmaxRef(z, y, C, K, o);
-    const got = await fitSoftmax(gpu, z, y, C, K, o);
+    // the default step (from the data) and Nesterov momentum
+    const o = { iterations: 25, l2: 1e-3, balanced, init };
+    const { W: ref, loss } = fitSoftmaxRef(z, y, C, K, o);
+    const fit = await fitSoftmax(gpu, z, y, C, K, o);
+    const got = fit.W;
+    assert.ok(Math.abs(fit.loss - loss) < 1e-4 * Math.max(1, loss), `loss ${fit.loss} vs ${loss}`);
     assert.equal(got.length, ref.length);
     let worst = 0, scale = 0;
     for (let j = 0; j < ref.length; j++) worst = Math.max(worst, Math.abs(got[j] - ref[j])), scale += ref[j] ** 2;
@@ -127,6 +131,41 @@ Deno.test("the probe on the GPU follows its float64 reference (random rows, rand
     // and it moved: 25 steps from a random start are far from the start
     assert.ok(ref.some((v, j) => Math.abs(v - init[j]) > 0.05));
   }
+});
+
+Deno.test("probeStepSize is 1/L from the largest eigenvalue of the weighted [z 1]ᵀ[z 1]", () => {
+  // orthogonal zero-mean columns (Walsh functions: the sign of bit b of the row) scaled 1, 3, 2:
+  // [z 1]ᵀ[z 1]/N = diag(1, 9, 4, 1), λmax 9
+  const scale = [1, 3, 2], N = 8, C = 3;
+  const z = Float64Array.from(
+    { length: N * C },
+    (_, j) => scale[j % C] * ((Math.floor(j / C) >> (j % C)) & 1 ? -1 : 1),
+  );
+  const w = new Float64Array(N).fill(1 / N);
+  assert.ok(Math.abs(probeStepSize(z, w, C, 0.01) - 1 / (0.5 * 1.1 * 9 + 0.01)) < 1e-9);
+  // weights count: doubling every row's weight doubles λ
+  assert.ok(Math.abs(probeStepSize(z, w.map((v) => 2 * v), C, 0) - 1 / (0.5 * 1.1 * 18)) < 1e-9);
+});
+
+Deno.test("on correlated features the default step converges where the old fixed step 0.5 did not", () => {
+  // 64 features sharing one factor (like a CNN's C4 channels): λmax ≈ 60, so 0.5 is far past 2/L
+  const rng = new Rng(21);
+  const N = 300, C = 64, K = 3;
+  const x = new Float64Array(N * C), y = new Int32Array(N);
+  for (let i = 0; i < N; i++) {
+    y[i] = i % K;
+    const f = y[i] - 1 + 0.7 * rng.normal();
+    for (let c = 0; c < C; c++) x[i * C + c] = f * (1 + 0.01 * c) + 0.3 * rng.normal();
+  }
+  const { z } = standardise(x, C);
+  const lossAt = (o: { iterations: number; lr?: number; momentum?: number }) => fitSoftmaxRef(z, y, C, K, o).loss;
+  const best = lossAt({ iterations: 300 });
+  const old = [100, 200, 300].map((iterations) => lossAt({ iterations, lr: 0.5, momentum: 0 }));
+  console.log(
+    `probe loss on correlated features: default ${best.toFixed(3)}, fixed 0.5 ${old.map((l) => l.toFixed(3))}`,
+  );
+  assert.ok(best < Math.log(K) - 0.3, `default: ${best}`);
+  assert.ok(old.every((l) => l > best + 0.05), `old fixed step: ${old} vs ${best}`);
 });
 
 Deno.test("probePredictor folds the standardisation in: same classes as standardising first", () => {
