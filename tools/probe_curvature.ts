@@ -3,9 +3,10 @@
  * of the probe's objective on its C4 features (λmax by power iteration), and the probe fitted with the old
  * fixed step (0.5, no momentum) beside the default (1/L, Nesterov 0.9): training loss and held-out mIoU.
  * usage: deno run -A tools/probe_curvature.ts [preset (gpu-small)] [seed (1)]
- * Measured on lavapipe (48 training scenes, every 6th pixel; 24 test scenes), 2026-11-27:
- * gpu-small λmax 82.1, fixed step loss 0.718 after rising from 0.642, mIoU 13.5 vs 17.5 with a stable step;
- * cpu-tiny λmax 10.1, both converge (mIoU 13.4 vs 13.9).
+ * Measured on lavapipe (48 training scenes, every 6th pixel; 24 test scenes; seed 1), 2026-11-27:
+ * gpu-small λmax 82.1: fixed 0.5 loss 0.702 / 0.691 / 0.662 at 100 / 200 / 300 iterations (it oscillates;
+ * a per-iteration trace rose 0.642 → 0.747 between 150 and 200), mIoU 13.5%; default 0.403 / 0.361 / 0.338,
+ * mIoU 17.7%. cpu-tiny λmax 10.1: both converge (0.546 vs 0.536), mIoU 13.4% vs 13.9%.
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { sceneSet } from "../src/eval/datasets.ts";

@@ -148,12 +148,16 @@ export async function compareCommand(argv: string[]): Promise<number> {
     return true;
   };
   const records = new Map<string, EvalRecord>();
-  const evaluate = async (job: (typeof plan.evals)[number]) => {
+  // a kept result counts only if it was made with this plan's arguments (a size's may have changed)
+  const keptEval = async (job: (typeof plan.evals)[number]) => {
     const file = `${out}/evals/${job.name}.json`;
     const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
-    // a kept result counts only if it was made with this plan's arguments (a size's may have changed)
-    if (kept && sameList(kept.job.args, job.args)) {
-      records.set(job.name, kept);
+    return { file, kept, usable: kept !== null && sameList(kept.job.args, job.args) };
+  };
+  const evaluate = async (job: (typeof plan.evals)[number]) => {
+    const { file, kept, usable } = await keptEval(job);
+    if (usable) {
+      records.set(job.name, kept!);
       return progress(`eval ${job.name}`, null), true;
     }
     if (kept) {
@@ -180,9 +184,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
     // only what is kept: finished runs, and evaluations made with this plan's arguments
     for (const p of plan.pretrain) if (await exists(`${out}/runs/${p.name}/done.json`)) made.runs++;
     for (const job of plan.evals) {
-      const file = `${out}/evals/${job.name}.json`;
-      const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
-      if (kept && sameList(kept.job.args, job.args)) records.set(job.name, kept), made.evals++;
+      const { kept, usable } = await keptEval(job);
+      if (usable) records.set(job.name, kept!), made.evals++;
     }
   } else if (!(await runPool(poolOrder(plan, pretrain, evaluate), jobs, values["keep-going"]))) return 1;
 
