@@ -73,5 +73,10 @@ if [ -n "${COMPARE_S:-}" ]; then
   # did plrc's distillation term survive at this size? (it collapses at cpu-tiny: README)
   grep -H "distillation" "$out"/compare/runs/*/train.log | head -20
   echo "GPU util, memory; load average (1, 5, 15 min) on $(nproc) cores:"; cat "$out/load.txt"
+  # at most 8 files come back from the device: the runs' metrics, logs and configs and the evaluations travel as
+  # one archive (unpack it and run `plrc compare --size ... --out compare --report` to table them again)
+  (cd "$out" && tar czf compare-files.tgz compare/runs compare/evals $([ -d compare/logs ] && echo compare/logs) &&
+    rm -rf compare/runs compare/evals compare/logs)
+  ls -la "$out" "$out/compare"
 fi
 stage done
