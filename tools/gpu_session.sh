@@ -69,7 +69,7 @@ if [ -n "${COMPARE_S:-}" ]; then
     timeout 60 deno run -A cli.ts compare --size "${COMPARE_SIZE:-full}" --out "$out/compare" ${COMPARE_ARGS:-} \
       --report 2>&1 | tail -40
   fi
-  rm -rf "$out"/compare/runs/*/checkpoints
+  rm -rf "$out"/compare/runs/*/checkpoints "$out"/compare/scene-cache
   # did plrc's distillation term survive at this size? (it collapses at cpu-tiny: README)
   grep -H "distillation" "$out"/compare/runs/*/train.log | head -20
   echo "GPU util, memory; load average (1, 5, 15 min) on $(nproc) cores:"; cat "$out/load.txt"

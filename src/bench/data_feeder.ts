@@ -16,6 +16,8 @@ export interface DataFeederMeasurement {
   name: string;
   resolution: number;
   workers: number;
+  /** Whether the scenes came from a warm scene cache (`data.scenes.cache`) instead of being rendered. */
+  sceneCache: boolean;
   batchSize: number;
   imagesPerS: number;
   msPerBatch: number;
@@ -30,38 +32,67 @@ export interface DataFeederOptions {
   batches?: number;
   /** Built-in scene side in pixels (gpu-small: 192). */
   sceneSize?: number;
+  /** Rendered scenes, scenes read from a warm scene cache, or both (default both, side by side). */
+  sceneCache?: boolean[];
 }
 
-/** Runs the benchmark: one entry per resolution and worker count. */
+/** Runs the benchmark: one entry per resolution, scene cache or not, and worker count. */
 export async function benchDataFeeder(opts: DataFeederOptions = {}): Promise<DataFeederMeasurement[]> {
   const batchSize = opts.batchSize ?? 16, batches = opts.batches ?? 4, count = 1024;
-  const source = scenesSource({ count, size: opts.sceneSize ?? 192, classes: 6, seed: 0 });
+  const scenes = { count, size: opts.sceneSize ?? 192, classes: 6, seed: 0 };
   const out: DataFeederMeasurement[] = [];
-  for (const resolution of opts.resolutions ?? [128, 224]) {
-    const data = dataConfig({ resolution });
-    for (const workers of opts.workers ?? [0, 1, 2]) {
-      const feeder = new BatchFeeder({
-        source,
-        data,
-        workers,
-        requests: (s) => batchRequests(0, count, batchSize, s),
-      });
-      try {
-        await feeder.batch(0);
-        const t0 = performance.now();
-        for (let s = 1; s <= batches; s++) await feeder.batch(s);
-        const msPerBatch = (performance.now() - t0) / batches;
-        out.push({
-          name: "feeder",
-          resolution,
-          workers,
-          batchSize,
-          imagesPerS: 1000 * batchSize / msPerBatch,
-          msPerBatch,
-        });
-      } finally {
-        feeder.close();
+  const cacheDir = await Deno.makeTempDir({ prefix: "plrc-bench-scenes-" });
+  try {
+    const cached = scenesSource({ ...scenes, cache: cacheDir });
+    // warm the cache with every scene the timed batches draw, and those the feeder prefetches beyond them
+    for (let s = 0; s <= batches + 3; s++) {
+      for (const r of batchRequests(0, count, batchSize, s)) await cached.get(r.index);
+    }
+    for (const resolution of opts.resolutions ?? [128, 224]) {
+      for (const sceneCache of opts.sceneCache ?? [false, true]) {
+        const source = sceneCache ? cached : scenesSource(scenes);
+        out.push(...await feederCases(source, resolution, sceneCache, opts.workers ?? [0, 1, 2], batchSize, batches));
       }
+    }
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+  return out;
+}
+
+/** One source at one resolution through the feeder, for each worker count. */
+async function feederCases(
+  source: ReturnType<typeof scenesSource>,
+  resolution: number,
+  sceneCache: boolean,
+  workerCounts: number[],
+  batchSize: number,
+  batches: number,
+): Promise<DataFeederMeasurement[]> {
+  const count = source.count, out: DataFeederMeasurement[] = [], data = dataConfig({ resolution });
+  for (const workers of workerCounts) {
+    const feeder = new BatchFeeder({
+      source,
+      data,
+      workers,
+      requests: (s) => batchRequests(0, count, batchSize, s),
+    });
+    try {
+      await feeder.batch(0);
+      const t0 = performance.now();
+      for (let s = 1; s <= batches; s++) await feeder.batch(s);
+      const msPerBatch = (performance.now() - t0) / batches;
+      out.push({
+        name: "feeder",
+        resolution,
+        workers,
+        sceneCache,
+        batchSize,
+        imagesPerS: 1000 * batchSize / msPerBatch,
+        msPerBatch,
+      });
+    } finally {
+      feeder.close();
     }
   }
   return out;

@@ -26,7 +26,8 @@ Suites:
              --resolution R): ms/step, images/s, backbone GFLOP/s, plrc's GPU memory, GPU time
              per kernel family
   data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224,
-             training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224 (img/s)
+             training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224, scenes
+             rendered and read from a warm scene cache (img/s)
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
 --resolution R (64); the paper setting is --width 1 --batch 64 --resolution 224.

@@ -46,7 +46,7 @@ the output folder, so running the same command again continues an interrupted co
   --size medium    ${SIZES.medium.doc}
   --size full      ${SIZES.full.doc}
   --out DIR        output folder (default compare-<size>); gets runs/, evals/, results.json, table.md
-                   and chart.png
+                   and chart.png, and scene-cache/ (the rendered scenes the runs share; safe to delete)
   --no-ablation    the main comparison only
   --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
                    one method with other settings beside a kept comparison
@@ -104,9 +104,14 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (jobs > 1) await Deno.mkdir(`${out}/logs`, { recursive: true });
   // side by side, each run gets its share of the cores for data workers (unless the user set them)
   const userSets = values.set ?? [];
-  const workerSets = jobs > 1 && !userSets.some((s) => s.startsWith("data.workers="))
+  const runtimeSets: string[] = jobs > 1 && !userSets.some((s) => s.startsWith("data.workers="))
     ? ["--set", `data.workers=${workersPerJob(navigator.hardwareConcurrency ?? 1, jobs, await cpuAdapter())}`]
     : [];
+  // every run renders the same scenes: they share one scene cache (it changes no result, so it is not part
+  // of a run's identity in the plan)
+  if (!userSets.some((s) => s.startsWith("data.scenes.cache="))) {
+    runtimeSets.push("--set", `data.scenes.cache=${out}/scene-cache`);
+  }
   const logOf = (name: string) => jobs > 1 ? `${out}/logs/${name}.log` : undefined;
   const total = plan.pretrain.length + plan.evals.length;
   const made = { runs: 0, evals: 0 };
@@ -136,7 +141,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
       return false;
     }
     const t = performance.now();
-    const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...workerSets];
+    const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...runtimeSets];
     const r = await runSelf(args, logOf(job.name));
     if (r.code !== 0 || !/finished after/.test(r.stdout)) {
       return failed(`pre-training ${job.name}`, r.code, r.stdout, logOf(job.name));

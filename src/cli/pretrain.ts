@@ -107,7 +107,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     let source: ImageSource;
     if (dataArg === "scenes") {
       const sc = cfg.data.scenes;
-      source = scenesSource({ count: sc.count, size: sc.size, classes: sc.classes, seed: sc.seed }, regions);
+      source = scenesSource(
+        { count: sc.count, size: sc.size, classes: sc.classes, seed: sc.seed, cache: sc.cache },
+        regions,
+      );
     } else {
       const d0 = deriveConfig(cfg, { datasetSize: 1 });
       const fs = await folderSource(dataArg, { maxShort: cfg.data.cacheShortSide, workers: d0.workers }, regions);

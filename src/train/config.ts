@@ -43,7 +43,7 @@ export interface ModelConfig {
 /** Images, views, regions and points. */
 export interface DataSection {
   source: string;
-  scenes: { count: number; classes: number; size: number; seed: number };
+  scenes: { count: number; classes: number; size: number; seed: number; cache: string | null };
   resolution: number;
   regions: {
     source: "grid" | "fh" | "labelmaps" | "gt";
@@ -195,6 +195,13 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
   "data.scenes.classes": { type: "int", min: 1, max: 10, default: 6, doc: "Object classes in the scenes." },
   "data.scenes.size": { type: "int", min: 32, max: 1024, default: 256, doc: "Scene image side in pixels." },
   "data.scenes.seed": { type: "int", min: 0, default: 0, doc: "Seed of the scene generator (defines the dataset)." },
+  "data.scenes.cache": {
+    type: "string",
+    nullable: true,
+    default: null,
+    doc: "Folder where each scene is kept once rendered, so that later epochs and other runs on the same " +
+      "scenes read it instead of rendering it again (~150 KB per 192-px scene); null: render every time.",
+  },
   "data.resolution": {
     type: "int",
     min: 32,

@@ -13,6 +13,7 @@ import { type LabelMap, labelMap, type RgbImage } from "../data/image.ts";
 import { regionLabelMap } from "../data/regions.ts";
 import { WorkerPool } from "../data/pool.ts";
 import { SceneGenerator } from "../data/scenes.ts";
+import { SceneCache } from "../data/scene_cache.ts";
 import { Rng } from "../util/rng.ts";
 import { UsageError } from "../cli/usage.ts";
 import { deriveConfig, type PlrcConfig } from "./config.ts";
@@ -97,7 +98,16 @@ function withRegions(
  * `get(i)` (src/train/feeder.ts). {@link scenesSource} and {@link folderSource} carry theirs.
  */
 export type SourceSpec =
-  | { kind: "scenes"; count: number; size: number; classes: number; seed: number; regions: RegionMode }
+  | {
+    kind: "scenes";
+    count: number;
+    size: number;
+    classes: number;
+    seed: number;
+    regions: RegionMode;
+    /** Scene cache folder (`data.scenes.cache`); absent or empty: render every time. */
+    cache?: string;
+  }
   | {
     kind: "folder";
     root: string;
@@ -115,19 +125,32 @@ export function sourceFromSpec(spec: SourceSpec): ImageSource {
   throw new Error(`unknown source kind ${(spec as { kind: string }).kind}`);
 }
 
-/** The built-in scenes: deterministic from the seed, generated on demand. */
+/**
+ * The built-in scenes: deterministic from the seed, generated on demand, or rendered once into the scene
+ * cache `o.cache` (src/data/scene_cache.ts) and read back from it: the same bytes either way.
+ */
 export function scenesSource(
-  o: { count: number; size: number; classes: number; seed: number },
+  o: { count: number; size: number; classes: number; seed: number; cache?: string | null },
   regions: RegionMode = { kind: "grid" },
 ): ImageSource {
   const gen = new SceneGenerator(o.seed, { size: o.size, classes: o.classes });
+  const cache = o.cache ? new SceneCache(o.cache, gen) : null;
   return {
     count: o.count,
-    description: `${o.count} built-in scenes (${o.size}×${o.size}, ${o.classes} classes, seed ${o.seed})`,
-    spec: { kind: "scenes", count: o.count, size: o.size, classes: o.classes, seed: o.seed, regions },
-    get: withRegions((i) => {
-      const s = gen.scene(i);
-      return Promise.resolve({ image: s.image, gt: s.instanceMap });
+    description: `${o.count} built-in scenes (${o.size}×${o.size}, ${o.classes} classes, seed ${o.seed})` +
+      (cache ? `, cached in ${cache.dir}` : ""),
+    spec: {
+      kind: "scenes",
+      count: o.count,
+      size: o.size,
+      classes: o.classes,
+      seed: o.seed,
+      regions,
+      ...(o.cache ? { cache: o.cache } : {}),
+    },
+    get: withRegions(async (i) => {
+      const s = cache ? await cache.scene(i) : gen.scene(i);
+      return { image: s.image, gt: s.instanceMap };
     }, regions),
   };
 }

@@ -272,6 +272,14 @@ Deno.test({
         new RegExp(`workers: ${workersPerJob(cores, 2, (await getGpu()).summary.adapterClass === "cpu")}\\b`),
       );
       assert.ok((await Deno.stat(`${out}/logs/plrc-grid-s1.log`)).size > 0);
+      // and shared one scene cache, which is not part of a run's identity
+      assert.match(cfg, new RegExp(`cache: ${out}/scene-cache\\b`));
+      assert.ok([...Deno.readDirSync(`${out}/scene-cache`)].length === 1, "one generator's folder");
+      assert.ok(
+        !JSON.parse(await Deno.readTextFile(`${out}/runs/plrc-grid-s1/done.json`)).job.sets.some((s: string) =>
+          s.startsWith("data.scenes.cache")
+        ),
+      );
       const table = await Deno.readTextFile(`${out}/table.md`);
       assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
       assert.match(table, /with 2 jobs side by side/);

@@ -158,8 +158,13 @@ Deno.test("a source without a spec runs on the main thread; close() stops the wo
   );
 });
 
-Deno.test("benchDataFeeder returns one finite measurement per resolution and worker count", async () => {
+Deno.test("benchDataFeeder returns one finite measurement per resolution, scene cache or not, and worker count", async () => {
   const r = await benchDataFeeder({ resolutions: [32], workers: [0, 1], batchSize: 2, batches: 1, sceneSize: 48 });
-  assert.deepEqual(r.map((m) => [m.resolution, m.workers]), [[32, 0], [32, 1]]);
+  assert.deepEqual(r.map((m) => [m.resolution, m.sceneCache, m.workers]), [
+    [32, false, 0],
+    [32, false, 1],
+    [32, true, 0],
+    [32, true, 1],
+  ]);
   for (const m of r) assert.ok(Number.isFinite(m.imagesPerS) && m.imagesPerS > 0, JSON.stringify(m));
 });
