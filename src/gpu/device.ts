@@ -233,28 +233,14 @@ export async function requestGpu(): Promise<Gpu> {
   };
 }
 
-const teardowns = new WeakMap<Gpu, (() => void)[]>();
-
-/** Registers `fn` to run at process unload just before `gpu`'s device is destroyed (e.g. freeing buffers). */
-export function beforeDeviceDestroy(gpu: Gpu, fn: () => void): void {
-  const list = teardowns.get(gpu) ?? [];
-  list.push(fn);
-  teardowns.set(gpu, list);
-}
-
 /** One device per process, shared by the library, the CLI and the tests. */
 export function getGpu(): Promise<Gpu> {
   if (!shared) {
     shared = requestGpu();
     shared.then(
-      // Destroy the buffers, then the device, while the runtime is still whole: left to process teardown,
-      // Mesa's GL driver sometimes corrupted the heap at exit (a glibc abort after every test had passed, ~1 run
-      // in 4), and once lavapipe did too (2026-11-27, after the device alone was destroyed here).
-      (gpu) =>
-        globalThis.addEventListener("unload", () => {
-          for (const fn of teardowns.get(gpu) ?? []) fn();
-          gpu.device.destroy();
-        }),
+      // Destroy the device while the runtime is still whole: left to process teardown, Mesa's GL driver
+      // sometimes corrupted the heap at exit (a glibc abort after every test had passed, ~1 run in 4).
+      (gpu) => globalThis.addEventListener("unload", () => gpu.device.destroy()),
       () => (shared = null),
     );
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import { f32ToF16Bits } from "../util/f16.ts";
-import { beforeDeviceDestroy, type Gpu } from "./device.ts";
+import type { Gpu } from "./device.ts";
 
 /** Element types a tensor can hold on the GPU. */
 export type DType = "f32" | "f16" | "i32" | "u32";
@@ -41,8 +41,6 @@ function roundUp(bytes: number, to = 16): number {
  */
 export class BufferPool {
   #free = new Map<number, GPUBuffer[]>();
-  /** Every buffer this pool created, free or held, so that teardown can destroy them all. */
-  #all = new Set<GPUBuffer>();
   /** Bytes currently held by live tensors. */
   liveBytes = 0;
   /** High-water mark of `liveBytes`. */
@@ -60,8 +58,7 @@ export class BufferPool {
     const size = BufferPool.sizeClass(bytes);
     this.gpu.checkBufferSize(what, size);
     const list = this.#free.get(size);
-    let buf = list?.pop();
-    if (!buf) this.#all.add(buf = this.gpu.device.createBuffer({ size, usage: STORAGE, label: what }));
+    const buf = list?.pop() ?? this.gpu.device.createBuffer({ size, usage: STORAGE, label: what });
     this.liveBytes += size;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
     return buf;
@@ -76,14 +73,7 @@ export class BufferPool {
 
   /** Destroys every pooled (free) buffer. */
   trim(): void {
-    for (const list of this.#free.values()) for (const b of list) b.destroy(), this.#all.delete(b);
-    this.#free.clear();
-  }
-
-  /** Destroys every buffer the pool created, held by tensors or not (at process teardown). */
-  destroyAll(): void {
-    for (const b of this.#all) b.destroy();
-    this.#all.clear();
+    for (const list of this.#free.values()) for (const b of list) b.destroy();
     this.#free.clear();
   }
 }
@@ -93,11 +83,7 @@ const pools = new WeakMap<Gpu, BufferPool>();
 /** The pool shared by all tensors of one device. */
 export function poolOf(gpu: Gpu): BufferPool {
   let p = pools.get(gpu);
-  if (!p) {
-    const pool = p = new BufferPool(gpu);
-    pools.set(gpu, pool);
-    beforeDeviceDestroy(gpu, () => pool.destroyAll());
-  }
+  if (!p) pools.set(gpu, p = new BufferPool(gpu));
   return p;
 }
 
