@@ -80,14 +80,15 @@ export interface ProbeOptions {
   init?: ArrayLike<number>;
 }
 
+/** The options with their defaults, and each row's loss weight (which the default step size needs too). */
 function probeDefaults(o: ProbeOptions, z: ArrayLike<number>, y: Int32Array, C: number, K: number) {
-  const l2 = o.l2 ?? 1e-4, balanced = o.balanced ?? false;
+  const l2 = o.l2 ?? 1e-4, rw = rowWeights(y, K, o.balanced ?? false);
   return {
     iterations: o.iterations ?? 300,
-    lr: o.lr ?? probeStepSize(z, rowWeights(y, K, balanced), C, l2),
+    lr: o.lr ?? probeStepSize(z, rw, C, l2),
     momentum: o.momentum ?? 0.9,
     l2,
-    balanced,
+    rw,
   };
 }
 
@@ -150,8 +151,8 @@ export function fitSoftmaxRef(
   K: number,
   o: ProbeOptions = {},
 ): { W: Float64Array; loss: number } {
-  const { iterations, lr, momentum, l2, balanced } = probeDefaults(o, z, y, C, K);
-  const N = y.length, rw = rowWeights(y, K, balanced);
+  const { iterations, lr, momentum, l2, rw } = probeDefaults(o, z, y, C, K);
+  const N = y.length;
   const W = o.init ? Float64Array.from(o.init) : new Float64Array((C + 1) * K);
   const logits = new Float64Array(K), grad = new Float64Array((C + 1) * K), buf = new Float64Array(W.length);
   let loss = NaN;
@@ -199,7 +200,7 @@ export async function fitSoftmax(
   K: number,
   o: ProbeOptions = {},
 ): Promise<{ W: Float64Array; loss: number }> {
-  const { iterations, lr, momentum, l2, balanced } = probeDefaults(o, z, y, C, K);
+  const { iterations, lr, momentum, l2, rw } = probeDefaults(o, z, y, C, K);
   const N = y.length, C1 = C + 1;
   const zb = new Float32Array(N * C1);
   for (let i = 0; i < N; i++) {
@@ -209,7 +210,7 @@ export async function fitSoftmax(
   const t = {
     z: Tensor.from(gpu, [N, C1], zb, "f32", "probe features"),
     y: Tensor.from(gpu, [N], y, "i32", "probe classes"),
-    rw: Tensor.from(gpu, [N], rowWeights(y, K, balanced), "f32", "probe row weights"),
+    rw: Tensor.from(gpu, [N], rw, "f32", "probe row weights"),
     W: Tensor.from(gpu, [C1, K], o.init ?? new Float32Array(C1 * K), "f32", "probe weights"),
     grad: Tensor.empty(gpu, [C1, K], "f32", "probe weight grad"),
     buf: Tensor.from(gpu, [C1, K], new Float32Array(C1 * K), "f32", "probe momentum"),
@@ -234,9 +235,7 @@ export async function fitSoftmax(
       for (let j = it; j < Math.min(iterations, it + 64); j++) rec.runAll(iteration);
       rec.submit();
     }
-    const W = Float64Array.from(await t.W.read()),
-      rowLoss = Float64Array.from(await t.loss.read()),
-      rw = rowWeights(y, K, balanced);
+    const W = Float64Array.from(await t.W.read()), rowLoss = Float64Array.from(await t.loss.read());
     return { W, loss: rowLoss.reduce((a, l, i) => a + rw[i] * l, 0) };
   } finally {
     for (const x of [...Object.values(t), ...scratch]) x.dispose();
