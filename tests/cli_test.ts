@@ -1,5 +1,8 @@
 /** The CLI as a user runs it: a subprocess, its exit code and its output. */
 import assert from "node:assert/strict";
+import { labelMap } from "../src/data/image.ts";
+import { encodeLabelMapPng } from "../src/data/labelmap_png.ts";
+import { encodePng } from "../src/data/png.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
@@ -125,6 +128,49 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
     ]);
     assert.equal(ex.code, 0, ex.stderr);
     assert.ok((await Deno.stat(`${dir}/bb.safetensors`)).size > 1000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrain on a folder with user label maps: unusable files are listed, the run trains and draws its sample", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const W = 96, H = 80;
+    await Deno.mkdir(`${dir}/data`), await Deno.mkdir(`${dir}/maps`);
+    for (let k = 0; k < 10; k++) {
+      const s = new Uint8Array(W * H * 3).map(() => (Math.random() * 255) | 0);
+      await Deno.writeFile(
+        `${dir}/data/im${k}.png`,
+        encodePng({ width: W, height: H, channels: 3, depth: 8, samples: s }),
+      );
+      if (k === 9) continue; // no map: skipped
+      const m = labelMap(W, H);
+      for (let p = 0; p < W * H; p++) m.data[p] = 1 + Math.floor((p % W) / 24) + 4 * Math.floor(p / W / 20);
+      await Deno.writeFile(`${dir}/maps/im${k}.png`, encodeLabelMapPng(m));
+    }
+    await Deno.writeFile(`${dir}/data/bad.jpg`, new Uint8Array([0xff, 0xd8, 1, 2, 3]));
+    const sets = ["--set", "data.regions.source=labelmaps", "--set", `data.regions.labelmaps=${dir}/maps`];
+    const run = await plrc([
+      "pretrain",
+      "--data",
+      `${dir}/data`,
+      "--out",
+      `${dir}/run`,
+      ...sets,
+      "--set",
+      "train.maxSteps=1",
+    ]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stdout, /9 images used, 2 files skipped/);
+    assert.match(run.stdout, /skipped im9\.png: no label map/);
+    assert.match(run.stdout, /label maps from .*maps/);
+    assert.match(run.stdout, /finished after 1 steps/);
+    assert.ok((await Deno.stat(`${dir}/run/sample.png`)).size > 1000, "sample.png");
+    // label maps on the built-in scenes: a configuration error naming the key
+    const bad = await plrc(["pretrain", "--out", `${dir}/r2`, ...sets]);
+    assert.equal(bad.code, 2, bad.stderr + bad.stdout);
+    assert.match(bad.stderr + bad.stdout, /data\.regions\.source.*label maps need a folder/s);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

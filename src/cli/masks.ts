@@ -18,7 +18,8 @@ export const MASKS_HELP = `plrc masks --data DIR [--out DIR] [--method fh] [--sc
 Precomputes region masks for every JPEG/PNG under DIR (recursively) on the decoded images, downscaled
 so the short side is at most N pixels (the decode cache's size), and writes one 16-bit label-map PNG per
 image to OUT/<path of the image>.png (region ids 1..n). Masks whose source and parameters are unchanged
-are reused. Unreadable, truncated, empty and non-image files are skipped and listed.
+are reused. Unreadable, truncated, empty and non-image files are skipped and listed. \`plrc pretrain --data DIR
+--set data.regions.source=fh\` uses the default OUT, so masks made here with its parameters are not recomputed.
 
   --data DIR       image folder (required)
   --out DIR        where masks go (default DIR/.plrc/masks-fh)

@@ -221,7 +221,10 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     type: "string",
     nullable: true,
     default: null,
-    doc: "Folder of label-map PNGs (as written by plrc masks); required with source labelmaps.",
+    doc: "Folder of label-map PNGs, required with source labelmaps: for image <path> in the data folder, " +
+      "<folder>/<path>.png (as plrc masks writes them) or <folder>/<path without extension>.png (as VOC's " +
+      "SegmentationObject). Labels > 0 are regions, 0 is none; grey, palette or RGB PNGs of the image's " +
+      "aspect at any size. An image without a usable map is skipped and listed.",
   },
   "data.regions.grid": { type: "int", min: 1, max: 64, default: 4, doc: "G of the G×G grid regions." },
   "data.regions.count": {
@@ -699,6 +702,9 @@ function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): str
     }
   }
   if (ok("data.regions.source", "data.source")) {
+    if (c.data.regions.source === "labelmaps" && c.data.source === "scenes") {
+      rule("data.regions.source", "grid, fh or gt with the built-in scenes (label maps need a folder data.source)");
+    }
     if (c.data.regions.source === "gt" && c.data.source !== "scenes") {
       rule(
         "data.regions.source",
@@ -1129,7 +1135,8 @@ export function generateConfigDoc(): string {
   out.push("## Rules across keys", "");
   for (
     const item of [
-      "`data.regions.labelmaps` is required when `data.regions.source` is `labelmaps`.",
+      "`data.regions.labelmaps` is required when `data.regions.source` is `labelmaps`, and label maps need a " +
+      "folder `data.source`.",
       "With grid regions, `data.regions.count` is at most `data.regions.grid`².",
       "`data.regions.source: gt` needs `data.source: scenes` (only the built-in scenes have ground-truth masks).",
       "`model.bnGroup` divides `train.batchSize`, or is at least the batch (then the whole batch is one group).",

@@ -4,14 +4,16 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { extname, join } from "node:path";
 import { loadImage } from "../data/cache.ts";
 import { felzenszwalb } from "../data/felzenszwalb.ts";
 import { formatSkipReport, scanFolder, type Skipped } from "../data/folder.ts";
 import { type Degradation, degradeLabels, degrades } from "../data/degrade.ts";
 import { type LabelMap, labelMap, type RgbImage } from "../data/image.ts";
+import { readLabelMapPng } from "../data/labelmap_png.ts";
 import { regionLabelMap } from "../data/regions.ts";
-import { WorkerPool } from "../data/pool.ts";
+import { resizeNearest } from "../data/resize.ts";
+import { type DataTask, maskPathFor, WorkerPool } from "../data/pool.ts";
 import { SceneGenerator } from "../data/scenes.ts";
 import { SceneCache } from "../data/scene_cache.ts";
 import { Rng } from "../util/rng.ts";
@@ -20,27 +22,51 @@ import { deriveConfig, type PlrcConfig } from "./config.ts";
 import type { ImageSource } from "./trainer.ts";
 
 /**
- * Region maps per image: the default grid (none supplied), Felzenszwalb–Huttenlocher computed once, or the
+ * Region maps per image: the default grid (none supplied), Felzenszwalb–Huttenlocher computed once, the
  * ground-truth instance masks of the built-in scenes (`gt`: background label 1, instance i label i + 1, so
- * the background is one region like any other and every pixel belongs to one). `degrade` (shift and block
- * noise, src/data/degrade.ts) is applied to the full-image map, from a generator derived from `seed` and
- * the image index (see {@link degradeSeed}); a degraded grid is the grid's label map, degraded.
+ * the background is one region like any other and every pixel belongs to one), or label-map PNGs under
+ * `dir` (a folder source only: {@link labelMapCandidates}; labels ≤ 0 are no region). `degrade` (shift and
+ * block noise, src/data/degrade.ts) is applied to the full-image map, from a generator derived from `seed`
+ * and the image index (see {@link degradeSeed}); a degraded grid is the grid's label map, degraded.
  */
 export type RegionMode =
-  & ({ kind: "grid"; grid?: number } | {
-    kind: "fh";
-    scale: number;
-    sigma: number;
-    minSize: number;
-  } | { kind: "gt" })
+  & (
+    | { kind: "grid"; grid?: number }
+    | {
+      kind: "fh";
+      scale: number;
+      sigma: number;
+      minSize: number;
+    }
+    | { kind: "gt" }
+    | { kind: "labelmaps"; dir: string }
+  )
   & { degrade?: Degradation & { seed: number } };
+
+/**
+ * Where the label map of folder image `rel` may be, in this order: `dir/<rel>.png` (what `plrc masks`
+ * writes, so a.jpg and a.png differ) and `dir/<rel without its extension>.png` (the VOC convention:
+ * JPEGImages/x.jpg ↔ SegmentationObject/x.png).
+ */
+export function labelMapCandidates(dir: string, rel: string): string[] {
+  const stem = rel.slice(0, rel.length - extname(rel).length);
+  return [...new Set([join(dir, `${rel}.png`), join(dir, `${stem}.png`)])];
+}
+
+/**
+ * Where a folder source keeps its Felzenszwalb–Huttenlocher maps: `plrc masks`'s default folder, so masks
+ * precomputed there are reused (each PNG records its parameters and source; a mismatch is recomputed).
+ */
+export function fhMasksDir(root: string): string {
+  return join(root, ".plrc", "masks-fh");
+}
 
 /** The seed of the degradation stream: apart from the views' `Rng.derive(seed, key)` streams. */
 export function degradeSeed(seed: number): number {
   return (seed ^ 0x6a09e667) >>> 0;
 }
 
-/** The region mode of a configuration (data.regions.*); labelmaps are not wired in yet. */
+/** The region mode of a configuration (data.regions.*). */
 export function regionModeOf(cfg: PlrcConfig): RegionMode {
   const rs = cfg.data.regions;
   const degrade = { noise: rs.noise, block: rs.noiseBlock, shift: rs.shift, seed: cfg.seed };
@@ -51,10 +77,11 @@ export function regionModeOf(cfg: PlrcConfig): RegionMode {
     const d0 = deriveConfig(cfg, { datasetSize: 1 });
     return { kind: "fh", scale: rs.fhScale, sigma: rs.fhSigma, minSize: d0.fhMinSize, ...extra };
   }
-  throw new UsageError("data.regions.source: labelmaps is not wired in yet; allowed now: grid, fh, gt");
+  if (rs.labelmaps === null) throw new UsageError("data.regions.labelmaps: a folder is required with source labelmaps");
+  return { kind: "labelmaps", dir: rs.labelmaps, ...extra };
 }
 
-type Got = { image: RgbImage; gt?: LabelMap };
+type Got = { image: RgbImage; gt?: LabelMap; regions?: LabelMap };
 
 function withRegions(
   get: (i: number) => Promise<Got>,
@@ -80,13 +107,20 @@ function withRegions(
       return { image, regions: degraded(i, m) };
     };
   }
+  if (mode.kind === "labelmaps") {
+    return async (i) => {
+      const { image, regions } = await get(i);
+      if (!regions) throw new Error("data.regions.source labelmaps needs a folder source with label maps");
+      return { image, regions: degraded(i, regions) };
+    };
+  }
   // FH maps are costly, so they are cached; the degradation is cheap and redone on every read
   const cache = new Map<number, LabelMap>();
   return async (i) => {
     const { image } = await get(i);
     let regions = cache.get(i);
     if (!regions) {
-      regions = felzenszwalb(image, { scale: mode.scale, sigma: mode.sigma, minSize: mode.minSize });
+      regions = felzenszwalb(image, fhOf(mode));
       cache.set(i, regions);
     }
     return { image, regions: degraded(i, regions) };
@@ -116,6 +150,8 @@ export type SourceSpec =
     cacheDir: string;
     maxShort: number;
     regions: RegionMode;
+    /** With label-map regions: the map of each file, checked when the folder was scanned. */
+    maps?: string[];
   };
 
 /** Rebuilds the source a {@link SourceSpec} describes (a folder is not scanned again). */
@@ -157,18 +193,29 @@ export function scenesSource(
 
 /** Serves already scanned and cached folder images (`files`, in index order). */
 function folderFiles(spec: Extract<SourceSpec, { kind: "folder" }>): ImageSource {
-  const { root, files, cacheDir, maxShort } = spec;
+  const { root, files, cacheDir, maxShort, maps } = spec;
   const get = async (i: number) => {
     const r = await loadImage(root, files[i], { cacheDir, maxShort });
     if (!r.ok) throw new Error(`${files[i]} became unreadable during training: ${r.reason}`);
-    return { image: r.image };
+    if (!maps) return { image: r.image };
+    const m = await readLabelMapPng(maps[i]).catch((e) => {
+      throw new Error(`${maps[i]} became unreadable during training: ${(e as Error).message}`);
+    });
+    // at the image's size, so a shift degradation counts the image's pixels
+    const { width: W, height: H } = r.image;
+    return { image: r.image, regions: m.map.width === W && m.map.height === H ? m.map : resizeNearest(m.map, W, H) };
   };
+  const regions = spec.regions.kind === "labelmaps" ? `, label maps from ${spec.regions.dir}` : "";
   return {
     count: files.length,
-    description: `${files.length} images from ${root}`,
+    description: `${files.length} images from ${root}${regions}`,
     spec,
     get: withRegions(get, spec.regions),
   };
+}
+
+function fhOf(m: Extract<RegionMode, { kind: "fh" }>) {
+  return { scale: m.scale, sigma: m.sigma, minSize: m.minSize };
 }
 
 /** A folder source and the report of what was skipped. */
@@ -180,36 +227,56 @@ export interface FolderSource extends ImageSource {
 /**
  * Scans `root`, decodes every image once (in `workers` threads) into the cache under `root/.plrc/cache`,
  * and serves the good ones from the cache. Fails when no image is usable.
+ *
+ * Region maps are settled here too, so training never meets a bad one: FH maps are computed once into
+ * {@link fhMasksDir} (or reused from `plrc masks`) and served as label maps; user label maps are found and
+ * checked (they decode, have the image's aspect and hold a region). An image whose map is missing or bad
+ * is skipped and listed like a corrupt image.
  */
 export async function folderSource(
   root: string,
   o: { maxShort: number; workers: number },
   regions: RegionMode = { kind: "grid" },
 ): Promise<FolderSource> {
-  const scan = await scanFolder(root);
-  const cacheDir = join(root, ".plrc", "cache");
-  const good: string[] = [];
+  if (regions.kind === "gt") throw new UsageError("data.regions.source gt: only the built-in scenes have ground truth");
+  const scan = await scanFolder(root, regions.kind === "labelmaps" ? [regions.dir] : []); // maps are not images
+  const cacheDir = join(root, ".plrc", "cache"), masks = fhMasksDir(root);
+  const good: { rel: string; map?: string }[] = [];
+  let reused = 0;
   const skipped: Skipped[] = [...scan.skipped];
   const pool = new WorkerPool(Math.max(1, o.workers));
   try {
-    const tasks = scan.images.map((rel) => ({
-      kind: "load" as const,
-      root,
-      rel,
-      opts: { cacheDir, maxShort: o.maxShort },
-    }));
+    const opts = { cacheDir, maxShort: o.maxShort };
+    const tasks = scan.images.map((rel): DataTask =>
+      regions.kind === "fh"
+        ? { kind: "fh-mask", root, rel, opts, fh: fhOf(regions), out: maskPathFor(masks, rel) }
+        : regions.kind === "labelmaps"
+        ? { kind: "load", root, rel, opts, labelmap: labelMapCandidates(regions.dir, rel) }
+        : { kind: "load", root, rel, opts }
+    );
     for await (const r of pool.map(tasks)) {
-      if (r.ok) good.push(r.rel);
-      else skipped.push({ path: r.rel, reason: r.reason });
+      if (!r.ok) skipped.push({ path: r.rel, reason: r.reason });
+      else {
+        good.push({ rel: r.rel, map: regions.kind === "fh" ? maskPathFor(masks, r.rel) : r.map });
+        if (r.reused) reused++;
+      }
     }
   } finally {
     pool.close();
   }
-  good.sort();
-  const report = formatSkipReport({ seen: scan.images.length + scan.skipped.length, used: good.length, skipped });
+  good.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  let report = formatSkipReport({ seen: scan.images.length + scan.skipped.length, used: good.length, skipped });
   if (!good.length) throw new Error(`no usable image in ${root}\n${report}`);
+  if (regions.kind === "fh") report += `\nFH masks in ${masks}: ${good.length - reused} computed, ${reused} reused`;
+  // FH maps on disk are label maps from here on: one way to read them, in this thread or a worker
+  const served: RegionMode = regions.kind === "fh"
+    ? { kind: "labelmaps", dir: masks, ...(regions.degrade ? { degrade: regions.degrade } : {}) }
+    : regions;
+  const files = good.map((g) => g.rel);
+  const maps = served.kind === "labelmaps" ? good.map((g) => g.map!) : undefined;
   return {
-    ...folderFiles({ kind: "folder", root, files: good, cacheDir, maxShort: o.maxShort, regions }),
+    ...folderFiles({ kind: "folder", root, files, cacheDir, maxShort: o.maxShort, regions: served, maps }),
     report,
     skipped,
   };

@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { Image } from "imagescript";
 import { type DataConfig, dataConfig, makeBatch, type PlrcBatch } from "../../src/data/batch.ts";
 import { BatchFeeder, SamplePool, type SampleRequest } from "../../src/train/feeder.ts";
+import { labelMap } from "../../src/data/image.ts";
+import { encodeLabelMapPng } from "../../src/data/labelmap_png.ts";
+import { pngHeader } from "../../src/data/png.ts";
 import { folderSource, type RegionMode, scenesSource, sourceFromSpec } from "../../src/train/sources.ts";
 import { batchIndices, type ImageSource } from "../../src/train/trainer.ts";
 import { benchDataFeeder } from "../../src/bench/data_feeder.ts";
@@ -115,6 +118,26 @@ Deno.test("a folder of PNGs with FH regions: 0, 1 and 2 workers match makeBatch"
     await checkSource(source, smallData(seed), seed, `folder (seed ${seed})`);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a folder with label maps, degraded: 0, 1 and 2 workers match makeBatch", async () => {
+  const seed = freshSeed(), dir = await Deno.makeTempDir(), maps = await Deno.makeTempDir(), rng = new Rng(seed);
+  try {
+    await writePngs(dir, 5, rng);
+    for (let k = 0; k < 5; k++) {
+      const { width: w, height: h } = pngHeader(await Deno.readFile(join(dir, `img${k}.png`)));
+      const m = labelMap(w, h);
+      for (let p = 0; p < w * h; p++) m.data[p] = 1 + ((p % w) >> 3) + 5 * (Math.floor(p / w) >> 3);
+      await Deno.writeFile(join(maps, `img${k}.png`), encodeLabelMapPng(m)); // VOC-style name
+    }
+    const regions: RegionMode = { kind: "labelmaps", dir: maps, degrade: { noise: 0.2, block: 4, shift: 2, seed } };
+    const source = await folderSource(dir, { maxShort: 48, workers: 1 }, regions);
+    assert.equal(source.count, 5, source.report);
+    await checkSource(source, smallData(seed), seed, `label maps (seed ${seed})`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(maps, { recursive: true });
   }
 });
 
