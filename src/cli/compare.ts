@@ -23,9 +23,12 @@ import {
   PROTOCOL_METRICS,
   runPool,
   runSelf,
+  sizeForData,
   SIZES,
   workersPerJob,
 } from "../eval/compare.ts";
+import { resolve } from "node:path";
+import { readCoco } from "../data/coco.ts";
 import { readConfigFile, resolveConfig } from "../train/config.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
@@ -33,7 +36,7 @@ import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
   `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--methods LIST] [--set k=v ...]
-             [--jobs N] [--keep-going] [--plan] [--report]
+             [--data DIR --ann COCO.json [--eval-data DIR]] [--jobs N] [--keep-going] [--plan] [--report]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -47,6 +50,13 @@ the output folder, so running the same command again continues an interrupted co
   --size full      ${SIZES.full.doc}
   --out DIR        output folder (default compare-<size>); gets runs/, evals/, results.json, table.md
                    and chart.png, and scene-cache/ (the rendered scenes the runs share; safe to delete)
+  --data DIR       pre-train on this image folder instead of the built-in scenes; then --ann is
+                   required and every protocol runs on its COCO set (--train/--test scaled down in
+                   proportion if the set is smaller), and the ablation's ground-truth masks become
+                   Felzenszwalb masks (fh, fh+noise0.3, fh+shift6)
+  --ann FILE       COCO instances JSON of the labelled evaluation images
+  --eval-data DIR  the folder its file_names are relative to (default: --data); the labelled images
+                   may be among the pre-training images, as in a self-supervised benchmark's train split
   --no-ablation    the main comparison only
   --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
                    one method with other settings beside a kept comparison
@@ -72,6 +82,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "keep-going": { type: "boolean" },
     jobs: { type: "string" },
     methods: { type: "string" },
+    data: { type: "string" },
+    "eval-data": { type: "string" },
+    ann: { type: "string" },
     help: { type: "boolean", short: "h" },
   }, COMPARE_HELP);
   if (values.help) return console.log(COMPARE_HELP), 0;
@@ -79,7 +92,32 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (!Object.hasOwn(SIZES, sizeName)) {
     throw new UsageError(`--size must be ${Object.keys(SIZES).join(", ")}; got "${sizeName}"`, COMPARE_HELP);
   }
-  const size = SIZES[sizeName as keyof typeof SIZES];
+  let size = SIZES[sizeName as keyof typeof SIZES];
+  if (values.data !== undefined && values.data !== "scenes") {
+    if (values.ann === undefined) {
+      throw new UsageError("--data DIR needs --ann COCO.json: the protocols need labelled images", COMPARE_HELP);
+    }
+    const images = resolve(values.data), evalImages = resolve(values["eval-data"] ?? values.data);
+    for (const [flag, dir] of [["--data", images], ["--eval-data", evalImages]]) {
+      if (!(await Deno.stat(dir).catch(() => null))?.isDirectory) {
+        throw new UsageError(`${flag} ${dir} is not a folder`, COMPARE_HELP);
+      }
+    }
+    const ann = resolve(values.ann);
+    const coco = await readCoco(ann).catch((e) => {
+      throw new UsageError(`cannot use --ann ${values.ann}: ${(e as Error).message}`, COMPARE_HELP);
+    });
+    try {
+      size = sizeForData(size, { images, evalImages, ann, evalCount: coco.images.length });
+    } catch (e) {
+      throw new UsageError((e as Error).message, COMPARE_HELP);
+    }
+  } else if (values.ann !== undefined || values["eval-data"] !== undefined) {
+    throw new UsageError(
+      "--ann and --eval-data go with --data DIR (the built-in scenes bring their labels)",
+      COMPARE_HELP,
+    );
+  }
   const methods = (values.methods ?? METHODS.join(",")).split(",").map((m) => m.trim()) as Method[];
   const unknown = methods.filter((m) => !(METHODS as readonly string[]).includes(m));
   if (unknown.length || !methods.length) {

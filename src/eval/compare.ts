@@ -123,6 +123,66 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
   },
 };
 
+/** Labelled images of the user's own for a comparison: pre-train on `images`, evaluate on a COCO set. */
+export interface CompareData {
+  /** Folder of pre-training images (`data.source`). */
+  images: string;
+  /** Folder the COCO file's `file_name`s are relative to. */
+  evalImages: string;
+  /** COCO instances JSON of the labelled images. */
+  ann: string;
+  /** How many images the COCO file lists. */
+  evalCount: number;
+}
+
+/**
+ * `size` on the user's data instead of the built-in scenes: every run pre-trains on `d.images` (the scene
+ * settings dropped), every evaluation reads the COCO set, with --train/--test scaled down in proportion
+ * where the set is smaller than they ask, and the ablation's ground-truth masks (only the scenes have them)
+ * become Felzenszwalb masks, degraded the same way. Fails when the set cannot hold one image of each split.
+ */
+export function sizeForData(size: CompareSize, d: CompareData): CompareSize {
+  const EVAL_DEFAULT = { train: 200, test: 100 }; // plrc eval's own defaults
+  const evalArgs: CompareSize["evalArgs"] = {};
+  const protocols = new Set([...size.protocols, ...size.ablationProtocols]);
+  for (const p of protocols) {
+    const args = [...(size.evalArgs[p] ?? [])];
+    const get = (flag: "train" | "test") => {
+      const i = args.indexOf(`--${flag}`);
+      return i >= 0 ? Number(args[i + 1]) : EVAL_DEFAULT[flag];
+    };
+    const want = { train: get("train"), test: get("test") };
+    let { train, test } = want;
+    if (train + test > d.evalCount) {
+      train = Math.floor((d.evalCount * want.train) / (want.train + want.test));
+      test = d.evalCount - train;
+    }
+    if (train < 1 || test < 1) {
+      throw new Error(`${d.ann} lists ${d.evalCount} images: too few to train and test ${p} on (at least 2)`);
+    }
+    const rest: string[] = [];
+    for (let i = 0; i < args.length; i += 2) {
+      if (args[i] !== "--train" && args[i] !== "--test") rest.push(args[i], args[i + 1]);
+    }
+    evalArgs[p] = ["--data", d.evalImages, "--ann", d.ann, "--train", `${train}`, "--test", `${test}`, ...rest];
+  }
+  const ablation: CompareSize["ablation"] = [];
+  const gt = size.ablation.some((a) => a.sets.includes("data.regions.source=gt"));
+  for (const a of size.ablation) {
+    const name = a.name.replace(/^gt/, "fh");
+    const sets = a.sets.map((x) => x === "data.regions.source=gt" ? "data.regions.source=fh" : x);
+    if (!ablation.some((x) => x.name === name)) ablation.push({ name, sets });
+  }
+  return {
+    ...size,
+    doc: `${size.doc}; on ${d.images}, evaluated on the ${d.evalCount} images of ${d.ann}` +
+      (gt ? " (ablation: Felzenszwalb masks where the scenes use ground truth)" : ""),
+    pretrainSets: [...size.pretrainSets.filter((x) => !x.startsWith("data.scenes.")), `data.source=${d.images}`],
+    evalArgs,
+    ablation,
+  };
+}
+
 /** Methods of the main comparison; `random` is the untrained backbone. */
 export const METHODS = ["random", "moco", "detcon", "plrc"] as const;
 export type Method = (typeof METHODS)[number];

@@ -12,14 +12,17 @@ import {
   meanStd,
   poolOrder,
   runPool,
+  sizeForData,
   SIZES,
   workersPerJob,
 } from "../../src/eval/compare.ts";
+import { exportScenes, SceneGenerator } from "../../src/data/scenes.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { deriveConfig, resolveConfig } from "../../src/train/config.ts";
 import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
 import { glyph, textWidth } from "../../src/viz/font.ts";
 import { Canvas } from "../../src/viz/draw.ts";
+import { freshSeed } from "../util.ts";
 
 Deno.test("compare plan: every method × seed × protocol once, pre-training shared by the ablation's grid row", () => {
   const size = SIZES.reduced;
@@ -355,4 +358,104 @@ Deno.test("distillCollapseStep replays the trainer's monitor over a run's metric
       "step 60–71, after 10% of the run at that level): there, plrc trained as point-level and image-level contrast.",
   );
   assert.equal(collapseLine({}, U), "");
+});
+
+Deno.test("sizeForData: runs on the folder, protocols on the COCO set (scaled to fit), ground truth becomes FH", () => {
+  const d = { images: "/u/img", evalImages: "/u", ann: "/u/ann.json", evalCount: 300 };
+  for (const [name, base] of Object.entries(SIZES)) {
+    const size = sizeForData(base, d);
+    assert.deepEqual(size.ablation.map((a) => a.name)[0], "grid", name);
+    assert.ok(size.ablation.every((a) => !a.sets.includes("data.regions.source=gt") && !a.name.startsWith("gt")), name);
+    assert.equal(new Set(size.ablation.map((a) => a.name)).size, size.ablation.length, `${name}: no duplicate`);
+    for (const job of comparePlan(size).pretrain) {
+      assert.ok(job.sets.includes("data.source=/u/img"), job.name);
+      assert.ok(!job.sets.some((x) => x.startsWith("data.scenes.")), job.name);
+      const cfg = resolveConfig({ sets: job.sets }); // a valid configuration (gt would be refused on a folder)
+      assert.equal(cfg.data.source, "/u/img");
+    }
+    for (const e of comparePlan(size).evals) {
+      const a = e.args, at = (f: string) => a[a.indexOf(f) + 1];
+      assert.equal(at("--data"), "/u", e.name);
+      assert.equal(at("--ann"), "/u/ann.json", e.name);
+      assert.ok(Number(at("--train")) + Number(at("--test")) <= 300, `${name} ${e.name}: ${a.join(" ")}`);
+      assert.equal(a.filter((x) => x === "--train").length, 1);
+    }
+  }
+  // full asks 400 + 200 for linear and detect and 500 + 500 for k-NN: scaled in proportion to 300 images
+  const full = sizeForData(SIZES.full, d);
+  assert.deepEqual(full.evalArgs.linear, [
+    "--data",
+    "/u",
+    "--ann",
+    "/u/ann.json",
+    "--train",
+    "200",
+    "--test",
+    "100",
+    "--resolution",
+    "128",
+  ]);
+  assert.deepEqual(full.evalArgs.knn!.slice(4), ["--train", "150", "--test", "150"]);
+  assert.deepEqual(full.ablation.map((a) => a.name), ["grid", "fh", "fh+noise0.3", "fh+shift6"]);
+  assert.deepEqual(full.ablation[2].sets, ["data.regions.source=fh", "data.regions.noise=0.3"]);
+  // a set large enough is used as asked
+  assert.deepEqual(sizeForData(SIZES.full, { ...d, evalCount: 5000 }).evalArgs.knn!.slice(4), [
+    "--train",
+    "500",
+    "--test",
+    "500",
+  ]);
+  assert.throws(() => sizeForData(SIZES.full, { ...d, evalCount: 1 }), /lists 1 images: too few/);
+});
+
+Deno.test({
+  name: "plrc compare --data DIR --ann COCO: pre-trains on the folder and evaluates on the COCO set; bad flags exit 2",
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "plrc-compare-data-" });
+    const run = async (args: string[]) => {
+      const o = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../../cli.ts", import.meta.url).pathname,
+          "compare",
+          "--out",
+          `${dir}/out`,
+          ...args,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: o.code, text: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr) };
+    };
+    try {
+      const ex = await exportScenes(`${dir}/coco`, new SceneGenerator(freshSeed(), { size: 96, classes: 3 }), 14);
+      const noAnn = await run(["--size", "smoke", "--data", `${dir}/coco/images`]);
+      assert.equal(noAnn.code, 2, noAnn.text);
+      assert.match(noAnn.text, /--data DIR needs --ann COCO\.json/);
+      const annAlone = await run(["--size", "smoke", "--ann", ex.annotations]);
+      assert.equal(annAlone.code, 2, annAlone.text);
+      assert.match(annAlone.text, /--ann and --eval-data go with --data DIR/);
+      const badAnn = await run(["--size", "smoke", "--data", `${dir}/coco/images`, "--ann", `${dir}/none.json`]);
+      assert.equal(badAnn.code, 2, badAnn.text);
+      assert.match(badAnn.text, /cannot use --ann/);
+
+      const args = ["--size", "smoke", "--data", `${dir}/coco/images`, "--eval-data", `${dir}/coco`];
+      const r = await run([...args, "--ann", ex.annotations, "--no-ablation", "--methods", "random,plrc"]);
+      assert.equal(r.code, 0, r.text);
+      const results = JSON.parse(await Deno.readTextFile(`${dir}/out/results.json`));
+      assert.equal(results.records.length, 4);
+      for (const rec of results.records) {
+        assert.equal(rec.result.data, `${dir}/coco`);
+        assert.ok(rec.job.args.includes(ex.annotations));
+        assert.ok(Number.isFinite(rec.result.miou) && rec.result.miou > 0, JSON.stringify(rec.result));
+      }
+      const cfg = await Deno.readTextFile(`${dir}/out/runs/plrc-grid-s0/config.yaml`);
+      assert.match(cfg, new RegExp(`source: ${dir}/coco/images`));
+      assert.match(await Deno.readTextFile(`${dir}/out/table.md`), /evaluated on the 14 images of .*annotations\.json/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
