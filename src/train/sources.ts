@@ -81,6 +81,9 @@ export function regionModeOf(cfg: PlrcConfig): RegionMode {
   return { kind: "labelmaps", dir: rs.labelmaps, ...extra };
 }
 
+/** Memory for computed FH maps of the built-in scenes, per thread. */
+const FH_CACHE_BYTES = 256 * 2 ** 20;
+
 type Got = { image: RgbImage; gt?: LabelMap; regions?: LabelMap };
 
 function withRegions(
@@ -114,14 +117,21 @@ function withRegions(
       return { image, regions: degraded(i, regions) };
     };
   }
-  // FH maps are costly, so they are cached; the degradation is cheap and redone on every read
+  // FH maps (built-in scenes; a folder's are on disk) are costly, so they are kept for later epochs, up to
+  // FH_CACHE_BYTES per thread, oldest out first; the degradation is cheap and redone on every read
   const cache = new Map<number, LabelMap>();
+  let bytes = 0;
   return async (i) => {
     const { image } = await get(i);
     let regions = cache.get(i);
     if (!regions) {
       regions = felzenszwalb(image, fhOf(mode));
       cache.set(i, regions);
+      bytes += regions.data.byteLength;
+      for (const [k, m] of cache) {
+        if (bytes <= FH_CACHE_BYTES) break;
+        cache.delete(k), bytes -= m.data.byteLength;
+      }
     }
     return { image, regions: degraded(i, regions) };
   };
