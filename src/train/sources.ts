@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { extname, join } from "node:path";
+import { extname, join, resolve } from "node:path";
 import { loadImage } from "../data/cache.ts";
 import { felzenszwalb } from "../data/felzenszwalb.ts";
 import { formatSkipReport, scanFolder, type Skipped } from "../data/folder.ts";
@@ -249,6 +249,12 @@ export async function folderSource(
   regions: RegionMode = { kind: "grid" },
 ): Promise<FolderSource> {
   if (regions.kind === "gt") throw new UsageError("data.regions.source gt: only the built-in scenes have ground truth");
+  if (regions.kind === "labelmaps" && resolve(regions.dir) === resolve(root)) {
+    throw new UsageError(
+      `data.regions.labelmaps is the image folder ${root} itself: its PNGs would be read as images; ` +
+        "put the label maps in a folder of their own (a subfolder is fine)",
+    );
+  }
   const scan = await scanFolder(root, regions.kind === "labelmaps" ? [regions.dir] : []); // maps are not images
   const cacheDir = join(root, ".plrc", "cache"), masks = fhMasksDir(root);
   const good: { rel: string; map?: string }[] = [];

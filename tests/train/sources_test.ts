@@ -88,6 +88,11 @@ Deno.test("label maps: found by both names at any size of the image's aspect; ba
     // the spec (what workers rebuild from) names the maps in the same order
     const spec = source.spec as { maps?: string[] };
     assert.deepEqual(spec.maps, [join(maps, "a.png.png"), join(maps, "c.png.png"), join(maps, "sub/b.png")]);
+    // the image folder itself cannot hold the maps (its PNGs would be images)
+    await assert.rejects(
+      folderSource(data, { maxShort: 32, workers: 1 }, { kind: "labelmaps", dir: `${data}/` }),
+      /is the image folder .* itself/,
+    );
     // a map gone during training names itself
     await Deno.remove(join(maps, "c.png.png"));
     await assert.rejects(source.get(1), /c\.png\.png became unreadable during training/);
