@@ -167,6 +167,11 @@ Deno.test("pretrain on a folder with user label maps: unusable files are listed,
     assert.match(run.stdout, /label maps from .*maps/);
     assert.match(run.stdout, /finished after 1 steps/);
     assert.ok((await Deno.stat(`${dir}/run/sample.png`)).size > 1000, "sample.png");
+    // a maps folder that is not there: a usage error naming the key
+    const gone = ["--set", "data.regions.source=labelmaps", "--set", `data.regions.labelmaps=${dir}/nomaps`];
+    const noMaps = await plrc(["pretrain", "--data", `${dir}/data`, "--out", `${dir}/r3`, ...gone]);
+    assert.equal(noMaps.code, 2, noMaps.stderr + noMaps.stdout);
+    assert.match(noMaps.stderr + noMaps.stdout, /data\.regions\.labelmaps .*nomaps is not a folder/);
     // label maps on the built-in scenes: a configuration error naming the key
     const bad = await plrc(["pretrain", "--out", `${dir}/r2`, ...sets]);
     assert.equal(bad.code, 2, bad.stderr + bad.stdout);

@@ -249,6 +249,9 @@ export async function folderSource(
   regions: RegionMode = { kind: "grid" },
 ): Promise<FolderSource> {
   if (regions.kind === "gt") throw new UsageError("data.regions.source gt: only the built-in scenes have ground truth");
+  if (regions.kind === "labelmaps" && !(await Deno.stat(regions.dir).catch(() => null))?.isDirectory) {
+    throw new UsageError(`data.regions.labelmaps ${regions.dir} is not a folder`);
+  }
   if (regions.kind === "labelmaps" && resolve(regions.dir) === resolve(root)) {
     throw new UsageError(
       `data.regions.labelmaps is the image folder ${root} itself: its PNGs would be read as images; ` +
