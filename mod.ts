@@ -163,7 +163,15 @@ export {
   SamplePool,
   type SampleRequest,
 } from "./src/train/feeder.ts";
-export { type RegionMode, sourceFromSpec, type SourceSpec } from "./src/train/sources.ts";
+export {
+  fhMasksDir,
+  folderSource,
+  labelMapCandidates,
+  type RegionMode,
+  scenesSource,
+  sourceFromSpec,
+  type SourceSpec,
+} from "./src/train/sources.ts";
 export { exportScenes, type Scene, sceneClassNames, SceneGenerator } from "./src/data/scenes.ts";
 export {
   annotationMask,
@@ -190,6 +198,21 @@ export { matchPairs, type Pairs } from "./src/data/pairs.ts";
 export { samplePoints, toFeatureGrid, toGridSample } from "./src/data/points.ts";
 export { Rng } from "./src/util/rng.ts";
 export { blockNoise, type Degradation, degradeLabels, shiftLabels, translateLabels } from "./src/data/degrade.ts";
+
+// ---- PyTorch interop: exports, and backbones read from PyTorch ----
+export {
+  EXPORT_FORMATS,
+  type ExportFormat,
+  type HostTensor,
+  torchvisionStateDict,
+  writeExport,
+} from "./src/export/export.ts";
+export {
+  type ImportedBackbone,
+  ImportError,
+  readTorchvisionBackbone,
+  torchvisionBackbone,
+} from "./src/export/import.ts";
 
 // ---- evaluation, comparison, pictures ----
 export {

@@ -14,7 +14,8 @@ import { knnEval } from "../eval/knn.ts";
 import { linearEval } from "../eval/linear.ts";
 import { initResNet, resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
-import { readCheckpointFile } from "../train/checkpoint.ts";
+import { CheckpointError, readCheckpointFile } from "../train/checkpoint.ts";
+import { type ImportedBackbone, readTorchvisionBackbone, withModel } from "../export/import.ts";
 import { dataConfigOf, type PlrcConfig, resnetConfigOf, resolveConfig } from "../train/config.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
@@ -25,8 +26,11 @@ export const EVAL_HELP =
 
 Evaluates a pre-trained backbone: trained on N labelled images, scored on M held-out ones.
 
-  --ckpt PATH       a training checkpoint (checkpoints/last.safetensors), or "random" for an untrained
-                    backbone of the configuration (--set model.depth=..., model.width=...)
+  --ckpt PATH       a training checkpoint (checkpoints/last.safetensors); a torchvision ResNet from
+                    PyTorch (.pth from torch.save, or .safetensors; a state dict, maybe under state_dict
+                    or model and a prefix such as module.encoder_q.; depth and width read off the file),
+                    to score an outside backbone such as ImageNet weights the same way; or "random" for
+                    an untrained backbone of the configuration (--set model.depth=..., model.width=...)
   --protocol knn    region features (C5 averaged over each object's mask) classified by cosine k-NN
                     against a bank from other images; reports accuracy and the majority-class baseline
   --protocol linear per-pixel softmax regression on frozen, bilinearly upsampled features, trained on the
@@ -98,20 +102,38 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (dataArg === "scenes" && values.ann) throw new UsageError("--ann goes with --data DIR", EVAL_HELP);
   let cfg: PlrcConfig;
   let ckpt: Awaited<ReturnType<typeof readCheckpointFile>> | null = null;
+  let imported: ImportedBackbone | null = null;
+  const cannot = (e: unknown) => {
+    throw new UsageError(`cannot use --ckpt ${values.ckpt}: ${(e as Error).message}`, EVAL_HELP);
+  };
   if (values.ckpt === "random") {
     cfg = resolveConfig({ sets: values.set ?? [] });
   } else {
-    ckpt = await readCheckpointFile(values.ckpt).catch((e) => {
-      throw new UsageError(`cannot use --ckpt ${values.ckpt}: ${(e as Error).message}`, EVAL_HELP);
-    });
-    const text = ckpt.meta.config;
-    const file = typeof text === "string" ? parseYaml(text) : text;
-    cfg = resolveConfig({ file: file as never, fileName: `${values.ckpt} (config)`, sets: values.set ?? [] });
+    // a plrc checkpoint, or else a torchvision backbone from PyTorch (.pth, or safetensors without plrc's format)
+    if (!/\.(pth|pt)$/.test(values.ckpt)) {
+      ckpt = await readCheckpointFile(values.ckpt).catch((e) =>
+        e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message) ? null : cannot(e)
+      );
+    }
+    if (ckpt) {
+      const text = ckpt.meta.config;
+      const file = typeof text === "string" ? parseYaml(text) : text;
+      cfg = resolveConfig({ file: file as never, fileName: `${values.ckpt} (config)`, sets: values.set ?? [] });
+    } else {
+      imported = await readTorchvisionBackbone(values.ckpt).catch(cannot);
+      try {
+        cfg = resolveConfig({ sets: withModel(values.set ?? [], imported!.model) });
+      } catch (e) {
+        throw new UsageError((e as Error).message, EVAL_HELP);
+      }
+    }
   }
   const model = resnetConfigOf(cfg);
   const gpu = await getGpu();
   const store = new ParamStore(resnetSpecs(model)).allocate(gpu);
-  if (ckpt) {
+  if (imported) {
+    for (const s of store.specs) store.set(s.name, imported.tensors.get(s.name)!);
+  } else if (ckpt) {
     for (const s of store.specs) {
       const kind = s.kind === "running_mean" || s.kind === "running_var" ? "stats" : "params";
       const t = ckpt.tensors.get(`${kind}/${encoder}/backbone.${s.name}`);
@@ -153,6 +175,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const data = dataConfigOf(cfg);
   const meta = {
     ckpt: values.ckpt,
+    ...(imported ? { imported: { prefix: imported.prefix } } : {}),
     encoder,
     data: dataArg,
     model,

@@ -20,6 +20,7 @@ import { folderSource, regionModeOf, scenesSource } from "../train/sources.ts";
 import { type ImageSource, train } from "../train/trainer.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
+import { readTorchvisionBackbone } from "../export/import.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
@@ -94,6 +95,31 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
 
   try {
     log(`plrc ${VERSION} pretrain: preset ${cfg.preset}, method ${cfg.method}, run directory ${outDir}`);
+    let resume = values.resume;
+    if (values["auto-resume"]) {
+      resume = (await latestCheckpoint(join(outDir, "checkpoints"))) ?? undefined;
+      log(resume ? `auto-resume: found ${resume}` : "auto-resume: no checkpoint yet, starting fresh");
+    }
+    // an outside backbone is checked before anything slow starts (a resumed run does not need it)
+    let init: Map<string, Float32Array> | undefined;
+    if (cfg.model.init !== null && !resume) {
+      const b = await readTorchvisionBackbone(cfg.model.init).catch((e) => {
+        throw new UsageError(`model.init: ${(e as Error).message}`, PRETRAIN_HELP);
+      });
+      if (b.model.depth !== cfg.model.depth || b.model.width !== cfg.model.width) {
+        throw new UsageError(
+          `model.init: ${cfg.model.init} holds a ResNet-${b.model.depth} ×${b.model.width}, but the configuration ` +
+            `builds ResNet-${cfg.model.depth} ×${cfg.model.width}: add --set model.depth=${b.model.depth} ` +
+            `--set model.width=${b.model.width}`,
+          PRETRAIN_HELP,
+        );
+      }
+      init = b.tensors;
+      log(
+        `both backbones start from ${cfg.model.init}` + (b.prefix ? ` (names under "${b.prefix}")` : "") +
+          `: ResNet-${b.model.depth} ×${b.model.width}, ${b.tensors.size} tensors`,
+      );
+    }
     const gpu = await getGpu();
     log(`adapter: ${gpu.summary.description}, backend ${gpu.summary.backend}, class ${gpu.summary.adapterClass}`);
     const checks = await selfCheck(gpu);
@@ -120,11 +146,6 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const d = deriveConfig(cfg, { datasetSize: source.count });
     const configText = configToYaml(cfg);
     await Deno.writeTextFile(join(outDir, "config.yaml"), configText);
-    let resume = values.resume;
-    if (values["auto-resume"]) {
-      resume = (await latestCheckpoint(join(outDir, "checkpoints"))) ?? undefined;
-      log(resume ? `auto-resume: found ${resume}` : "auto-resume: no checkpoint yet, starting fresh");
-    }
     log(
       `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px; ` +
         (d.workers > 0
@@ -134,7 +155,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const result = await train(
       gpu,
-      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile }),
+      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile, init }),
       log,
       fileLog,
     );

@@ -38,6 +38,7 @@ export interface ModelConfig {
   prototypes: number;
   bnGroup: number;
   shuffleBn: boolean;
+  init: string | null;
 }
 
 /** Images, views, regions and points. */
@@ -157,6 +158,15 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
 
   "model.depth": { type: "enum", values: [18, 34, 50], default: 50, doc: "ResNet depth (torchvision v1.5 layout)." },
   "model.width": { type: "number", ...POS, max: 4, default: 1, doc: "Channel multiplier (1 = torchvision widths)." },
+  "model.init": {
+    type: "string",
+    nullable: true,
+    default: null,
+    doc: "A torchvision ResNet from PyTorch (.pth from torch.save or .safetensors; a state dict, maybe under " +
+      "state_dict or model and a prefix such as module.encoder_q.) whose weights and BN statistics start both " +
+      "encoders' backbones, e.g. ImageNet weights; its depth and width must be model.depth and model.width. " +
+      "null: random initialisation. A resumed run takes everything from its checkpoint.",
+  },
   "model.pointHidden": {
     type: "int",
     min: 1,

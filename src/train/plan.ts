@@ -61,7 +61,13 @@ export function makePlan(
   cfg: PlrcConfig,
   source: ImageSource,
   outDir: string,
-  o: { configText?: string; resume?: string; quiet?: boolean; profile?: boolean } = {},
+  o: {
+    configText?: string;
+    resume?: string;
+    quiet?: boolean;
+    profile?: boolean;
+    init?: Map<string, Float32Array>;
+  } = {},
 ): TrainPlan {
   const d = deriveConfig(cfg, { datasetSize: source.count });
   return {
@@ -82,5 +88,6 @@ export function makePlan(
     resume: o.resume,
     quiet: o.quiet,
     profile: o.profile,
+    init: o.init,
   };
 }

@@ -14,6 +14,7 @@ import type { DataConfig } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import { Rng } from "../util/rng.ts";
 import { DistillCollapseMonitor } from "../losses/distill.ts";
+import { BACKBONE_PREFIX } from "../models/encoder.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { BatchFeeder } from "./feeder.ts";
@@ -52,6 +53,11 @@ export interface TrainPlan {
   configText: string;
   /** Continue from this checkpoint. */
   resume?: string;
+  /**
+   * Backbone weights and BN statistics (torchvision names, PyTorch layout) that both encoders start from
+   * (`model.init`, src/export/import.ts); a resumed run ignores them.
+   */
+  init?: Map<string, Float32Array>;
   /** Print progress (a bar on a TTY, lines otherwise). */
   quiet?: boolean;
   /** Time every kernel of one step (the third of this run) with timestamp queries and log the breakdown. */
@@ -136,6 +142,11 @@ export async function train(
   await Deno.mkdir(ckptDir, { recursive: true });
   const step = await PlrcStep.build(gpu, plan.step);
   let start = 0;
+  if (plan.init && !plan.resume) {
+    for (const store of [step.online, step.momentum]) {
+      for (const [name, v] of plan.init) store.set(`${BACKBONE_PREFIX}${name}`, v);
+    }
+  }
   if (plan.resume) {
     const meta = await loadCheckpoint(plan.resume, checkpointParts(step));
     start = Number(meta.step);
