@@ -11,6 +11,7 @@ import {
   ablationSeeds,
   ablationTable,
   aggregate,
+  type Baseline,
   collapseLine,
   comparePlan,
   distillCollapseStep,
@@ -29,6 +30,7 @@ import {
 } from "../eval/compare.ts";
 import { resolve } from "node:path";
 import { readCoco } from "../data/coco.ts";
+import { readTorchvisionBackbone } from "../export/import.ts";
 import { readConfigFile, resolveConfig } from "../train/config.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
@@ -36,7 +38,8 @@ import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
   `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--methods LIST] [--set k=v ...]
-             [--data DIR --ann COCO.json [--eval-data DIR]] [--jobs N] [--keep-going] [--plan] [--report]
+             [--data DIR --ann COCO.json [--eval-data DIR]] [--baseline NAME=FILE ...] [--jobs N]
+             [--keep-going] [--plan] [--report]
 
 Pre-trains moco, detcon and plrc with the same data, steps and batch for several seeds, evaluates them
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
@@ -57,6 +60,10 @@ the output folder, so running the same command again continues an interrupted co
   --ann FILE       COCO instances JSON of the labelled evaluation images
   --eval-data DIR  the folder its file_names are relative to (default: --data); the labelled images
                    may be among the pre-training images, as in a self-supervised benchmark's train split
+  --baseline NAME=FILE
+                   also evaluate an outside backbone, a torchvision ResNet from PyTorch (.pth or
+                   .safetensors, e.g. ImageNet weights; see plrc eval --ckpt), as row NAME of the main
+                   table, with every seed (repeatable)
   --no-ablation    the main comparison only
   --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
                    one method with other settings beside a kept comparison
@@ -85,6 +92,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     data: { type: "string" },
     "eval-data": { type: "string" },
     ann: { type: "string" },
+    baseline: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   }, COMPARE_HELP);
   if (values.help) return console.log(COMPARE_HELP), 0;
@@ -123,12 +131,36 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (unknown.length || !methods.length) {
     throw new UsageError(`--methods takes names from ${METHODS.join(", ")}; got "${unknown.join(",")}"`, COMPARE_HELP);
   }
-  const plan = comparePlan(size, { ablation: !values["no-ablation"], extraSets: values.set ?? [], methods });
-  const shown = METHODS.filter((m) => methods.includes(m));
+  const baselines: Baseline[] = [];
+  for (const b of values.baseline ?? []) {
+    const eq = b.indexOf("="), name = b.slice(0, eq), file = resolve(b.slice(eq + 1));
+    if (eq < 1 || !/^[A-Za-z0-9_.+-]+$/.test(name) || (METHODS as readonly string[]).includes(name)) {
+      throw new UsageError(
+        `--baseline takes NAME=FILE with a NAME of letters, digits and _.+- other than ${METHODS.join(", ")}; ` +
+          `got "${b}"`,
+        COMPARE_HELP,
+      );
+    }
+    if (baselines.some((x) => x.name === name)) throw new UsageError(`--baseline ${name} given twice`, COMPARE_HELP);
+    // read now, so that a bad file stops the comparison before anything runs
+    await readTorchvisionBackbone(file).catch((e) => {
+      throw new UsageError(`--baseline ${name}: ${(e as Error).message}`, COMPARE_HELP);
+    });
+    baselines.push({ name, file });
+  }
+  const plan = comparePlan(size, {
+    ablation: !values["no-ablation"],
+    extraSets: values.set ?? [],
+    methods,
+    baselines,
+  });
+  const shown = [...METHODS.filter((m) => methods.includes(m)), ...baselines.map((b) => b.name)];
   if (values.plan) {
     for (const p of plan.pretrain) console.log(`pretrain ${p.name}: --set ${p.sets.join(" --set ")}`);
     for (const e of plan.evals) {
-      console.log(`eval ${e.name}: --ckpt ${e.run ?? "random"} --protocol ${e.protocol} ${e.args.join(" ")}`.trim());
+      console.log(
+        `eval ${e.name}: --ckpt ${e.ckpt ?? e.run ?? "random"} --protocol ${e.protocol} ${e.args.join(" ")}`.trim(),
+      );
     }
     return 0;
   }
@@ -195,7 +227,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const keptEval = async (job: (typeof plan.evals)[number]) => {
     const file = `${out}/evals/${job.name}.json`;
     const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
-    return { file, kept, usable: kept !== null && sameList(kept.job.args, job.args) };
+    const usable = kept !== null && sameList(kept.job.args, job.args) && kept.job.ckpt === job.ckpt;
+    return { file, kept, usable };
   };
   const evaluate = async (job: (typeof plan.evals)[number]) => {
     const { file, kept, usable } = await keptEval(job);
@@ -209,7 +242,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
       );
     }
     const t = performance.now();
-    const ckpt = job.run ? `${out}/runs/${job.run}/checkpoints/last.safetensors` : "random";
+    const ckpt = job.ckpt ?? (job.run ? `${out}/runs/${job.run}/checkpoints/last.safetensors` : "random");
     const sets = job.run ? [] : ["--set", `preset=${size.preset}`, "--set", `seed=${job.seed}`];
     const args = ["eval", "--ckpt", ckpt, "--protocol", job.protocol, "--json", ...sets, ...job.args];
     const r = await runSelf(args, logOf(job.name));
@@ -267,6 +300,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
         sizeDoc: size.doc,
         jobs,
         methods: shown,
+        baselines,
         extraSets: values.set ?? [],
         cells,
         ablationCells,
@@ -292,6 +326,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
         `${plan.evals.length} evaluations; the rest were kept from earlier invocations.`,
     ...(values.set?.length
       ? [`Every pre-training run also had ${values.set.map((x) => `--set ${x}`).join(" ")}.`]
+      : []),
+    ...(baselines.length
+      ? [`Outside backbones, evaluated as they are: ${baselines.map((b) => `${b.name} = \`${b.file}\``).join(", ")}.`]
       : []),
     ...(Object.keys(collapse).length ? [collapseLine(collapse, uniformLoss)] : []),
     "",

@@ -196,11 +196,21 @@ export interface PretrainJob {
   sets: string[];
 }
 
-/** One evaluation: of a run's last checkpoint, or of a random initialisation. */
+/** A backbone from outside (a torchvision ResNet file), evaluated beside the methods as a row of its own. */
+export interface Baseline {
+  name: string;
+  /** The file `plrc eval --ckpt` reads (src/export/import.ts). */
+  file: string;
+}
+
+/** One evaluation: of a run's last checkpoint, of a random initialisation, or of a baseline's file. */
 export interface EvalJob {
   name: string;
   run: string | null;
-  method: Method;
+  /** A method's name, or a baseline's. */
+  method: string;
+  /** A baseline's file (absent for runs and random initialisations). */
+  ckpt?: string;
   seed: number;
   regions: string;
   protocol: Protocol;
@@ -221,7 +231,7 @@ export function ablationSeeds(size: CompareSize): number[] {
 /** The jobs of `size`: the main comparison over methods × seeds, then the ablation over its seeds. */
 export function comparePlan(
   size: CompareSize,
-  o: { ablation?: boolean; extraSets?: string[]; methods?: readonly Method[] } = {},
+  o: { ablation?: boolean; extraSets?: string[]; methods?: readonly Method[]; baselines?: readonly Baseline[] } = {},
 ): ComparePlan {
   const pretrain: PretrainJob[] = [], evals: EvalJob[] = [];
   const extra = o.extraSets ?? [];
@@ -246,10 +256,18 @@ export function comparePlan(
     }
     return name;
   };
-  const addEval = (run: string | null, method: Method, seed: number, regions: string, protocol: Protocol) => {
-    const name = `${run ?? `random-s${seed}`}.${protocol}`;
+  const addEval = (
+    run: string | null,
+    method: string,
+    seed: number,
+    regions: string,
+    protocol: Protocol,
+    ckpt?: string,
+  ) => {
+    const name = `${run ?? `${method}-s${seed}`}.${protocol}`;
     if (!evals.some((e) => e.name === name)) {
-      evals.push({ name, run, method, seed, regions, protocol, args: size.evalArgs[protocol] ?? [] });
+      const args = size.evalArgs[protocol] ?? [];
+      evals.push({ name, run, method, ...(ckpt ? { ckpt } : {}), seed, regions, protocol, args });
     }
   };
   const main = size.ablation[0];
@@ -257,6 +275,10 @@ export function comparePlan(
     for (const method of methods) {
       const run = method === "random" ? null : addRun(method, seed, main.name, main.sets);
       for (const p of size.protocols) addEval(run, method, seed, main.name, p);
+    }
+    // an outside backbone is evaluated with each seed too: the protocols' own randomness (heads, sampling)
+    for (const b of o.baselines ?? []) {
+      for (const p of size.protocols) addEval(null, b.name, seed, main.name, p, b.file);
     }
   }
   if (o.ablation !== false) {
@@ -285,9 +307,9 @@ export function meanStd(v: number[]): { mean: number; std: number; n: number } {
   return { mean, std, n };
 }
 
-/** One cell of a results table: a metric of one (method, regions) over seeds. */
+/** One cell of a results table: a metric of one (method or baseline, regions) over seeds. */
 export interface Cell {
-  method: Method;
+  method: string;
   regions: string;
   protocol: Protocol;
   metric: string;
@@ -318,7 +340,7 @@ export function aggregate(records: EvalRecord[]): Cell[] {
 const pct = (c: Cell | undefined) => c ? `${(100 * c.mean).toFixed(1)} ± ${(100 * c.std).toFixed(1)} (n=${c.n})` : "–";
 
 /** The main table (methods × protocol metrics, regions = the main setting) in Markdown. */
-export function mainTable(cells: Cell[], size: CompareSize, methods: readonly Method[] = METHODS): string {
+export function mainTable(cells: Cell[], size: CompareSize, methods: readonly string[] = METHODS): string {
   const main = size.ablation[0].name;
   const cols = size.protocols.flatMap((p) => PROTOCOL_METRICS[p].map((m) => ({ p, m })));
   const lines = [
@@ -453,7 +475,7 @@ export function workersPerJob(cores: number, jobs: number, cpuAdapter: boolean):
 /** The records the ablation table aggregates: those of the ablation's seeds (the grid row's main runs included). */
 export function ablationRecords(records: EvalRecord[], size: CompareSize): EvalRecord[] {
   const seeds = ablationSeeds(size);
-  return records.filter((r) => r.job.method !== "random" && seeds.includes(r.job.seed));
+  return records.filter((r) => r.job.run !== null && seeds.includes(r.job.seed));
 }
 
 /**

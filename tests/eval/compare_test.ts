@@ -360,6 +360,42 @@ Deno.test("distillCollapseStep replays the trainer's monitor over a run's metric
   assert.equal(collapseLine({}, U), "");
 });
 
+const FIXTURE_PTH = new URL("../fixtures/import_resnet18_w0.0625.pth", import.meta.url).pathname;
+
+Deno.test("comparePlan with baselines: one evaluation per seed and protocol of the file, first in the pool, not in the ablation", () => {
+  const b = { name: "imagenet", file: "/w/r50.pth" };
+  const plan = comparePlan(SIZES.reduced, { baselines: [b] });
+  const evals = plan.evals.filter((e) => e.method === "imagenet");
+  assert.deepEqual(
+    evals.map((e) => e.name),
+    SIZES.reduced.seeds.flatMap((s) => SIZES.reduced.protocols.map((p) => `imagenet-s${s}.${p}`)),
+  );
+  assert.ok(evals.every((e) => e.ckpt === "/w/r50.pth" && e.run === null && e.regions === "grid"));
+  // without baselines the plan is unchanged
+  const plain = comparePlan(SIZES.reduced);
+  assert.deepEqual(plan.evals.filter((e) => e.method !== "imagenet"), plain.evals);
+  assert.deepEqual(plan.pretrain, plain.pretrain);
+  // scheduled with the random evaluations, ahead of all pre-training
+  const names: string[] = [];
+  const tasks = poolOrder(plan, (p) => (names.push(p.name), Promise.resolve(true)), (e) => {
+    names.push(e.name);
+    return Promise.resolve(true);
+  });
+  for (const t of tasks) t.run();
+  const firstRun = names.indexOf(plan.pretrain[0].name);
+  const early = names.slice(0, firstRun);
+  assert.equal(early.length, plan.evals.filter((e) => e.run === null).length);
+  assert.ok(early.every((n) => n.startsWith("random-") || n.startsWith("imagenet-")), early.join(" "));
+  assert.ok(evals.every((e) => early.includes(e.name)));
+  // the ablation aggregates pre-trained runs only
+  const recs: EvalRecord[] = plan.evals.map((job) => ({
+    job,
+    result: { miou: 0.5, accuracy: 0.5, ap: 0.1, ap50: 0.2 },
+  }));
+  assert.ok(ablationRecords(recs, SIZES.reduced).every((r) => r.job.run !== null));
+  assert.ok(ablationRecords(recs, SIZES.reduced).length > 0);
+});
+
 Deno.test("sizeForData: runs on the folder, protocols on the COCO set (scaled to fit), ground truth becomes FH", () => {
   const d = { images: "/u/img", evalImages: "/u", ann: "/u/ann.json", evalCount: 300 };
   for (const [name, base] of Object.entries(SIZES)) {
@@ -441,11 +477,25 @@ Deno.test({
       assert.equal(badAnn.code, 2, badAnn.text);
       assert.match(badAnn.text, /cannot use --ann/);
 
+      const badName = await run(["--size", "smoke", "--baseline", `plrc=${FIXTURE_PTH}`]);
+      assert.equal(badName.code, 2, badName.text);
+      assert.match(badName.text, /NAME of letters, digits and _\.\+- other than random, moco, detcon, plrc/);
+      const badFile = await run(["--size", "smoke", "--baseline", `tv=${dir}/none.pth`]);
+      assert.equal(badFile.code, 2, badFile.text);
+      assert.match(badFile.text, /--baseline tv: .*none\.pth/);
+
+      // the whole comparison on the COCO folder, with an outside backbone as a row of its own
       const args = ["--size", "smoke", "--data", `${dir}/coco/images`, "--eval-data", `${dir}/coco`];
-      const r = await run([...args, "--ann", ex.annotations, "--no-ablation", "--methods", "random,plrc"]);
+      const baseline = ["--baseline", `tv=${FIXTURE_PTH}`];
+      const r = await run([...args, "--ann", ex.annotations, "--no-ablation", "--methods", "random,plrc", ...baseline]);
       assert.equal(r.code, 0, r.text);
       const results = JSON.parse(await Deno.readTextFile(`${dir}/out/results.json`));
-      assert.equal(results.records.length, 4);
+      assert.equal(results.records.length, 6);
+      assert.deepEqual(results.methods, ["random", "plrc", "tv"]);
+      const tv = results.records.filter((x: EvalRecord) => x.job.method === "tv");
+      assert.deepEqual(tv.map((x: EvalRecord) => x.job.ckpt), [FIXTURE_PTH, FIXTURE_PTH]);
+      assert.deepEqual(tv[0].result.model, { depth: 18, width: 0.0625 });
+      assert.match(await Deno.readTextFile(`${dir}/out/table.md`), /\| tv \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
       for (const rec of results.records) {
         assert.equal(rec.result.data, `${dir}/coco`);
         assert.ok(rec.job.args.includes(ex.annotations));
