@@ -139,7 +139,11 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       );
     } else {
       const d0 = deriveConfig(cfg, { datasetSize: 1 });
-      const fs = await folderSource(dataArg, { maxShort: cfg.data.cacheShortSide, workers: d0.workers }, regions);
+      const fs = await folderSource(
+        dataArg,
+        { maxShort: cfg.data.cacheShortSide, workers: d0.workers, cacheDir: cfg.data.cacheDir },
+        regions,
+      );
       log(fs.report);
       source = fs;
     }

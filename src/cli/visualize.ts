@@ -100,9 +100,11 @@ export async function visualizeCommand(argv: string[]): Promise<number> {
 /** The configuration's image source with its region mode (so the masks are those training uses). */
 async function sourceOf(cfg: PlrcConfig): Promise<ImageSource> {
   const regions = regionModeOf(cfg);
-  return cfg.data.source === "scenes"
-    ? scenesSource({ ...cfg.data.scenes }, regions)
-    : await folderSource(cfg.data.source, { maxShort: cfg.data.cacheShortSide, workers: 1 }, regions);
+  return cfg.data.source === "scenes" ? scenesSource({ ...cfg.data.scenes }, regions) : await folderSource(
+    cfg.data.source,
+    { maxShort: cfg.data.cacheShortSide, workers: 1, cacheDir: cfg.data.cacheDir },
+    regions,
+  );
 }
 
 function indexIn(source: ImageSource, v: string | undefined): number {

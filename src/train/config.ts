@@ -64,6 +64,7 @@ export interface DataSection {
   flipP: number;
   photometric: boolean;
   cacheShortSide: number;
+  cacheDir: string | null;
   workers: number | Auto;
   prefetch: number;
 }
@@ -305,6 +306,13 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     max: 4096,
     default: 256,
     doc: "Decoded images are cached with their short side at most this.",
+  },
+  "data.cacheDir": {
+    type: "string",
+    nullable: true,
+    default: null,
+    doc: "Where a folder source keeps its decode cache (cache/) and Felzenszwalb masks (masks-fh/); null: " +
+      "DIR/.plrc inside the image folder. Set it when that folder is read-only; one folder per data set.",
   },
   "data.workers": {
     type: "int",

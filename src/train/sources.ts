@@ -53,12 +53,18 @@ export function labelMapCandidates(dir: string, rel: string): string[] {
   return [...new Set([join(dir, `${rel}.png`), join(dir, `${stem}.png`)])];
 }
 
+/** Where a folder source keeps what it derives from `root` (`data.cacheDir`, default `root/.plrc`). */
+export function derivedDir(root: string, cacheDir?: string | null): string {
+  return cacheDir ?? join(root, ".plrc");
+}
+
 /**
- * Where a folder source keeps its Felzenszwalb–Huttenlocher maps: `plrc masks`'s default folder, so masks
- * precomputed there are reused (each PNG records its parameters and source; a mismatch is recomputed).
+ * Where a folder source keeps its Felzenszwalb–Huttenlocher maps: by default `plrc masks`'s default folder,
+ * so masks precomputed there are reused (each PNG records its parameters and source; a mismatch is
+ * recomputed).
  */
-export function fhMasksDir(root: string): string {
-  return join(root, ".plrc", "masks-fh");
+export function fhMasksDir(root: string, cacheDir?: string | null): string {
+  return join(derivedDir(root, cacheDir), "masks-fh");
 }
 
 /** The seed of the degradation stream: apart from the views' `Rng.derive(seed, key)` streams. */
@@ -245,7 +251,7 @@ export interface FolderSource extends ImageSource {
  */
 export async function folderSource(
   root: string,
-  o: { maxShort: number; workers: number },
+  o: { maxShort: number; workers: number; cacheDir?: string | null },
   regions: RegionMode = { kind: "grid" },
 ): Promise<FolderSource> {
   if (regions.kind === "gt") throw new UsageError("data.regions.source gt: only the built-in scenes have ground truth");
@@ -258,8 +264,22 @@ export async function folderSource(
         "put the label maps in a folder of their own (a subfolder is fine)",
     );
   }
-  const scan = await scanFolder(root, regions.kind === "labelmaps" ? [regions.dir] : []); // maps are not images
-  const cacheDir = join(root, ".plrc", "cache"), masks = fhMasksDir(root);
+  const derived = derivedDir(root, o.cacheDir);
+  const cacheDir = join(derived, "cache"), masks = fhMasksDir(root, o.cacheDir);
+  // a read-only image folder fails here, once, with what to do (not on every image)
+  try {
+    await Deno.mkdir(cacheDir, { recursive: true });
+    const probe = join(cacheDir, `.probe-${Deno.pid}-${crypto.randomUUID()}`);
+    await Deno.writeFile(probe, new Uint8Array(1));
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new UsageError(
+      `cannot write the decode cache in ${cacheDir} (${(e as Error).message}); ` +
+        "if the image folder is read-only, set data.cacheDir to a writable folder",
+    );
+  }
+  // maps and a cache folder inside the image folder are not images
+  const scan = await scanFolder(root, [derived, ...(regions.kind === "labelmaps" ? [regions.dir] : [])]);
   const good: { rel: string; map?: string }[] = [];
   let reused = 0;
   const skipped: Skipped[] = [...scan.skipped];

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { felzenszwalb } from "../../src/data/felzenszwalb.ts";
 import { type LabelMap, labelMap, type RgbImage } from "../../src/data/image.ts";
 import { encodeLabelMapPng } from "../../src/data/labelmap_png.ts";
-import { loadImage } from "../../src/data/cache.ts";
+import { cacheEntryPath, loadImage } from "../../src/data/cache.ts";
 import { encodePng } from "../../src/data/png.ts";
 import { resizeNearest } from "../../src/data/resize.ts";
 import { ConfigError, resolveConfig } from "../../src/train/config.ts";
@@ -156,4 +156,35 @@ Deno.test("configuration: label maps need a folder and a folder of maps; regionM
   const mode = regionModeOf(noisy);
   assert.equal(mode.kind, "labelmaps");
   assert.equal(mode.degrade?.noise, 0.2);
+});
+
+Deno.test("data.cacheDir: a folder source writes nothing into its image folder; an unwritable cache is one clear error", async () => {
+  const seed = freshSeed(), rng = new Rng(seed), data = await Deno.makeTempDir(), cache = await Deno.makeTempDir();
+  try {
+    for (let k = 0; k < 3; k++) await Deno.writeFile(join(data, `img${k}.png`), imagePng(48, 40, rng));
+    const fh = { kind: "fh" as const, scale: 300, sigma: 0.5, minSize: 20 };
+    const source = await folderSource(data, { maxShort: 32, workers: 1, cacheDir: cache }, fh);
+    assert.equal(source.count, 3);
+    assert.deepEqual([...Deno.readDirSync(data)].map((e) => e.name).sort(), ["img0.png", "img1.png", "img2.png"]);
+    assert.ok(Deno.statSync(join(fhMasksDir(data, cache), "img2.png.png")).isFile);
+    for (let k = 0; k < 3; k++) {
+      assert.ok(Deno.statSync(cacheEntryPath(join(cache, "cache"), `img${k}.png`, 32)).isFile, `cache entry ${k}`);
+    }
+    const first = await source.get(0);
+    assert.equal(first.regions!.data.length, first.image.width * first.image.height);
+    // a cache folder inside the image folder is not scanned as images
+    const inner = join(data, "derived");
+    const again = await folderSource(data, { maxShort: 32, workers: 1, cacheDir: inner }, fh);
+    assert.equal(again.count, 3, again.report);
+    // a cache that cannot be written: one usage error naming the setting
+    const file = join(cache, "a-file");
+    await Deno.writeTextFile(file, "x");
+    await assert.rejects(
+      folderSource(data, { maxShort: 32, workers: 1, cacheDir: join(file, "sub") }),
+      /cannot write the decode cache in .*a-file\/sub\/cache .*set data\.cacheDir to a writable folder/,
+    );
+  } finally {
+    await Deno.remove(data, { recursive: true });
+    await Deno.remove(cache, { recursive: true });
+  }
 });
