@@ -17,7 +17,8 @@ import { basename, dirname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { EXPORT_FORMATS, ExportError, type ExportFormat, type HostTensor, writeExport } from "../export/export.ts";
 import { toFloat32 } from "../io/safetensors.ts";
-import type { ResNetConfig } from "../models/resnet.ts";
+import { type ResNetConfig, resnetSpecs } from "../models/resnet.ts";
+import { readTorchvisionBackbone } from "../export/import.ts";
 import { CheckpointError, type CheckpointFile, readCheckpointFile } from "../train/checkpoint.ts";
 import { EXIT, parseOptions, UsageError } from "./usage.ts";
 
@@ -36,7 +37,9 @@ Writes the ResNet backbone of a training checkpoint so that PyTorch loads it unc
                 init_cfg=dict(type='Pretrained', checkpoint=FILE)
 
   --ckpt PATH      a checkpoint written by plrc pretrain (required); its metadata "config" gives the model
-                   (model.depth, model.width)
+                   (model.depth, model.width). Or a torchvision ResNet from PyTorch (.pth or .safetensors,
+                   maybe under a prefix such as module.encoder_q., as plrc eval --ckpt reads it), converted
+                   to the format (num_batches_tracked 0; --encoder does not apply)
   --format F       torchvision (default), detectron2 or mmdet
   --encoder E      online (default) or momentum
   --out FILE       output file (default: next to the checkpoint, <name>.<format>[-momentum].pth)
@@ -151,7 +154,25 @@ export async function exportCommand(argv: string[]): Promise<number> {
 }
 
 async function run(ckpt: string, format: ExportFormat, encoder: string, out: string, safetensors: boolean) {
-  const file = await readCheckpointFile(ckpt);
+  // a plrc checkpoint, or else a torchvision backbone from PyTorch, converted (a MoCo .pth to detectron2, say)
+  const file = /\.(pth|pt)$/.test(ckpt) ? null : await readCheckpointFile(ckpt).catch((e) => {
+    if (e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message)) return null;
+    throw e;
+  });
+  if (!file) {
+    const b = await readTorchvisionBackbone(ckpt).catch((e) => {
+      throw new UsageError(`--ckpt ${ckpt}: ${(e as Error).message}`, EXPORT_HELP);
+    });
+    const src = new Map<string, HostTensor>();
+    for (const [name, data] of b.tensors) src.set(name, { shape: specShape(b.model, name), data });
+    const r = await writeExport(src, format, out, { model: b.model, numBatchesTracked: 0, safetensors });
+    console.log(
+      `wrote ${r.path}: ResNet-${b.model.depth} ×${b.model.width} from ${ckpt}` +
+        (b.prefix ? ` (names under "${b.prefix}")` : "") + `, ${format}, ${r.entries.size} tensors`,
+    );
+    printConfig(r.config);
+    return EXIT.ok;
+  }
   const model = modelOfCheckpoint(file.meta);
   const where = findBackbone(file, encoder);
   const store = where.slice(0, where.indexOf("/"));
@@ -174,9 +195,19 @@ async function run(ckpt: string, format: ExportFormat, encoder: string, out: str
   console.log(
     `wrote ${r.path}: ResNet-${model.depth} ×${model.width} ${encoder} backbone, ${format}, ${r.entries.size} tensors`,
   );
-  if (r.config.length) {
-    console.log("\ndetectron2 config for this backbone:");
-    for (const l of r.config) console.log(`  ${l}`);
-  }
+  printConfig(r.config);
   return EXIT.ok;
+}
+
+function printConfig(lines: string[]): void {
+  if (!lines.length) return;
+  console.log("\ndetectron2 config for this backbone:");
+  for (const l of lines) console.log(`  ${l}`);
+}
+
+/** The shape of torchvision entry `name` in a ResNet of `model`. */
+function specShape(model: ResNetConfig, name: string): number[] {
+  const spec = resnetSpecs(model).find((s) => s.name === name);
+  if (!spec) throw new ExportError(`${name} is not an entry of ResNet-${model.depth} ×${model.width}`);
+  return [...spec.shape];
 }

@@ -15,6 +15,7 @@ import {
 } from "../../src/export/import.ts";
 import { Recorder, sync } from "../../src/gpu/encoder.ts";
 import { readSafetensors, toFloat32 } from "../../src/io/safetensors.ts";
+import { PthTensor, readPth } from "../../src/io/torch_pth.ts";
 import { buildResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
 import { ParamStore } from "../../src/nn/params.ts";
 import { fixtureValue, nchwToNhwc } from "../models/fixture_values.ts";
@@ -200,4 +201,30 @@ Deno.test({
     assert.equal(bad.code, 2, bad.text);
     assert.match(bad.text, /--set model\.depth=50: the imported backbone is ResNet-18 ×0\.0625/);
   },
+});
+
+Deno.test("export --ckpt FILE.pth converts an outside backbone: torchvision reads back equal, detectron2 names", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const pth = FIX("import_resnet18_w0.0625.pth"), want = await readTorchvisionBackbone(pth);
+    const tv = await plrc(["export", "--ckpt", pth, "--format", "torchvision", "--out", join(dir, "tv.pth")]);
+    assert.equal(tv.code, 0, tv.text);
+    assert.match(tv.text, /ResNet-18 ×0\.0625 from .* \(names under "module\.encoder_q\."\), torchvision, 120 tensors/);
+    const back = await readTorchvisionBackbone(join(dir, "tv.pth"));
+    assert.equal(back.prefix, "");
+    for (const [name, v] of want.tensors) assert.deepEqual(back.tensors.get(name), v, name);
+    const d2 = await plrc(["export", "--ckpt", pth, "--format", "detectron2", "--out", join(dir, "d2.pth")]);
+    assert.equal(d2.code, 0, d2.text);
+    const model = ((await readPth(join(dir, "d2.pth"))).value as Map<string, unknown>).get("model") as Map<
+      string,
+      PthTensor
+    >;
+    assert.deepEqual(
+      model.get("res3.0.shortcut.norm.running_var")!.data,
+      want.tensors.get("layer2.0.downsample.1.running_var"),
+    );
+    assert.deepEqual(model.get("stem.conv1.weight")!.data, want.tensors.get("conv1.weight"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
