@@ -479,7 +479,8 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
   "device.f16Storage": {
     type: "bool",
     default: false,
-    doc: "Store activations as f16 where the adapter has shader-f16.",
+    doc: "Reserved for f16 activation storage (adapters with shader-f16), which is not built yet: only false " +
+      "is accepted, so that a configuration asking for it fails instead of silently training in f32.",
   },
 };
 
@@ -714,6 +715,9 @@ function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): str
   const c = cfg as unknown as PlrcConfig;
   const ok = (...ps: ConfigPath[]) => ps.every((p) => !bad.has(p) && getPath(cfg, p) !== undefined);
   const rule = (p: ConfigPath, allowed: string) => problems.push(badValue(p, getPath(cfg, p), allowed, origins.get(p)));
+  if (ok("device.f16Storage") && c.device.f16Storage) {
+    rule("device.f16Storage", "false (f16 activation storage is not built yet; every buffer is f32)");
+  }
   if (ok("data.regions.source", "data.regions.labelmaps")) {
     if (c.data.regions.source === "labelmaps" && c.data.regions.labelmaps === null) {
       rule("data.regions.labelmaps", "a folder of label-map PNGs (required when data.regions.source is labelmaps)");

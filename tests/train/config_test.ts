@@ -198,6 +198,11 @@ Deno.test("wrong types, out-of-range and enum values name the key, the value and
     problems(() => resolveConfig({ file: { data: { resolution: 100 } } }))[0],
     /^data\.resolution: got 100 .*a multiple of 32/,
   );
+  // a reserved key whose feature is not built refuses to be turned on rather than doing nothing
+  assert.match(
+    problems(() => resolveConfig({ sets: ["device.f16Storage=true"] }))[0],
+    /^device\.f16Storage: got true .*allowed: false \(f16 activation storage is not built yet/,
+  );
   assert.match(
     problems(() => resolveConfig({ file: { data: { cropScale: [0.9, 0.2] } } }))[0],
     /^data\.cropScale: got \[0\.9,0\.2\] .*\[low, high\] with 0 < low ≤ high ≤ 1$/,
