@@ -252,5 +252,6 @@ export { renderBarChart } from "./src/viz/charts.ts";
 export { Canvas, labelColor } from "./src/viz/draw.ts";
 export { renderAffinity, renderCurves, renderSample } from "./src/viz/pictures.ts";
 export { knnEval, type KnnResult } from "./src/eval/knn.ts";
+export { knnMonitor, type Monitor } from "./src/eval/monitor.ts";
 export { linearEval, type LinearResult, meanIoU } from "./src/eval/linear.ts";
 export { type FrozenBackbone, frozenBackbone } from "./src/eval/features.ts";

@@ -21,6 +21,7 @@ import { type ImageSource, train } from "../train/trainer.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
+import { knnMonitor } from "../eval/monitor.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
@@ -120,6 +121,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
           `: ResNet-${b.model.depth} ×${b.model.width}, ${b.tensors.size} tensors`,
       );
     }
+    // the monitor's labelled images too (a bad annotation file fails here, not after the scan)
+    const monitor = await knnMonitor(cfg).catch((e) => {
+      throw new UsageError(`eval.knnAnn: ${(e as Error).message}`, PRETRAIN_HELP);
+    }) ?? undefined;
     const gpu = await getGpu();
     log(`adapter: ${gpu.summary.description}, backend ${gpu.summary.backend}, class ${gpu.summary.adapterClass}`);
     const checks = await selfCheck(gpu);
@@ -159,7 +164,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const result = await train(
       gpu,
-      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile, init }),
+      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile, init, monitor }),
       log,
       fileLog,
     );
@@ -185,7 +190,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     } else {
       log(`mean loss: not enough steps after the queue filled (step ${w.firstStart + 1}) to compare windows`);
     }
-    log(`outputs: ${outDir}/config.yaml, ${outDir}/metrics.jsonl, ${outDir}/train.log, ${result.checkpoint}`);
+    log(
+      `outputs: ${outDir}/config.yaml, ${outDir}/metrics.jsonl, ` +
+        (monitor ? `${outDir}/monitor.jsonl, ` : "") + `${outDir}/train.log, ${result.checkpoint}`,
+    );
     log(`export the backbone: plrc export --ckpt ${result.checkpoint} --format torchvision --out backbone.safetensors`);
     return 0;
   } finally {

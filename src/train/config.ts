@@ -107,6 +107,7 @@ export interface PlrcConfig {
   ema: { momentum: number; schedule: "constant" | "cosine" };
   train: { epochs: number; batchSize: number; stepsPerEpoch: number | Auto; maxSteps: number | null };
   log: { interval: number };
+  eval: { knnEvery: number; knnTrain: number; knnTest: number; knnAnn: string | null };
   checkpoint: { interval: number; unit: "epoch" | "step"; keepLast: number };
   device: { f16Storage: boolean };
 }
@@ -467,6 +468,22 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
   },
 
   "log.interval": { type: "int", min: 1, default: 10, doc: "Log every this many steps." },
+  "eval.knnEvery": {
+    type: "int",
+    min: 0,
+    default: 0,
+    doc: "Run the knn protocol (plrc eval --protocol knn) on the online backbone every this many steps and " +
+      "after the last, logged and written to RUN/monitor.jsonl; 0: off.",
+  },
+  "eval.knnTrain": { type: "int", min: 1, default: 100, doc: "Bank images of the knn monitor." },
+  "eval.knnTest": { type: "int", min: 1, default: 100, doc: "Held-out images the knn monitor scores." },
+  "eval.knnAnn": {
+    type: "string",
+    nullable: true,
+    default: null,
+    doc: "COCO instances file of the knn monitor's labelled images (file_names relative to its folder), " +
+      "required with a folder data.source; null: the held-out built-in scenes, as plrc eval uses.",
+  },
   "checkpoint.interval": { type: "int", min: 1, default: 1, doc: "Checkpoint every this many units." },
   "checkpoint.unit": {
     type: "enum",
@@ -715,6 +732,11 @@ function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): str
   const c = cfg as unknown as PlrcConfig;
   const ok = (...ps: ConfigPath[]) => ps.every((p) => !bad.has(p) && getPath(cfg, p) !== undefined);
   const rule = (p: ConfigPath, allowed: string) => problems.push(badValue(p, getPath(cfg, p), allowed, origins.get(p)));
+  if (ok("eval.knnEvery", "eval.knnAnn", "data.source")) {
+    if (c.eval.knnEvery > 0 && c.eval.knnAnn === null && c.data.source !== "scenes") {
+      rule("eval.knnAnn", "a COCO instances file when eval.knnEvery > 0 with a folder data.source");
+    }
+  }
   if (ok("device.f16Storage") && c.device.f16Storage) {
     rule("device.f16Storage", "false (f16 activation storage is not built yet; every buffer is f32)");
   }
@@ -1165,6 +1187,8 @@ export function generateConfigDoc(): string {
       "`loss.image.queue` is at least `train.batchSize` (methods plrc and moco).",
       "With method plrc the three loss weights are not all 0.",
       "On the built-in scenes with automatic steps per epoch, `data.scenes.count` is at least `train.batchSize`.",
+      "`eval.knnEvery` > 0 with a folder `data.source` needs `eval.knnAnn` (labelled images for the k-NN monitor).",
+      "`device.f16Storage` is false (f16 activation storage is not built).",
     ]
   ) out.push(fill(item, "- ", "  "));
   out.push("");

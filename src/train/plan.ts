@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Monitor } from "../eval/monitor.ts";
 import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config.ts";
 import type { StepConfig } from "./step.ts";
 import type { ImageSource, TrainPlan } from "./trainer.ts";
@@ -67,6 +68,7 @@ export function makePlan(
     quiet?: boolean;
     profile?: boolean;
     init?: Map<string, Float32Array>;
+    monitor?: Monitor;
   } = {},
 ): TrainPlan {
   const d = deriveConfig(cfg, { datasetSize: source.count });
@@ -89,5 +91,6 @@ export function makePlan(
     quiet: o.quiet,
     profile: o.profile,
     init: o.init,
+    monitor: o.monitor,
   };
 }

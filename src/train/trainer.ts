@@ -22,6 +22,7 @@ import type { Schedules } from "./config.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
 import type { StepScalars } from "./metrics_ring.ts";
 import type { SourceSpec } from "./sources.ts";
+import type { Monitor } from "../eval/monitor.ts";
 
 /** Where training images come from (scenes or a folder); `get` may be called in any order. */
 export interface ImageSource {
@@ -58,6 +59,8 @@ export interface TrainPlan {
    * (`model.init`, src/export/import.ts); a resumed run ignores them.
    */
   init?: Map<string, Float32Array>;
+  /** Runs every `every` steps and after the last on the online store; results go to RUN/monitor.jsonl. */
+  monitor?: Monitor;
   /** Print progress (a bar on a TTY, lines otherwise). */
   quiet?: boolean;
   /** Time every kernel of one step (the third of this run) with timestamp queries and log the breakdown. */
@@ -162,6 +165,10 @@ export async function train(
   for (const s of signals) Deno.addSignalListener(s, onSignal);
 
   const metricsFile = await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true });
+  const monitorFile = plan.monitor
+    ? await Deno.open(join(plan.outDir, "monitor.jsonl"), { append: true, create: true })
+    : null;
+  if (plan.monitor) log(plan.monitor.description);
   const enc = new TextEncoder();
   const lrs = new Map<number, { lr: number; epoch: number; t: number }>();
   // the image loss starts low against the random initial queue and rises as real keys fill it, so the
@@ -298,6 +305,18 @@ export async function train(
       lastT = performance.now();
       done = s + 1;
       if (nan) break;
+      if (plan.monitor && (done % plan.monitor.every === 0 || done === total)) {
+        const t = performance.now();
+        const r = await plan.monitor.run(gpu, step.online);
+        const secs = (performance.now() - t) / 1000;
+        await monitorFile!.write(enc.encode(JSON.stringify({ step: s, ...r, seconds: secs }) + "\n"));
+        log(
+          `monitor at step ${done}: ` +
+            Object.entries(r).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ") +
+            ` (${secs.toFixed(1)} s)`,
+        );
+        lastT = performance.now(); // the monitor's time is not the next step's
+      }
       if (stop) break;
       if (plan.checkpointInterval > 0 && done % plan.checkpointInterval === 0 && done < total) {
         const p = await save(done);
@@ -313,6 +332,7 @@ export async function train(
     feeder.close();
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     metricsFile.close();
+    monitorFile?.close();
   }
   const secs = (performance.now() - t0) / 1000;
   step.dispose();

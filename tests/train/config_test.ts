@@ -344,3 +344,15 @@ Deno.test("docs/config.md is generated from the schema and up to date", async ()
     "docs/config.md is stale: run `deno run -A src/train/config.ts docs/config.md`",
   );
 });
+
+Deno.test("eval.knnEvery with a folder data.source needs eval.knnAnn", () => {
+  assert.match(
+    problems(() => resolveConfig({ sets: ["eval.knnEvery=10", "data.source=/d"] }))[0],
+    /^eval\.knnAnn: got null; allowed: a COCO instances file when eval\.knnEvery > 0 with a folder data\.source/,
+  );
+  assert.equal(resolveConfig({ sets: ["eval.knnEvery=10"] }).eval.knnEvery, 10); // the scenes bring labels
+  assert.equal(
+    resolveConfig({ sets: ["eval.knnEvery=10", "data.source=/d", "eval.knnAnn=/a.json"] }).eval.knnAnn,
+    "/a.json",
+  );
+});
