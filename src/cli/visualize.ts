@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { dirname, join } from "node:path";
 import { makeBatch, makeSample } from "../data/batch.ts";
 import type { RgbImage } from "../data/image.ts";
 import { loadEncoder, pointHeadWeights } from "../eval/load.ts";
@@ -29,7 +30,8 @@ sample   one training sample as the trainer makes it: views A0 | A1 | B0, region
          positions (white-ringed squares, one colour per pair). plrc pretrain writes this picture as
          sample.png at the start of every run.
 curves   the loss terms over the steps (each scaled to its own range): loss, loss_image, loss_point,
-         loss_distill in that colour order.
+         loss_distill in that colour order, and knn_accuracy from monitor.jsonl beside the metrics when
+         the run had the k-NN monitor (eval.knnEvery).
 affinity point affinities of a checkpoint (--ckpt random: the initialised encoder of the configuration):
          views A0 and B0 of image I as training makes them (the pair with overlap ≥ data.minOverlap;
          --set data.photometric=false for unjittered colours), N query points in A0 (default 4), one
@@ -73,9 +75,15 @@ export async function visualizeCommand(argv: string[]): Promise<number> {
     });
     const records = text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
     if (!records.length) throw new UsageError(`${values.metrics} holds no records`, VISUALIZE_HELP);
+    // the k-NN monitor's records (eval.knnEvery), when the run has them, as one more curve
+    const monitorFile = join(dirname(values.metrics), "monitor.jsonl");
+    const monitor = (await Deno.readTextFile(monitorFile).catch(() => "")).trim().split("\n").filter(Boolean)
+      .map((l) => JSON.parse(l));
+    const series = ["loss", "loss_image", "loss_point", "loss_distill", ...(monitor.length ? ["knn_accuracy"] : [])];
+    const all = [...records, ...monitor].sort((a, b) => a.step - b.step);
     const out = values.out ?? "curves.png";
-    await Deno.writeFile(out, renderCurves(records, ["loss", "loss_image", "loss_point", "loss_distill"]).png());
-    console.log(`wrote ${out} (${records.length} steps)`);
+    await Deno.writeFile(out, renderCurves(all, series, 640, 360, 0.9, ["knn_accuracy"]).png());
+    console.log(`wrote ${out} (${records.length} steps${monitor.length ? `, ${monitor.length} k-NN records` : ""})`);
     return 0;
   }
   if (kind === "affinity") return await affinityCommand(values);

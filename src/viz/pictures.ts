@@ -72,6 +72,8 @@ export function renderCurves(
   w = 640,
   h = 360,
   smooth = 0.9,
+  /** Series drawn as measured (sparse ones, such as the k-NN monitor's), not smoothed. */
+  raw: string[] = [],
 ): Canvas {
   const cv = new Canvas(w, h);
   const pad = 24, top = 24 + 12 * series.length, steps = records.map((r) => r.step);
@@ -83,10 +85,11 @@ export function renderCurves(
   cv.text(w - pad - 6 * last.length, h - pad + 8, last, [60, 60, 60]);
   series.forEach((name, si) => {
     const pts: [number, number][] = [];
+    const a = raw.includes(name) ? 0 : smooth;
     let ema: number | null = null;
     for (const r of records) {
       if (!Number.isFinite(r[name])) continue;
-      ema = ema === null ? r[name] : smooth * ema + (1 - smooth) * r[name];
+      ema = ema === null ? r[name] : a * ema + (1 - a) * r[name];
       pts.push([r.step, ema]);
     }
     const ys = pts.map((p) => p[1]);
@@ -95,7 +98,8 @@ export function renderCurves(
     const col = labelColor(si + 1);
     // legend: each series is scaled to its own range, so the range is part of its label
     cv.rect(pad, 8 + 12 * si, pad + 10, 15 + 12 * si, col);
-    cv.text(pad + 16, 8 + 12 * si, `${name}  ${lo.toFixed(3)} .. ${hi.toFixed(3)} (EMA ${smooth})`, [0, 0, 0]);
+    const how = a > 0 ? `EMA ${a}` : "as measured";
+    cv.text(pad + 16, 8 + 12 * si, `${name}  ${lo.toFixed(3)} .. ${hi.toFixed(3)} (${how})`, [0, 0, 0]);
     let prev: [number, number] | null = null;
     for (const [step, v] of pts) {
       const x = pad + ((step - sMin) / (sMax - sMin)) * (w - 2 * pad);

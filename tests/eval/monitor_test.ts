@@ -52,6 +52,18 @@ Deno.test({
       assert.equal(recs[1].knn_accuracy, e.accuracy);
       assert.equal(recs[1].knn_majority, e.majority);
       assert.equal(recs[1].knn_test_regions, e.testRegions);
+      // visualize curves draws the monitor's records beside the losses
+      const v = await plrc([
+        "visualize",
+        "curves",
+        "--metrics",
+        join(dir, "metrics.jsonl"),
+        "--out",
+        join(dir, "c.png"),
+      ]);
+      assert.equal(v.code, 0, v.text);
+      assert.match(v.text, /\(3 steps, 2 k-NN records\)/);
+      assert.ok((await Deno.stat(join(dir, "c.png"))).size > 1000);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
