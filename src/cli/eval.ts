@@ -110,9 +110,12 @@ export async function evalCommand(argv: string[]): Promise<number> {
     cfg = resolveConfig({ sets: values.set ?? [] });
   } else {
     // a plrc checkpoint, or else a torchvision backbone from PyTorch (.pth, or safetensors without plrc's format)
+    let notPlrc: string | null = null;
     if (!/\.(pth|pt)$/.test(values.ckpt)) {
       ckpt = await readCheckpointFile(values.ckpt).catch((e) =>
-        e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message) ? null : cannot(e)
+        e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message)
+          ? (notPlrc = e.message, null)
+          : cannot(e)
       );
     }
     if (ckpt) {
@@ -120,7 +123,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const file = typeof text === "string" ? parseYaml(text) : text;
       cfg = resolveConfig({ file: file as never, fileName: `${values.ckpt} (config)`, sets: values.set ?? [] });
     } else {
-      imported = await readTorchvisionBackbone(values.ckpt).catch(cannot);
+      imported = await readTorchvisionBackbone(values.ckpt).catch((e) =>
+        cannot(notPlrc ? new Error(`${notPlrc}; nor is it a torchvision ResNet: ${(e as Error).message}`) : e)
+      );
       try {
         cfg = resolveConfig({ sets: withModel(values.set ?? [], imported!.model) });
       } catch (e) {

@@ -155,13 +155,15 @@ export async function exportCommand(argv: string[]): Promise<number> {
 
 async function run(ckpt: string, format: ExportFormat, encoder: string, out: string, safetensors: boolean) {
   // a plrc checkpoint, or else a torchvision backbone from PyTorch, converted (a MoCo .pth to detectron2, say)
+  let notPlrc: string | null = null;
   const file = /\.(pth|pt)$/.test(ckpt) ? null : await readCheckpointFile(ckpt).catch((e) => {
-    if (e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message)) return null;
+    if (e instanceof CheckpointError && /not a plrc checkpoint/.test(e.message)) return notPlrc = e.message, null;
     throw e;
   });
   if (!file) {
     const b = await readTorchvisionBackbone(ckpt).catch((e) => {
-      throw new UsageError(`--ckpt ${ckpt}: ${(e as Error).message}`, EXPORT_HELP);
+      const why = (e as Error).message;
+      throw new CheckpointError(notPlrc ? `${notPlrc}; nor is it a torchvision ResNet: ${why}` : why);
     });
     const src = new Map<string, HostTensor>();
     for (const [name, data] of b.tensors) src.set(name, { shape: specShape(b.model, name), data });

@@ -14,8 +14,8 @@ import {
   withModel,
 } from "../../src/export/import.ts";
 import { Recorder, sync } from "../../src/gpu/encoder.ts";
-import { readSafetensors, toFloat32 } from "../../src/io/safetensors.ts";
-import { PthTensor, readPth } from "../../src/io/torch_pth.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "../../src/io/safetensors.ts";
+import { type PthTensor, readPth } from "../../src/io/torch_pth.ts";
 import { buildResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
 import { ParamStore } from "../../src/nn/params.ts";
 import { fixtureValue, nchwToNhwc } from "../models/fixture_values.ts";
@@ -200,6 +200,21 @@ Deno.test({
     const bad = await plrc(["eval", "--ckpt", pth, "--protocol", "knn", "--set", "model.depth=50"]);
     assert.equal(bad.code, 2, bad.text);
     assert.match(bad.text, /--set model\.depth=50: the imported backbone is ResNet-18 ×0\.0625/);
+    // a safetensors file that is neither says both
+    const dir = await Deno.makeTempDir();
+    try {
+      await writeSafetensors(join(dir, "x.safetensors"), {
+        a: { dtype: "F32", shape: [1], data: new Float32Array(1) },
+      });
+      const neither = await plrc(["eval", "--ckpt", join(dir, "x.safetensors"), "--protocol", "knn"]);
+      assert.equal(neither.code, 2, neither.text);
+      assert.match(
+        neither.text,
+        /not a plrc checkpoint .*; nor is it a torchvision ResNet: .*no torchvision ResNet in it/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
 
