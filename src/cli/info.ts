@@ -16,7 +16,9 @@ Prints the WebGPU adapter plrc will use: description, backend (vulkan/gl/other),
   --json     one JSON object on stdout
   -h, --help this text
 
-DENO_WEBGPU_BACKEND=vulkan|gl selects the backend.`;
+DENO_WEBGPU_BACKEND=vulkan|gl selects the backend. Unset, plrc asks for vulkan alone on Linux where a
+Vulkan driver is installed (so GL is never loaded; its exit handler could abort the process), else
+for wgpu's default, every backend.`;
 
 /** Runs `plrc info`. */
 export async function infoCommand(argv: string[]): Promise<number> {
@@ -35,6 +37,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
     backend: s.backend,
     adapterClass: s.adapterClass,
     requestedBackend: s.requestedBackend,
+    backendSelection: s.backendSelection,
     isFallbackAdapter: s.isFallbackAdapter,
     vendor: s.vendor,
     architecture: s.architecture,
@@ -58,7 +61,12 @@ export async function infoCommand(argv: string[]): Promise<number> {
   ]);
   console.log(`plrc ${VERSION} on Deno ${Deno.version.deno}`);
   console.log(`adapter      ${s.description}${s.isFallbackAdapter ? " (fallback adapter)" : ""}`);
-  console.log(`backend      ${s.backend}${s.requestedBackend ? ` (DENO_WEBGPU_BACKEND=${s.requestedBackend})` : ""}`);
+  const how = s.backendSelection === "auto"
+    ? " (chosen by plrc: a Vulkan driver is installed, so GL is not loaded; DENO_WEBGPU_BACKEND overrides)"
+    : s.requestedBackend
+    ? ` (DENO_WEBGPU_BACKEND=${s.requestedBackend})`
+    : "";
+  console.log(`backend      ${s.backend}${how}`);
   console.log(`class        ${s.adapterClass} (kernel variants chosen for it)`);
   console.log(`shader-f16   ${gpu.hasF16 ? "yes" : "no"}`);
   console.log(`timestamps   ${gpu.hasTimestamps ? "yes" : "no"}`);

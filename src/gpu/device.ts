@@ -21,8 +21,10 @@ export interface AdapterSummary {
   architecture: string;
   device: string;
   backend: Backend;
-  /** The value of `DENO_WEBGPU_BACKEND` when the adapter was requested, or null. */
+  /** The value of `DENO_WEBGPU_BACKEND` when the adapter was requested (set by the user, or by {@link autoBackend}), or null. */
   requestedBackend: string | null;
+  /** How the backend was chosen: `env` (the user's DENO_WEBGPU_BACKEND), `auto` ({@link autoBackend}) or `default` (wgpu's: every backend). */
+  backendSelection: "env" | "auto" | "default";
   isFallbackAdapter: boolean;
   /** `cpu` for software rasterisers (llvmpipe/lavapipe/SwiftShader/WARP), else `gpu`. */
   adapterClass: AdapterClass;
@@ -157,19 +159,100 @@ function trackMemory(device: GPUDevice): { liveBytes: number; peakBytes: number 
 
 let shared: Promise<Gpu> | null = null;
 
+/** Where the Vulkan loader looks for driver manifests on Linux (besides VK_DRIVER_FILES / VK_ICD_FILENAMES). */
+const ICD_DIRS = ["/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d", "/usr/share/vulkan/icd.d"];
+/** Where a manifest's bare library name (e.g. libGLX_nvidia.so.0) is looked for, after LD_LIBRARY_PATH. */
+const LIB_DIRS = [
+  "/usr/lib/x86_64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/usr/lib64",
+  "/usr/lib",
+  "/lib64",
+  "/lib",
+];
+
+/**
+ * The backend to ask for when DENO_WEBGPU_BACKEND is unset: `vulkan` on Linux when a Vulkan driver is
+ * installed (a driver manifest whose library exists, and the loader), else null (wgpu's default, every
+ * backend). Why: with every backend, wgpu brings up GL (libEGL and Mesa's whole GL driver) beside Vulkan
+ * even when it then picks the Vulkan adapter, as it does wherever one exists. libglvnd's libEGL frees every
+ * thread's EGL state in its exit handler, and a runtime thread that touched EGL may be exiting at that moment
+ * and free its own: glibc's "double free or corruption" abort after every test had passed (a core dump of
+ * 2026-11-27: the main thread in libEGL's fini under exit(), another thread in __nptl_deallocate_tsd). With
+ * Vulkan alone EGL is never loaded. `fs`/`env` are injectable for tests; any error means null.
+ */
+export function autoBackend(
+  env: (name: string) => string | undefined = (n) => readEnv(n) ?? undefined,
+  fs: { readDir(dir: string): string[]; readText(path: string): string; exists(path: string): boolean } = {
+    readDir: (d) => [...Deno.readDirSync(d)].map((e) => e.name),
+    readText: (p) => Deno.readTextFileSync(p),
+    exists: (p) => {
+      try {
+        Deno.statSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  },
+  os: string = Deno.build.os,
+): "vulkan" | null {
+  if (os !== "linux") return null;
+  const libDirs = [...(env("LD_LIBRARY_PATH") ?? "").split(":").filter(Boolean), ...LIB_DIRS];
+  const findLib = (lib: string) => lib.includes("/") ? fs.exists(lib) : libDirs.some((d) => fs.exists(`${d}/${lib}`));
+  if (!findLib("libvulkan.so.1")) return null;
+  const listed = (env("VK_DRIVER_FILES") ?? env("VK_ICD_FILENAMES") ?? "").split(":").filter(Boolean);
+  const manifests = listed.length ? listed : ICD_DIRS.flatMap((d) => {
+    try {
+      return fs.readDir(d).filter((f) => f.endsWith(".json")).map((f) => `${d}/${f}`);
+    } catch {
+      return [];
+    }
+  });
+  for (const m of manifests) {
+    try {
+      const lib = JSON.parse(fs.readText(m))?.ICD?.library_path;
+      if (typeof lib !== "string") continue;
+      // a relative path is relative to the manifest's folder
+      const path = lib.includes("/") && !lib.startsWith("/") ? `${m.slice(0, m.lastIndexOf("/"))}/${lib}` : lib;
+      if (findLib(path)) return "vulkan";
+    } catch {
+      // an unreadable manifest counts as none
+    }
+  }
+  return null;
+}
+
 /** Requests the adapter and a device with the adapter's limits and plrc's optional features. */
 export async function requestGpu(): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) {
     throw new NoAdapterError("navigator.gpu is missing in this runtime");
   }
-  const requested = readEnv("DENO_WEBGPU_BACKEND");
+  let requested = readEnv("DENO_WEBGPU_BACKEND");
   if (requested !== null && requested.trim() === "") {
     throw new NoAdapterError("DENO_WEBGPU_BACKEND is set but empty");
+  }
+  let selection: AdapterSummary["backendSelection"] = requested === null ? "default" : "env";
+  if (requested === null) {
+    // wgpu reads the variable when this process first requests an adapter, so it must be set now
+    const auto = autoBackend();
+    if (auto) {
+      try {
+        Deno.env.set("DENO_WEBGPU_BACKEND", auto);
+        requested = auto, selection = "auto";
+      } catch {
+        // no --allow-env: every backend, as before
+      }
+    }
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new NoAdapterError(
-      requested ? `DENO_WEBGPU_BACKEND=${requested} found none` : "requestAdapter() returned null",
+      selection === "auto"
+        ? "a Vulkan driver is installed but gave no adapter; set DENO_WEBGPU_BACKEND=gl (or vulkan,gl) to try OpenGL"
+        : requested
+        ? `DENO_WEBGPU_BACKEND=${requested} found none`
+        : "requestAdapter() returned null",
     );
   }
   const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
@@ -207,6 +290,7 @@ export async function requestGpu(): Promise<Gpu> {
     device: info.device,
     backend: inferBackend(info, featureSet, requested),
     requestedBackend: requested,
+    backendSelection: selection,
     isFallbackAdapter: fallback,
     adapterClass: classify(info, fallback),
     subgroupMinSize: info.subgroupMinSize ?? null,
@@ -239,7 +323,8 @@ export function getGpu(): Promise<Gpu> {
     shared = requestGpu();
     shared.then(
       // Destroy the device while the runtime is still whole: left to process teardown, Mesa's GL driver
-      // sometimes corrupted the heap at exit (a glibc abort after every test had passed, ~1 run in 4).
+      // sometimes corrupted the heap at exit (a glibc abort after every test had passed, ~1 run in 4). The
+      // abort that remained came from libEGL's exit handler (see autoBackend), which GL runs still load.
       (gpu) => globalThis.addEventListener("unload", () => gpu.device.destroy()),
       () => (shared = null),
     );
