@@ -3,19 +3,9 @@ import assert from "node:assert/strict";
 import { labelMap } from "../src/data/image.ts";
 import { encodeLabelMapPng } from "../src/data/labelmap_png.ts";
 import { encodePng } from "../src/data/png.ts";
+import { runCli } from "./util.ts";
 
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
-
-async function plrc(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const plrc = runCli;
 
 Deno.test("plrc info --json prints one JSON object naming the adapter and backend", async () => {
   const r = await plrc(["info", "--json"]);

@@ -11,6 +11,21 @@ import type { Dispatch } from "../src/gpu/kernel.ts";
 import { type DType, Tensor } from "../src/gpu/tensor.ts";
 export { Rng } from "../src/util/rng.ts";
 
+/** Runs the CLI as a user does (`deno run -A cli.ts ARGS`, a subprocess): exit code, stdout, stderr, and both. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string; text: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder(), stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
+  return { code: out.code, stdout, stderr, text: stdout + stderr };
+}
+
 /** A seed that differs per run unless PLRC_TEST_SEED is set; printed on failure through the message. */
 export function freshSeed(): number {
   const fixed = Deno.env.get("PLRC_TEST_SEED");

@@ -7,17 +7,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exportScenes, SceneGenerator } from "../../src/data/scenes.ts";
-import { GPU_TEST } from "../util.ts";
+import { GPU_TEST, runCli } from "../util.ts";
 
-async function plrc(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), text: dec.decode(out.stdout) + dec.decode(out.stderr) };
-}
+const plrc = runCli;
 
 const lines = async (f: string) => (await Deno.readTextFile(f)).trim().split("\n").map((l) => JSON.parse(l));
 

@@ -19,7 +19,7 @@ import { type PthTensor, readPth } from "../../src/io/torch_pth.ts";
 import { buildResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
 import { ParamStore } from "../../src/nn/params.ts";
 import { fixtureValue, nchwToNhwc } from "../models/fixture_values.ts";
-import { gpu, GPU_TEST } from "../util.ts";
+import { gpu, GPU_TEST, runCli } from "../util.ts";
 
 const FIX = (f: string) => new URL(`../fixtures/${f}`, import.meta.url).pathname;
 
@@ -130,15 +130,7 @@ Deno.test("withModel adds the imported shape to the sets and refuses a conflicti
   assert.throws(() => withModel(["model.depth=18"], m), /--set model\.depth=18: the imported backbone is ResNet-50 ×1/);
 });
 
-async function plrc(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
-}
+const plrc = runCli;
 
 Deno.test({
   name: "pretrain model.init starts both encoders from a torch.save file; a wrong shape exits 2 before any work",
