@@ -8,7 +8,7 @@
 import { parse as parseYaml } from "yaml";
 import { getGpu } from "../gpu/device.ts";
 import { readCoco } from "../data/coco.ts";
-import { cocoImages, type EvalSet, sceneSet } from "../eval/datasets.ts";
+import { cocoImages, type EvalSet, heldOutScenes } from "../eval/datasets.ts";
 import { DETECT_DEFAULTS, detectEval } from "../eval/detect.ts";
 import { knnEval } from "../eval/knn.ts";
 import { linearEval } from "../eval/linear.ts";
@@ -158,7 +158,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (R % 32 !== 0 || R < 32) throw new UsageError(`--resolution must be a multiple of 32, got ${R}`, EVAL_HELP);
   let set: EvalSet & { testImages: EvalSet["images"] };
   if (dataArg === "scenes") {
-    const s = sceneSet(cfg.data.scenes.seed + 1_000_003, R, cfg.data.scenes.classes, 0, nTrain + nTest);
+    const s = heldOutScenes(cfg.data.scenes, R, nTrain + nTest);
     set = { images: s.images.slice(0, nTrain), testImages: s.images.slice(nTrain), classNames: s.classNames };
   } else {
     const coco = await readCoco(values.ann!).catch((e) => {

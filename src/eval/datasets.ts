@@ -57,6 +57,14 @@ export function sceneSet(seed: number, size: number, classes: number, first: num
   return { images: sceneImages(gen, first, count), classNames: sceneClassNames(classes) };
 }
 
+/**
+ * The held-out built-in scenes every protocol evaluates on: the pre-training scenes' generator with another
+ * seed (scenes.seed + 1 000 003), so no evaluation image was seen in pre-training.
+ */
+export function heldOutScenes(scenes: { seed: number; classes: number }, R: number, count: number): EvalSet {
+  return sceneSet(scenes.seed + 1_000_003, R, scenes.classes, 0, count);
+}
+
 /** Bilinear RGB resize (align_corners = false); used for upscaling, where area averaging does not apply. */
 export function resizeBilinear(img: RgbImage, width: number, height: number): RgbImage {
   const out = rgbImage(width, height), W = img.width, H = img.height;

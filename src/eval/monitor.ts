@@ -15,7 +15,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { BACKBONE_PREFIX } from "../models/encoder.ts";
 import type { ParamStore } from "../nn/params.ts";
 import { dataConfigOf, type PlrcConfig, resnetConfigOf } from "../train/config.ts";
-import { cocoImages, type EvalImage, sceneSet } from "./datasets.ts";
+import { cocoImages, type EvalImage, heldOutScenes } from "./datasets.ts";
 import { knnEval } from "./knn.ts";
 
 /** What the trainer runs every `every` steps: a few named numbers for RUN/monitor.jsonl. */
@@ -34,7 +34,7 @@ export async function knnMonitor(cfg: PlrcConfig): Promise<Monitor | null> {
   let images: EvalImage[], where: string;
   if (e.knnAnn === null) {
     // the held-out scenes of `plrc eval` (another generator seed than pre-training's)
-    images = sceneSet(cfg.data.scenes.seed + 1_000_003, R, cfg.data.scenes.classes, 0, n).images;
+    images = heldOutScenes(cfg.data.scenes, R, n).images;
     where = "held-out built-in scenes";
   } else {
     const coco = await readCoco(e.knnAnn);
