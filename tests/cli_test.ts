@@ -69,6 +69,20 @@ Deno.test("pretrain: --help; bad YAML, unknown or invalid keys and bad data exit
     assert.match(badData.stderr, /is not a directory/);
     const both = await plrc(["pretrain", "--resume", "x", "--auto-resume", "--out", `${dir}/r4`]);
     assert.equal(both.code, 2);
+    // a configuration no adapter can hold (a 65536² point-contrast gram, 16 GiB in one binding): exit 2 with the
+    // keys to lower, not a stack trace
+    const tooBig = await plrc([
+      "pretrain",
+      "--set",
+      "data.points=1024",
+      "--set",
+      "train.maxSteps=1",
+      "--out",
+      `${dir}/r5`,
+    ]);
+    assert.equal(tooBig.code, 2, tooBig.stderr);
+    assert.match(tooBig.stderr, /point contrast gram.* needs 16\.0 GiB .*train\.batchSize.*data\.points/);
+    assert.doesNotMatch(tooBig.stderr, /^\s+at /m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -89,6 +103,9 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
     ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
     assert.match(run.stdout, /finished after 3 steps/);
+    // progress lines say how long is left, except the last
+    assert.match(run.stdout, /^step 1\/3 .* img\/s ETA (\d+m)?\d+s$/m);
+    assert.match(run.stdout, /^step 3\/3 .* img\/s$/m);
     // --profile: one step timed kernel by kernel, by family (or a plain note without timestamp queries)
     assert.match(
       run.stdout,

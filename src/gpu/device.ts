@@ -72,7 +72,8 @@ export class LimitError extends Error {
   constructor(what: string, bytes: number, limitName: string, limit: number) {
     super(
       `${what} needs ${formatBytes(bytes)} but the adapter's ${limitName} is ${formatBytes(limit)}; ` +
-        "use a smaller batch, resolution or model width, or a GPU with larger limits",
+        "use a smaller batch (train.batchSize), resolution (data.resolution), model width (model.width) or number " +
+        "of points (data.points), or an adapter with larger limits",
     );
     this.name = "LimitError";
   }

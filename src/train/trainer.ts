@@ -221,10 +221,11 @@ export async function train(
       );
     }
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
+    // time left at the mean pace so far (the first steps compile kernels, so it only gets better)
+    const doneSteps = r.step + 1 - start, left = total - r.step - 1;
+    const eta = left * ((now - t0) / 1000 / Math.max(doneSteps, 1));
     if (!plan.quiet && tty) {
-      // a progress bar with ETA on a terminal (log lines still go to train.log at the interval)
-      const doneSteps = r.step + 1 - start, left = total - r.step - 1;
-      const eta = left * ((now - t0) / 1000 / Math.max(doneSteps, 1));
+      // a progress bar on a terminal (log lines still go to train.log at the interval)
       const width = 24, fill = Math.round(width * (r.step + 1) / total);
       const bar = "█".repeat(fill) + "░".repeat(width - fill);
       Deno.stdout.writeSync(enc.encode(
@@ -238,7 +239,7 @@ export async function train(
         `step ${r.step + 1}/${total} epoch ${info.epoch} lr ${info.lr.toExponential(2)} loss ${loss.toFixed(4)} ` +
           `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}) ${
             rec.images_per_s.toFixed(1)
-          } img/s`,
+          } img/s${left > 0 ? ` ETA ${formatDuration(eta)}` : ""}`,
       );
     }
   };
