@@ -22,6 +22,8 @@ export interface StepMeasurement {
   suite: "step";
   preset: string;
   batch: number;
+  /** Micro-batches per step (train.accumulate): each pass runs batch / accumulate images. */
+  accumulate: number;
   resolution: number;
   depth: number;
   width: number;
@@ -95,12 +97,13 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
       total += s.ms;
     }
   }
-  const fl = step.q.backbone.flops;
-  const flops = 3 * fl.forward + fl.backward;
+  const fl = step.q.backbone.flops, parts = sc.accumulate ?? 1;
+  const flops = parts * (3 * fl.forward + fl.backward);
   const out: StepMeasurement = {
     suite: "step",
     preset: cfg.preset,
     batch: sc.batch,
+    accumulate: parts,
     resolution: sc.resolution,
     depth: sc.encoder.backbone.depth,
     width: sc.encoder.backbone.width,
@@ -108,7 +111,7 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     msPerStep: ms,
     imagesPerS: sc.batch / (ms / 1000),
     backboneGflops: flops / (ms * 1e6),
-    dispatchesPerStep: step.dispatches.length,
+    dispatchesPerStep: step.dispatchesPerStep,
     sizes: {
       ...sc.encoder.heads,
       queue: sc.queueSize,

@@ -81,7 +81,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
   if (suite === "step") {
     // --batch and --resolution are shorthands for the config keys, applied after any --set.
     const sets = [...(values.set ?? [])];
-    if (values.batch !== undefined) sets.push(`train.batchSize=${values.batch}`);
+    if (values.batch !== undefined) {
+      // a batch given here is one pass of that many images, unless the accumulation is set too
+      sets.push(`train.batchSize=${values.batch}`);
+      if (!sets.some((x) => x.startsWith("train.accumulate="))) sets.push("train.accumulate=1");
+    }
     if (values.resolution !== undefined) sets.push(`data.resolution=${values.resolution}`);
     const cfg = resolveConfig({ preset: values.preset as never, sets });
     const g = await getGpu();
@@ -90,7 +94,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     else {
       console.log(
         `bench step on ${m.adapter} (${m.backend}): preset ${m.preset}, ResNet-${m.depth} x${m.width}, ` +
-          `batch ${m.batch} @${m.resolution}`,
+          `batch ${m.batch}${m.accumulate > 1 ? ` (${m.accumulate} micro-batches)` : ""} @${m.resolution}`,
       );
       console.log(
         `${m.msPerStep.toFixed(1)} ms/step, ${m.imagesPerS.toFixed(2)} images/s, backbone ` +

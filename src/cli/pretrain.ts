@@ -156,7 +156,11 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const configText = configToYaml(cfg);
     await Deno.writeTextFile(join(outDir, "config.yaml"), configText);
     log(
-      `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize} at ${cfg.data.resolution} px; ` +
+      `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize}${
+        cfg.train.accumulate > 1
+          ? ` (${cfg.train.accumulate} micro-batches of ${cfg.train.batchSize / cfg.train.accumulate})`
+          : ""
+      } at ${cfg.data.resolution} px; ` +
         (d.workers > 0
           ? `${d.workers} data worker${d.workers === 1 ? "" : "s"}, ${cfg.data.prefetch} batches ahead`
           : "batches made on the main thread"),

@@ -304,6 +304,58 @@ export function collate(samples: PlrcSample[], cfg: DataConfig): PlrcBatch {
 }
 
 /**
+ * Splits a batch into `parts` batches of consecutive images, each equal to {@link collate} of its images'
+ * samples (labels, pair images and the pair indices re-based). Gradient accumulation runs these one after
+ * another within a step.
+ */
+export function splitBatch(b: PlrcBatch, parts: number): PlrcBatch[] {
+  if (!Number.isInteger(parts) || parts < 1 || b.n % parts) {
+    throw new Error(`splitBatch: a batch of ${b.n} images does not split into ${parts} equal parts`);
+  }
+  if (parts === 1) return [b];
+  const n = b.n / parts, R = b.resolution, S2 = b.maskSize * b.maskSize, view = R * R * 3;
+  const P = b.regions * b.points;
+  return Array.from({ length: parts }, (_, k) => {
+    const i0 = k * n;
+    const per = <T extends Float32Array | Int32Array | Uint32Array>(a: T, size: number) =>
+      a.slice(i0 * size, (i0 + n) * size) as T;
+    const p0 = b.pairOffsets[i0], p1 = b.pairOffsets[i0 + n];
+    const pairImage = b.pairImage.slice(p0, p1).map((i) => i - i0);
+    const pairA = b.pairA.slice(p0, p1), pairB = b.pairB.slice(p0, p1);
+    const aKeys = pairA.map((a, m) => pairImage[m] * S2 + a), bKeys = pairB.map((v, m) => pairImage[m] * S2 + v);
+    const t = transposeIndex(bKeys, n * S2);
+    return {
+      n,
+      resolution: R,
+      maskSize: b.maskSize,
+      regions: b.regions,
+      points: b.points,
+      viewA0: per(b.viewA0, view),
+      viewA1: per(b.viewA1, view),
+      viewB0: per(b.viewB0, view),
+      maskA0: per(b.maskA0, S2),
+      maskA1: per(b.maskA1, S2),
+      coordA0: per(b.coordA0, 4),
+      coordA1: per(b.coordA1, 4),
+      coordB0: per(b.coordB0, 4),
+      pointsA0: per(b.pointsA0, P * 2),
+      pointsA1: per(b.pointsA1, P * 2),
+      pointLabel: per(b.pointLabel, P).map((l) => (l < 0 ? l : l - i0 * b.regions)),
+      pointValid: per(b.pointValid, P),
+      regionLabel: per(b.regionLabel, b.regions),
+      pairA,
+      pairB,
+      pairImage,
+      pairOffsets: b.pairOffsets.slice(i0, i0 + n + 1).map((o) => o - p0),
+      a0Ptr: rowPointers(aKeys, n * S2),
+      b0Ptr: t.ptr,
+      b0Pairs: t.entries,
+      pairTries: per(b.pairTries, 1),
+    };
+  });
+}
+
+/**
  * Makes a batch. Image n uses `Rng.derive(cfg.seed, items[n].key)`; items without a key get a generator
  * seeded from one draw of `rng` (so batches made that way depend on the order of calls).
  */

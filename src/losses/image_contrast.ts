@@ -47,6 +47,11 @@ export interface ImageContrastOptions {
   temperature?: number;
   /** Seed of the queue's initial values ({@link initQueue}). */
   seed: number;
+  /**
+   * Keys that `enqueue` writes instead of this batch's own: [rows, D], e.g. every micro-batch's keys of an
+   * accumulated step, enqueued once after the last (the caller fills it).
+   */
+  stepKeys?: Tensor;
   /** Row-kernel variant (default: by adapter). */
   variant?: RowVariant;
   /** Where to write d y1(A0) (e.g. a view into a larger gradient); default: a tensor owned by the op. */
@@ -132,7 +137,17 @@ export async function buildImageContrast(gpu: Gpu, o: ImageContrastOptions): Pro
     await l2NormalizeBackward(gpu, q, qnorm, dq, dqraw, L2_EPS, v),
     await reduceAxisBackward(gpu, dqraw, [B, hw, D], 1, "mean", dY1),
   ];
-  const enq = await bind(gpu, enqueueSpec(), [k, queue], { rows: B, dim: D, qsize: Q, ptr: 0 }, grid1d(B * D, IC_WG));
+  const written = o.stepKeys ?? k, rows = written.numel / D;
+  if (!Number.isInteger(rows) || rows > Q) {
+    throw new Error(`image contrast: "${written.name}" must be [rows ≤ ${Q}, ${D}] to enqueue`);
+  }
+  const enq = await bind(
+    gpu,
+    enqueueSpec(),
+    [written, queue],
+    { rows, dim: D, qsize: Q, ptr: 0 },
+    grid1d(rows * D, IC_WG),
+  );
   const setPointer = (ptr: number): void => {
     if (!Number.isInteger(ptr) || ptr < 0) throw new Error(`image contrast: bad queue pointer ${ptr}`);
     enq.setParams({ ptr: ptr % Q });

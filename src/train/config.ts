@@ -105,7 +105,13 @@ export interface PlrcConfig {
   };
   schedule: { lr: "cosine" | "constant"; warmup: number; granularity: "epoch" | "step" };
   ema: { momentum: number; schedule: "constant" | "cosine" };
-  train: { epochs: number; batchSize: number; stepsPerEpoch: number | Auto; maxSteps: number | null };
+  train: {
+    epochs: number;
+    batchSize: number;
+    accumulate: number;
+    stepsPerEpoch: number | Auto;
+    maxSteps: number | null;
+  };
   log: { interval: number };
   eval: { knnEvery: number; knnTrain: number; knnTest: number; knnAnn: string | null };
   checkpoint: { interval: number; unit: "epoch" | "step"; keepLast: number };
@@ -452,6 +458,14 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
 
   "train.epochs": { type: "int", min: 1, default: 100, doc: "Epochs." },
   "train.batchSize": { type: "int", min: 1, default: 256, doc: "Images per step B." },
+  "train.accumulate": {
+    type: "int",
+    min: 1,
+    default: 1,
+    doc: "Micro-batches per step (gradient accumulation): the step runs B/accumulate images at a time, as that " +
+      "many GPUs of a data-parallel run would (each loss sees its micro-batch; one queue, centre and SGD step), " +
+      "so a batch larger than the GPU's memory still trains. Must divide train.batchSize.",
+  },
   "train.stepsPerEpoch": {
     type: "int",
     min: 1,
@@ -762,10 +776,16 @@ function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): str
       rule("data.regions.count", `at most data.regions.grid² = ${g * g} with grid regions`);
     }
   }
-  if (ok("model.bnGroup", "train.batchSize")) {
-    const { bnGroup } = c.model, b = c.train.batchSize;
+  if (ok("train.accumulate", "train.batchSize") && c.train.batchSize % c.train.accumulate !== 0) {
+    rule("train.accumulate", `a divisor of train.batchSize (${c.train.batchSize})`);
+  }
+  if (ok("model.bnGroup", "train.batchSize", "train.accumulate") && c.train.batchSize % c.train.accumulate === 0) {
+    const { bnGroup } = c.model, b = c.train.batchSize / c.train.accumulate;
+    const what = c.train.accumulate > 1
+      ? `the micro-batch train.batchSize / train.accumulate (${b})`
+      : `train.batchSize (${b})`;
     if (bnGroup < b && b % bnGroup !== 0) {
-      rule("model.bnGroup", `a divisor of train.batchSize (${b}), or at least ${b} (one group)`);
+      rule("model.bnGroup", `a divisor of ${what}, or at least ${b} (one group)`);
     }
   }
   if (ok("method", "loss.image.queue", "train.batchSize")) {
@@ -1001,7 +1021,7 @@ export function deriveConfig(cfg: PlrcConfig, opts: { datasetSize?: number; core
     : Math.max(1, Math.floor(size / B));
   const scheduleSteps = stepsPerEpoch === null ? null : stepsPerEpoch * cfg.train.epochs;
   const totalSteps = scheduleSteps === null ? null : Math.min(scheduleSteps, cfg.train.maxSteps ?? Infinity);
-  const bnGroup = Math.min(cfg.model.bnGroup, B);
+  const bnGroup = Math.min(cfg.model.bnGroup, B / cfg.train.accumulate);
   const cores = opts.cores ?? navigator.hardwareConcurrency ?? 1;
   return {
     maskSize: S,
@@ -1146,7 +1166,8 @@ export function generateConfigDoc(): string {
   out.push("## Presets", "");
   out.push(table(["preset", "what it is"], PRESET_NAMES.map((n) => [code(n), PRESETS[n].doc])), "");
   p(
-    "The keys each preset sets (the defaults are the paper's setting, so `paper` only restates them); " +
+    "The keys each preset sets (the defaults are the paper's setting, so `paper` restates them, and runs its " +
+      "batch as micro-batches); " +
       "a key not listed here has its default under every preset.",
   );
   const presetKeys = CONFIG_PATHS.filter((k) => PRESET_NAMES.some((n) => k in PRESETS[n].values));

@@ -54,6 +54,7 @@ export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>
     },
     ema: cfg.ema.momentum,
     seed: cfg.seed,
+    accumulate: cfg.train.accumulate,
   };
 }
 

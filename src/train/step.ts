@@ -13,13 +13,19 @@
  * Everything is bound once in {@link PlrcStep.build}; a step only uploads data, updates a few uniforms
  * (learning rate, EMA momentum, teacher temperature, queue pointer) and records the same dispatches.
  *
+ * Gradient accumulation (`accumulate` = m > 1) runs the batch as m micro-batches of B/m images, one
+ * submission each, as m GPUs of a data-parallel run would: every loss sees only its micro-batch (point
+ * negatives, distillation pairs; the paper's per-GPU batches), all of them see the same queue and
+ * distillation centre, and the mean of their gradients makes one SGD step. Their keys are enqueued together
+ * after the last, and the centre moves once, by the mean of the micro-batches' teacher means.
+ *
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/encoder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import type { PlrcBatch } from "../data/batch.ts";
+import { type PlrcBatch, splitBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
 import { Rng } from "../util/rng.ts";
@@ -63,6 +69,8 @@ export interface StepConfig {
   optim: { lr: number; momentum: number; weightDecay: number; nesterov: boolean; lars?: boolean; larsTrust?: number };
   ema: number;
   seed: number;
+  /** Micro-batches per step (gradient accumulation); divides `batch`. Default 1. */
+  accumulate?: number;
 }
 
 /** Per-step values that change with the schedules. */
@@ -77,12 +85,19 @@ export const STEP_SCALARS = ["loss_image", "loss_point", "loss_distill"] as cons
 
 /** The bound step. */
 export class PlrcStep {
-  /** Dispatches in recording order (for profiling by family). */
+  /** Dispatches of one step without accumulation, in recording order (for profiling by family). */
   readonly dispatches: Dispatch[] = [];
+  /** One pass over the bound images (the whole batch, or one micro-batch): forwards, losses, backward. */
+  readonly pass: Dispatch[] = [];
+  /** Once per step after the passes: optimizer, EMA, queue write (and the centre without accumulation). */
+  readonly update: Dispatch[] = [];
   /** The weighted combination of the loss gradients into the online heads' output gradients. */
   gradDispatches: Dispatch[] = [];
   #queuePtr = 0;
   #shuffleOrder: Tensor[] = [];
+  /** Accumulation only: the micro-batches of the uploaded batch, and how each one's results are kept. */
+  #micro: { batches: PlrcBatch[]; step: number } | null = null;
+  #accumulation: Accumulation | null = null;
 
   private constructor(
     readonly gpu: Gpu,
@@ -106,7 +121,11 @@ export class PlrcStep {
 
   /** Binds every kernel of the step for `cfg`. */
   static async build(gpu: Gpu, cfg: StepConfig): Promise<PlrcStep> {
-    const B = cfg.batch, R = cfg.resolution;
+    const m = cfg.accumulate ?? 1, R = cfg.resolution;
+    if (!Number.isInteger(m) || m < 1 || cfg.batch % m) {
+      throw new Error(`batch ${cfg.batch} does not split into ${m} equal micro-batches`);
+    }
+    const B = cfg.batch / m; // images bound per pass: the whole batch, or one micro-batch
     const groups = Math.max(1, Math.floor(B / cfg.bnGroupSize));
     if (B % groups) throw new Error(`batch ${B} does not split into ghost-BN groups of ${cfg.bnGroupSize}`);
     const online = createEncoderStore(gpu, cfg.encoder, cfg.seed);
@@ -130,6 +149,8 @@ export class PlrcStep {
       tensors.push(t);
       return t;
     };
+    // accumulation: every micro-batch's keys wait here, to be enqueued together after the last
+    const stepKeys = m > 1 ? alloc([cfg.batch, D], "keys of the step's micro-batches") : undefined;
     // shuffle-BN: key outputs come back in shuffled image order; gather them into image order
     const shuffle = !!cfg.shuffleBn;
     const unshuffle: Dispatch[] = [];
@@ -160,6 +181,7 @@ export class PlrcStep {
       queueSize: cfg.queueSize,
       temperature: cfg.temperatures.image,
       seed: cfg.seed,
+      stepKeys,
     });
     const point = cfg.method !== "moco"
       ? await buildPointContrast(gpu, {
@@ -234,7 +256,11 @@ export class PlrcStep {
     const zero = alloc([1], "zero loss");
     zero.fill(0);
     const lossTensors = [image.loss, point?.loss ?? zero, distill?.loss ?? zero];
-    const ring = new MetricsRing(gpu, lossTensors);
+    const accumulation = m > 1
+      ? await buildAccumulation(gpu, m, f.grads, lossTensors, image.keys, stepKeys!, distill?.center ?? null)
+      : null;
+    if (accumulation) tensors.push(...accumulation.tensors);
+    const ring = new MetricsRing(gpu, accumulation?.losses ?? lossTensors);
     const step = new PlrcStep(
       gpu,
       cfg,
@@ -252,7 +278,9 @@ export class PlrcStep {
     );
     step.gradDispatches = gradDispatches;
     step.#shuffleOrder = order;
-    step.dispatches.push(
+    step.#accumulation = accumulation;
+    // one pass over the bound images: forwards, losses, backward
+    step.pass.push(
       ...q.forward,
       ...kA1.forward,
       ...kB0.forward,
@@ -265,11 +293,11 @@ export class PlrcStep {
       ...(distill?.backward ?? []),
       ...gradDispatches,
       ...q.backward,
-      ...optimDispatches,
-      emaDispatch,
-      ...image.enqueue,
-      ...(distill?.centerUpdate ?? []),
     );
+    // then, once per step: the optimizer, EMA, queue and centre
+    step.update.push(...optimDispatches, emaDispatch, ...image.enqueue);
+    if (!accumulation) step.update.push(...(distill?.centerUpdate ?? []));
+    step.dispatches.push(...step.pass, ...step.update);
     return step;
   }
 
@@ -278,10 +306,21 @@ export class PlrcStep {
    * drawn from the seed and `stepIndex` (so resume stays exact).
    */
   upload(b: PlrcBatch, stepIndex = 0): void {
+    if (b.n !== this.cfg.batch) throw new Error(`step: a batch of ${b.n} images, bound for ${this.cfg.batch}`);
+    if (this.#accumulation) {
+      // the micro-batches go up one by one in run(), each before its own submission
+      this.#micro = { batches: splitBatch(b, this.#accumulation.parts), step: stepIndex };
+      return;
+    }
+    this.#uploadPass(b, stepIndex);
+  }
+
+  /** Uploads the images of one pass; `draw` numbers the shuffle-BN draw (the step, or step·m + micro-batch). */
+  #uploadPass(b: PlrcBatch, draw: number): void {
     this.q.input.upload(b.viewA0);
     if (this.#shuffleOrder.length) {
-      const B = this.cfg.batch, per = b.viewA1.length / B;
-      const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex);
+      const B = b.n, per = b.viewA1.length / B;
+      const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, draw);
       const views: [Float32Array, Tensor][] = [[b.viewA1, this.kA1.input], [b.viewB0, this.kB0.input]];
       views.forEach(([view, input], k) => {
         const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
@@ -296,7 +335,7 @@ export class PlrcStep {
     }
     if (this.losses.point) this.losses.point.upload(pointInputsFromBatch(b, this.q.h, this.q.w));
     if (this.losses.distill) {
-      const max = this.cfg.maxPairsPerImage * this.cfg.batch;
+      const max = this.cfg.maxPairsPerImage * b.n;
       const n = Math.min(b.pairA.length, max);
       this.losses.distill.upload({
         pairA: b.pairA.subarray(0, n),
@@ -317,13 +356,50 @@ export class PlrcStep {
     this.losses.image.setPointer(this.#queuePtr);
     this.#queuePtr = (this.#queuePtr + this.cfg.batch) % this.cfg.queueSize;
     // with a profiler each dispatch gets its own timed pass: slower, same results
-    const rec = new Recorder(this.gpu, profiler);
+    const acc = this.#accumulation;
+    if (!acc) {
+      const rec = new Recorder(this.gpu, profiler);
+      const old = await this.ring.begin(rec);
+      rec.runAll(this.dispatches);
+      this.ring.end(rec, step);
+      rec.submit();
+      this.ring.afterSubmit();
+      return old;
+    }
+    // kept: every pass re-uploads its micro-batch, so running again repeats the step's data (as bench does)
+    const micro = this.#micro;
+    if (!micro) throw new Error("step: run() before upload()");
+    // one submission per micro-batch: its upload is queued after the previous submission, so no wait
+    let rec = new Recorder(this.gpu, profiler);
     const old = await this.ring.begin(rec);
-    rec.runAll(this.dispatches);
+    acc.begin(rec);
+    for (let i = 0; i < acc.parts; i++) {
+      if (i > 0) rec = new Recorder(this.gpu, profiler);
+      if (i > 0) this.#uploadPass(micro.batches[i], micro.step * acc.parts + i);
+      else this.#uploadPass(micro.batches[0], micro.step * acc.parts);
+      rec.runAll(this.pass);
+      acc.collect(rec, i);
+      if (this.losses.distill) acc.moveCenter(rec, i, this.losses.distill.centerUpdate);
+      if (i < acc.parts - 1) rec.submit();
+    }
+    acc.end(rec);
+    rec.runAll(this.update);
     this.ring.end(rec, step);
     rec.submit();
     this.ring.afterSubmit();
     return old;
+  }
+
+  /** The step's loss values as the metrics ring reads them (the micro-batches' mean with accumulation). */
+  get lossValues(): Tensor[] {
+    return this.#accumulation?.losses ?? this.lossTensors;
+  }
+
+  /** Dispatches recorded in one step (a profiler's capacity). */
+  get dispatchesPerStep(): number {
+    const a = this.#accumulation;
+    const centre = this.losses.distill?.centerUpdate.length ?? 0;
+    return a ? a.parts * (this.pass.length + a.perPass + centre) + this.update.length : this.dispatches.length;
   }
 
   /** The ring position of the queue (saved in checkpoints). */
@@ -343,4 +419,83 @@ export class PlrcStep {
     for (const t of this.tensors) t.dispose();
     this.ring.destroy();
   }
+}
+
+/**
+ * The buffers and dispatches of gradient accumulation over `parts` micro-batches: the mean of their
+ * gradients and loss values, their keys gathered for one enqueue, and the distillation centre moved once.
+ */
+interface Accumulation {
+  parts: number;
+  /** Dispatches it adds after each pass. */
+  perPass: number;
+  /** The mean loss values (what the metrics ring reads). */
+  losses: Tensor[];
+  tensors: Tensor[];
+  /** Before the first micro-batch: keep the centre the losses must all see. */
+  begin(rec: Recorder): void;
+  /** After micro-batch `i`'s pass: add its gradients and losses (÷ parts), keep its keys. */
+  collect(rec: Recorder, i: number): void;
+  /** After micro-batch `i`'s pass: its centre update, added (÷ parts), then the kept centre put back. */
+  moveCenter(rec: Recorder, i: number, centerUpdate: Dispatch[]): void;
+  /** After the last: the mean gradient where the optimizer reads it, the mean centre in place. */
+  end(rec: Recorder): void;
+}
+
+async function buildAccumulation(
+  gpu: Gpu,
+  parts: number,
+  grads: Tensor,
+  losses: Tensor[],
+  keys: Tensor,
+  stepKeys: Tensor,
+  center: Tensor | null,
+): Promise<Accumulation> {
+  const tensors: Tensor[] = [];
+  const T = (like: Tensor, name: string) => {
+    const t = Tensor.empty(gpu, [like.numel], "f32", name);
+    tensors.push(t);
+    return t;
+  };
+  const w = 1 / parts;
+  // the first micro-batch writes the sums (y = w·x), the others add to them (y += w·x)
+  const meanOf = async (x: Tensor, name: string) => {
+    const y = T(x, name);
+    return { y, first: await scale(gpu, x, w, y), next: await axpy(gpu, w, x, y) };
+  };
+  const g = await meanOf(grads, "mean gradient");
+  const l = await Promise.all(losses.map((t, k) => meanOf(t, `mean ${STEP_SCALARS[k]}`)));
+  const c = center ? await meanOf(center, "mean centre") : null;
+  const kept = center ? T(center, "centre of the step") : null;
+  const copy = (rec: Recorder, from: Tensor, to: Tensor) =>
+    rec.copy(from.buffer, from.byteOffset, to.buffer, to.byteOffset, from.byteLength);
+  return {
+    parts,
+    perPass: 1 + l.length + (c ? 1 + 1 : 0),
+    losses: l.map((x) => x.y),
+    tensors,
+    begin(rec) {
+      if (center && kept) copy(rec, center, kept);
+    },
+    collect(rec, i) {
+      for (const x of [g, ...l]) rec.run(i ? x.next : x.first);
+      rec.copy(
+        keys.buffer,
+        keys.byteOffset,
+        stepKeys.buffer,
+        stepKeys.byteOffset + i * keys.byteLength,
+        keys.byteLength,
+      );
+    },
+    moveCenter(rec, i, centerUpdate) {
+      if (!c || !center || !kept) return;
+      rec.runAll(centerUpdate);
+      rec.run(i ? c.next : c.first);
+      copy(rec, kept, center);
+    },
+    end(rec) {
+      copy(rec, g.y, grads);
+      if (c && center) copy(rec, c.y, center);
+    },
+  };
 }

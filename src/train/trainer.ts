@@ -280,7 +280,7 @@ export async function train(
       lrs.set(s, { lr, epoch, t: lastT });
       step.upload(batch, s);
       const profiler = plan.profile && s === start + Math.min(2, total - start - 1) && gpu.hasTimestamps
-        ? new Profiler(gpu, step.dispatches.length + 8)
+        ? new Profiler(gpu, step.dispatchesPerStep + 8)
         : null;
       await consume(
         await step.run(s, {

@@ -3,7 +3,16 @@ import { Rng } from "../../src/util/rng.ts";
 import { labelMap, rgbImage } from "../../src/data/image.ts";
 import { overlapRatio } from "../../src/data/crops.ts";
 import { matchPairs } from "../../src/data/pairs.ts";
-import { type BatchItem, collate, dataConfig, makeBatch, makeSample, type PlrcBatch } from "../../src/data/batch.ts";
+import {
+  type BatchItem,
+  collate,
+  dataConfig,
+  makeBatch,
+  makeKeyedSample,
+  makeSample,
+  type PlrcBatch,
+  splitBatch,
+} from "../../src/data/batch.ts";
 import { benchDataViews } from "../../src/bench/data_views.ts";
 
 const SEED = Number(Deno.env.get("PLRC_TEST_SEED") ?? Math.floor(Math.random() * 2 ** 31));
@@ -96,6 +105,27 @@ Deno.test("makeBatch: layout, CSR indexes, labels, pairs and points agree with t
       }
     }
   });
+});
+
+Deno.test("splitBatch: each part equals the collated batch of its images (labels, pair images, CSR re-based)", () => {
+  const rng = new Rng(SEED), its = items(6, rng);
+  const whole = makeBatch(its, cfg);
+  for (const parts of [1, 2, 3]) {
+    const split = splitBatch(whole, parts);
+    assert.equal(split.length, parts);
+    split.forEach((part, k) => {
+      const n = 6 / parts;
+      const own = collate(
+        its.slice(k * n, (k + 1) * n).map((it) => makeKeyedSample(it as BatchItem & { key: number }, cfg)),
+        cfg,
+      );
+      checkLayout(part);
+      assert.deepEqual(part, own, `part ${k} of ${parts} ${at}`);
+    });
+  }
+  // pairs exist in more than one part, so the re-basing above was exercised
+  assert.ok(splitBatch(whole, 2).every((p) => p.pairA.length > 0), at);
+  assert.throws(() => splitBatch(whole, 4), /does not split/);
 });
 
 Deno.test("determinism: same seed and keys give identical batches regardless of batch composition", () => {

@@ -84,6 +84,9 @@ Deno.test("every preset resolves to a valid configuration, and the default is cp
   const paper = resolveConfig({ preset: "paper" });
   assert.equal(paper.model.depth, 50);
   assert.equal(paper.train.epochs, 100);
+  // the release's 8 GPUs × 32 images as 8 micro-batches of 32
+  assert.equal(paper.train.accumulate, 8);
+  assert.equal(deriveConfig(paper).bnGroup, 32);
 });
 
 Deno.test("precedence: defaults ← preset ← file ← --set ← overrides; the file may name the preset", () => {
@@ -229,6 +232,18 @@ Deno.test("wrong types, out-of-range and enum values name the key, the value and
   assert.match(problems(() => resolveConfig({ sets: ["loss.image.queue=4"] }))[0], /at least train\.batchSize/);
   resolveConfig({ sets: ["method=detcon", "loss.image.queue=4"] }); // no queue for detcon
   resolveConfig({ sets: ["model.bnGroup=64"] }); // one group
+  // accumulation: micro-batches divide the batch, and BN groups divide the micro-batch
+  assert.match(
+    problems(() => resolveConfig({ sets: ["train.accumulate=3"] }))[0],
+    /^train\.accumulate: got 3 .*a divisor of train\.batchSize \(8\)/,
+  );
+  assert.match(
+    problems(() => resolveConfig({ sets: ["train.accumulate=2", "train.batchSize=12", "model.bnGroup=4"] }))[0],
+    /^model\.bnGroup: got 4 .*a divisor of the micro-batch train\.batchSize \/ train\.accumulate \(6\)/,
+  );
+  const micro = resolveConfig({ sets: ["train.accumulate=2", "model.bnGroup=32"] });
+  assert.equal(deriveConfig(micro).bnGroup, 4); // at most the micro-batch
+  assert.equal(deriveConfig(micro).lr, deriveConfig(resolveConfig({})).lr); // the lr follows the whole batch
 });
 
 Deno.test("several problems from every layer are reported together", () => {
