@@ -375,8 +375,7 @@ export class PlrcStep {
     acc.begin(rec);
     for (let i = 0; i < acc.parts; i++) {
       if (i > 0) rec = new Recorder(this.gpu, profiler);
-      if (i > 0) this.#uploadPass(micro.batches[i], micro.step * acc.parts + i);
-      else this.#uploadPass(micro.batches[0], micro.step * acc.parts);
+      this.#uploadPass(micro.batches[i], micro.step * acc.parts + i);
       rec.runAll(this.pass);
       acc.collect(rec, i);
       if (this.losses.distill) acc.moveCenter(rec, i, this.losses.distill.centerUpdate);
