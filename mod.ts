@@ -193,6 +193,7 @@ export {
   makeSample,
   type PlrcBatch,
   type PlrcSample,
+  splitBatch,
 } from "./src/data/batch.ts";
 export { matchPairs, type Pairs } from "./src/data/pairs.ts";
 export { samplePoints, toFeatureGrid, toGridSample } from "./src/data/points.ts";

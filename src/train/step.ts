@@ -13,8 +13,10 @@
  * Everything is bound once in {@link PlrcStep.build}; a step only uploads data, updates a few uniforms
  * (learning rate, EMA momentum, teacher temperature, queue pointer) and records the same dispatches.
  *
- * Gradient accumulation (`accumulate` = m > 1) runs the batch as m micro-batches of B/m images, one
- * submission each, as m GPUs of a data-parallel run would: every loss sees only its micro-batch (point
+ * Gradient accumulation (`accumulate` = m > 1) runs the batch as m micro-batches of B/m images, as m GPUs
+ * of a data-parallel run would, one submission per pass and no wait: first m momentum-encoder passes over
+ * the whole batch (in the shuffle-BN order, so its BN groups mix images across micro-batches as the
+ * release's cross-GPU shuffle did), then m online passes. Every loss sees only its micro-batch (point
  * negatives, distillation pairs; the paper's per-GPU batches), all of them see the same queue and
  * distillation centre, and the mean of their gradients makes one SGD step. Their keys are enqueued together
  * after the last, and the centre moves once, by the mean of the micro-batches' teacher means.
@@ -89,14 +91,18 @@ export class PlrcStep {
   readonly dispatches: Dispatch[] = [];
   /** One pass over the bound images (the whole batch, or one micro-batch): forwards, losses, backward. */
   readonly pass: Dispatch[] = [];
+  /** Accumulation: one momentum-encoder pass, and the gathers of its whole-batch outputs into image order. */
+  readonly keyPass: Dispatch[] = [];
+  readonly unshuffle: Dispatch[] = [];
+  #keySlices: KeySlice[] = [];
   /** Once per step after the passes: optimizer, EMA, queue write (and the centre without accumulation). */
   readonly update: Dispatch[] = [];
   /** The weighted combination of the loss gradients into the online heads' output gradients. */
   gradDispatches: Dispatch[] = [];
   #queuePtr = 0;
   #shuffleOrder: Tensor[] = [];
-  /** Accumulation only: the micro-batches of the uploaded batch, and how each one's results are kept. */
-  #micro: { batches: PlrcBatch[]; step: number } | null = null;
+  /** Accumulation only: the uploaded batch's micro-batches and its key views (in the key encoder's order). */
+  #micro: { batches: PlrcBatch[]; keyViews: [Float32Array, Float32Array] } | null = null;
   #accumulation: Accumulation | null = null;
 
   private constructor(
@@ -151,26 +157,37 @@ export class PlrcStep {
     };
     // accumulation: every micro-batch's keys wait here, to be enqueued together after the last
     const stepKeys = m > 1 ? alloc([cfg.batch, D], "keys of the step's micro-batches") : undefined;
-    // shuffle-BN: key outputs come back in shuffled image order; gather them into image order
+    // Key outputs as the losses read them: the images of this pass, in image order.
+    // - shuffle-BN: the key encoder sees the batch in a random image order; its outputs are gathered back.
+    // - accumulation: the m key passes write into whole-batch buffers (gathered as a whole with shuffle-BN),
+    //   and each online pass copies its micro-batch's slice into the tensors the losses read.
     const shuffle = !!cfg.shuffleBn;
     const unshuffle: Dispatch[] = [];
     const order: Tensor[] = [];
-    const keyOut = async (t: Tensor, which: 0 | 1) => {
-      if (!shuffle) return t;
-      const y = alloc([...t.shape], `${t.name} (image order)`);
-      unshuffle.push(await gatherBlocks(gpu, t, order[which], y, B));
-      return y;
-    };
     if (shuffle) {
       for (const v of ["A1", "B0"]) {
-        const o = Tensor.empty(gpu, [B], "u32", `shuffle order ${v}`);
-        o.upload(Uint32Array.from({ length: B }, (_, i) => i));
+        const o = Tensor.empty(gpu, [cfg.batch], "u32", `shuffle order ${v}`);
+        o.upload(Uint32Array.from({ length: cfg.batch }, (_, i) => i));
         tensors.push(o);
         order.push(o);
       }
     }
-    const kA1y1 = await keyOut(kA1.heads.y1, 0), kA1z = await keyOut(kA1.heads.z, 0);
-    const kB0z = await keyOut(kB0.heads.z, 1), kB0l = await keyOut(kB0.heads.logits, 1);
+    const keyMaps = [kA1.heads.y1, kA1.heads.z, kB0.heads.z, kB0.heads.logits];
+    const keySlices: KeySlice[] = [];
+    const keyIn = await Promise.all(keyMaps.map(async (t, k) => {
+      const view = k < 2 ? 0 : 1;
+      const whole = m > 1 ? alloc([cfg.batch * t.numel / B], `${t.name} (whole batch)`) : t;
+      let ordered = whole;
+      if (shuffle) {
+        ordered = alloc([...whole.shape], `${t.name} (image order)`);
+        unshuffle.push(await gatherBlocks(gpu, whole, order[view], ordered, cfg.batch));
+      }
+      if (m === 1) return ordered;
+      const input = alloc([...t.shape], `${t.name} (this micro-batch)`);
+      keySlices.push({ output: t, whole, ordered, input });
+      return input;
+    }));
+    const [kA1y1, kA1z, kB0z, kB0l] = keyIn;
 
     const image = await buildImageContrast(gpu, {
       y1A0: q.heads.y1,
@@ -279,12 +296,14 @@ export class PlrcStep {
     step.gradDispatches = gradDispatches;
     step.#shuffleOrder = order;
     step.#accumulation = accumulation;
-    // one pass over the bound images: forwards, losses, backward
+    step.#keySlices = keySlices;
+    // the momentum encoder's pass; with accumulation it runs over the whole batch before the online passes
+    step.keyPass.push(...kA1.forward, ...kB0.forward);
+    step.unshuffle.push(...unshuffle);
+    // one online pass over the bound images: forward, losses, backward (without accumulation, after the keys)
+    if (!accumulation) step.pass.push(...step.keyPass, ...unshuffle);
     step.pass.push(
       ...q.forward,
-      ...kA1.forward,
-      ...kB0.forward,
-      ...unshuffle,
       ...image.forward,
       ...(point?.forward ?? []),
       ...(distill?.forward ?? []),
@@ -297,7 +316,8 @@ export class PlrcStep {
     // then, once per step: the optimizer, EMA, queue and centre
     step.update.push(...optimDispatches, emaDispatch, ...image.enqueue);
     if (!accumulation) step.update.push(...(distill?.centerUpdate ?? []));
-    step.dispatches.push(...step.pass, ...step.update);
+    // one step's work in recording order (with accumulation: one pass of each kind, for profiling)
+    step.dispatches.push(...(accumulation ? [...step.keyPass, ...unshuffle] : []), ...step.pass, ...step.update);
     return step;
   }
 
@@ -307,32 +327,37 @@ export class PlrcStep {
    */
   upload(b: PlrcBatch, stepIndex = 0): void {
     if (b.n !== this.cfg.batch) throw new Error(`step: a batch of ${b.n} images, bound for ${this.cfg.batch}`);
+    const keyViews = this.#keyViews(b, stepIndex);
     if (this.#accumulation) {
-      // the micro-batches go up one by one in run(), each before its own submission
-      this.#micro = { batches: splitBatch(b, this.#accumulation.parts), step: stepIndex };
+      // the passes' images go up one by one in run(), each before its own submission
+      this.#micro = { batches: splitBatch(b, this.#accumulation.parts), keyViews };
       return;
     }
-    this.#uploadPass(b, stepIndex);
+    this.kA1.input.upload(keyViews[0]);
+    this.kB0.input.upload(keyViews[1]);
+    this.#uploadOnline(b);
   }
 
-  /** Uploads the images of one pass; `draw` numbers the shuffle-BN draw (the step, or step·m + micro-batch). */
-  #uploadPass(b: PlrcBatch, draw: number): void {
+  /**
+   * The A1 and B0 views in the order the key encoder sees them: with shuffle-BN, a random image order per
+   * view, drawn from the seed and the step (its inverse goes up for the gathers); else as they are.
+   */
+  #keyViews(b: PlrcBatch, stepIndex: number): [Float32Array, Float32Array] {
+    if (!this.#shuffleOrder.length) return [b.viewA1, b.viewB0];
+    const B = b.n, per = b.viewA1.length / B;
+    const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex);
+    return [b.viewA1, b.viewB0].map((view, k) => {
+      const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
+      const shuffled = new Float32Array(view.length);
+      perm.forEach((img, j) => shuffled.set(view.subarray(img * per, (img + 1) * per), j * per));
+      this.#shuffleOrder[k].upload(invertPermutation(perm)); // image i sits in slot inv[i]
+      return shuffled;
+    }) as [Float32Array, Float32Array];
+  }
+
+  /** Uploads what the online pass over `b` reads: view A0, points and matched pairs. */
+  #uploadOnline(b: PlrcBatch): void {
     this.q.input.upload(b.viewA0);
-    if (this.#shuffleOrder.length) {
-      const B = b.n, per = b.viewA1.length / B;
-      const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, draw);
-      const views: [Float32Array, Tensor][] = [[b.viewA1, this.kA1.input], [b.viewB0, this.kB0.input]];
-      views.forEach(([view, input], k) => {
-        const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
-        const shuffled = new Float32Array(view.length);
-        perm.forEach((img, j) => shuffled.set(view.subarray(img * per, (img + 1) * per), j * per));
-        input.upload(shuffled);
-        this.#shuffleOrder[k].upload(invertPermutation(perm)); // image i sits in slot inv[i]
-      });
-    } else {
-      this.kA1.input.upload(b.viewA1);
-      this.kB0.input.upload(b.viewB0);
-    }
     if (this.losses.point) this.losses.point.upload(pointInputsFromBatch(b, this.q.h, this.q.w));
     if (this.losses.distill) {
       const max = this.cfg.maxPairsPerImage * b.n;
@@ -373,9 +398,37 @@ export class PlrcStep {
     let rec = new Recorder(this.gpu, profiler);
     const old = await this.ring.begin(rec);
     acc.begin(rec);
+    // the momentum encoder over the whole batch, a micro-batch of (shuffled) images at a time
+    const inputs = [this.kA1.input, this.kB0.input];
+    for (let j = 0; j < acc.parts; j++) {
+      inputs.forEach((t, k) => t.upload(micro.keyViews[k].subarray(j * t.numel, (j + 1) * t.numel)));
+      rec.runAll(this.keyPass);
+      for (const s of this.#keySlices) {
+        rec.copy(
+          s.output.buffer,
+          s.output.byteOffset,
+          s.whole.buffer,
+          s.whole.byteOffset + j * s.output.byteLength,
+          s.output.byteLength,
+        );
+      }
+      rec.submit();
+      rec = new Recorder(this.gpu, profiler);
+    }
+    rec.runAll(this.unshuffle);
+    // then the online passes, each with its micro-batch's slice of the key outputs
     for (let i = 0; i < acc.parts; i++) {
       if (i > 0) rec = new Recorder(this.gpu, profiler);
-      this.#uploadPass(micro.batches[i], micro.step * acc.parts + i);
+      this.#uploadOnline(micro.batches[i]);
+      for (const s of this.#keySlices) {
+        rec.copy(
+          s.ordered.buffer,
+          s.ordered.byteOffset + i * s.input.byteLength,
+          s.input.buffer,
+          s.input.byteOffset,
+          s.input.byteLength,
+        );
+      }
       rec.runAll(this.pass);
       acc.collect(rec, i);
       if (this.losses.distill) acc.moveCenter(rec, i, this.losses.distill.centerUpdate);
@@ -398,7 +451,10 @@ export class PlrcStep {
   get dispatchesPerStep(): number {
     const a = this.#accumulation;
     const centre = this.losses.distill?.centerUpdate.length ?? 0;
-    return a ? a.parts * (this.pass.length + a.perPass + centre) + this.update.length : this.dispatches.length;
+    return a
+      ? a.parts * (this.keyPass.length + this.pass.length + a.perPass + centre) + this.unshuffle.length +
+        this.update.length
+      : this.dispatches.length;
   }
 
   /** The ring position of the queue (saved in checkpoints). */
@@ -497,4 +553,12 @@ async function buildAccumulation(
       if (c && center) copy(rec, c.y, center);
     },
   };
+}
+
+/** Accumulation: one key-encoder output, its whole-batch buffers, and the micro-batch slice the losses read. */
+interface KeySlice {
+  output: Tensor;
+  whole: Tensor;
+  ordered: Tensor;
+  input: Tensor;
 }

@@ -25,7 +25,12 @@ interface After {
 
 const f64 = async (t: { read(): Promise<ArrayLike<number>> }) => Float64Array.from(await t.read());
 
-async function oneStep(batch: number, accumulate: number, data: ReturnType<typeof makeBatch>): Promise<After> {
+async function oneStep(
+  batch: number,
+  accumulate: number,
+  data: ReturnType<typeof makeBatch>,
+  shuffleBn = false,
+): Promise<After> {
   const g = await gpu();
   const cfg = resolveConfig({
     sets: [
@@ -38,7 +43,7 @@ async function oneStep(batch: number, accumulate: number, data: ReturnType<typeo
       `train.batchSize=${batch}`,
       `train.accumulate=${accumulate}`,
       "model.bnGroup=4",
-      "model.shuffleBn=false",
+      `model.shuffleBn=${shuffleBn}`,
       `seed=${SEED % 1000}`,
     ],
   });
@@ -98,5 +103,24 @@ Deno.test({
     assertClose(rows(acc.queue, 4, 8), rows(b.queue, 0, 4), { rtol: 1e-5, atol: 1e-7 }, `queue rows 4-7 ${at}`);
     assert.deepEqual(rows(acc.queue, 8, 16), rows(a.queue, 8, 16), `untouched queue rows ${at}`);
     assert.ok(maxRelErr(rows(acc.queue, 0, 4), rows(acc.queue, 4, 8)) > 1e-2, `the two key sets differ ${at}`);
+  },
+});
+
+Deno.test({
+  name: "accumulate with shuffle-BN: the key encoder's BN groups mix images across micro-batches, as one pass does",
+  ...GPU_TEST,
+  async fn() {
+    // one pass of 8 in BN groups of 4 and 2 micro-batches of 4 draw the same permutation of the 8 images, so the
+    // key encoder sees the same groups and the queue gets the same keys; the query groups are the same too, so
+    // the image loss (a mean over rows) agrees. Shuffling only within each micro-batch would give other groups.
+    const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
+    const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
+    const cfg = resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] });
+    const whole = makeBatch(items, dataConfigOf(cfg));
+    const one = await oneStep(8, 1, whole, true), acc = await oneStep(8, 2, whole, true);
+    const at = `(seed ${SEED})`;
+    const keys = (q: Float64Array) => q.slice(0, 8 * 16);
+    assertClose(keys(acc.queue), keys(one.queue), { rtol: 1e-4, atol: 1e-6 }, `the step's keys ${at}`);
+    assertClose([acc.losses[0]], [one.losses[0]], { rtol: 1e-5, atol: 1e-6 }, `image loss ${at}`);
   },
 });
