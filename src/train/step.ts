@@ -172,10 +172,8 @@ export class PlrcStep {
         order.push(o);
       }
     }
-    const keyMaps = [kA1.heads.y1, kA1.heads.z, kB0.heads.z, kB0.heads.logits];
     const keySlices: KeySlice[] = [];
-    const keyIn = await Promise.all(keyMaps.map(async (t, k) => {
-      const view = k < 2 ? 0 : 1;
+    const keyIn = async (t: Tensor, view: 0 | 1): Promise<Tensor> => {
       const whole = m > 1 ? alloc([cfg.batch * t.numel / B], `${t.name} (whole batch)`) : t;
       let ordered = whole;
       if (shuffle) {
@@ -186,8 +184,9 @@ export class PlrcStep {
       const input = alloc([...t.shape], `${t.name} (this micro-batch)`);
       keySlices.push({ output: t, whole, ordered, input });
       return input;
-    }));
-    const [kA1y1, kA1z, kB0z, kB0l] = keyIn;
+    };
+    const kA1y1 = await keyIn(kA1.heads.y1, 0), kA1z = await keyIn(kA1.heads.z, 0);
+    const kB0z = await keyIn(kB0.heads.z, 1), kB0l = await keyIn(kB0.heads.logits, 1);
 
     const image = await buildImageContrast(gpu, {
       y1A0: q.heads.y1,
