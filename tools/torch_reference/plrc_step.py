@@ -88,6 +88,9 @@ def main():
     s = plrc["sizes"]
     GhostBN.images = s["bnGroupSize"]
     B, R = plrc["batch"], plrc["resolution"]
+    if plrc.get("accumulate", 1) != 1:
+        sys.exit("plrc_step.py: this twin runs one pass per step; measure plrc with accumulation 1 "
+                 "(plrc bench step --batch B, or --set train.accumulate=1)")
     S = R // 4
     torch.manual_seed(0)
     q_enc = encoder(plrc, s).to(dev).train()
