@@ -13,7 +13,7 @@ import { visualizeCommand } from "./src/cli/visualize.ts";
 import { evalCommand } from "./src/cli/eval.ts";
 import { compareCommand } from "./src/cli/compare.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
-import { LimitError, NoAdapterError } from "./src/gpu/device.ts";
+import { LimitError, NoAdapterError, OutOfMemoryError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
       if (e.help) console.error(`\n${e.help}`);
       return EXIT.usage;
     }
-    if (e instanceof LimitError) {
+    if (e instanceof LimitError || e instanceof OutOfMemoryError) {
       // a configuration this adapter cannot hold: the message names the keys to lower
       console.error(`plrc ${name}: ${e.message}`);
       return EXIT.usage;

@@ -17,7 +17,15 @@
  *
  * @module
  */
-export { formatBytes, getGpu, LimitError, NoAdapterError, requestGpu } from "./src/gpu/device.ts";
+export {
+  formatBytes,
+  getGpu,
+  LimitError,
+  NoAdapterError,
+  OutOfMemoryError,
+  requestGpu,
+  withMemoryCheck,
+} from "./src/gpu/device.ts";
 export type { AdapterClass, AdapterSummary, Backend, Gpu } from "./src/gpu/device.ts";
 export { BufferPool, DTYPE_BYTES, numel, readBuffer, Tensor } from "./src/gpu/tensor.ts";
 export type { DType, HostArray } from "./src/gpu/tensor.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Profiler, Recorder, summarise, sync } from "../gpu/encoder.ts";
 import { makeBatch } from "../data/batch.ts";
 import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config.ts";
@@ -67,7 +67,7 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
   });
   const d = deriveConfig(cfg, { datasetSize: src.count });
   const sc = stepConfigOf(cfg, d);
-  const step = await PlrcStep.build(gpu, sc);
+  const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, sc));
   const items = await Promise.all(
     Array.from({ length: sc.batch }, async (_, i) => ({ ...(await src.get(i)), key: i })),
   );

@@ -67,6 +67,39 @@ export class NoAdapterError extends Error {
   }
 }
 
+/** Thrown when the device runs out of memory while `what` allocates its buffers ({@link withMemoryCheck}). */
+export class OutOfMemoryError extends Error {
+  constructor(what: string, liveBytes: number, detail: string) {
+    super(
+      `the GPU ran out of memory while ${what} (plrc's buffers had reached ${formatBytes(liveBytes)}: ${detail}); ` +
+        "use more micro-batches (train.accumulate), a smaller batch (train.batchSize), resolution (data.resolution) " +
+        "or model width (model.width)",
+    );
+    this.name = "OutOfMemoryError";
+  }
+}
+
+/**
+ * Runs `allocate` (which creates buffers) inside an out-of-memory error scope: a device that cannot hold
+ * them gives one {@link OutOfMemoryError} naming what to lower, instead of invalid buffers and a stream of
+ * validation errors on every later use.
+ */
+export async function withMemoryCheck<T>(
+  gpu: Pick<Gpu, "device" | "memory">,
+  what: string,
+  allocate: () => Promise<T>,
+): Promise<T> {
+  gpu.device.pushErrorScope("out-of-memory");
+  let value: T;
+  try {
+    value = await allocate();
+  } finally {
+    const err = await gpu.device.popErrorScope();
+    if (err) throw new OutOfMemoryError(what, gpu.memory.liveBytes, err.message);
+  }
+  return value;
+}
+
 /** Thrown when a buffer or binding would exceed a device limit. */
 export class LimitError extends Error {
   constructor(what: string, bytes: number, limitName: string, limit: number) {

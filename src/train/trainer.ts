@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Profiler, summarise, sync } from "../gpu/encoder.ts";
 import { kernelFamily } from "./profile.ts";
 import type { DataConfig } from "../data/batch.ts";
@@ -143,7 +143,7 @@ export async function train(
   const total = plan.totalSteps;
   const ckptDir = join(plan.outDir, "checkpoints");
   await Deno.mkdir(ckptDir, { recursive: true });
-  const step = await PlrcStep.build(gpu, plan.step);
+  const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, plan.step));
   let start = 0;
   if (plan.init && !plan.resume) {
     for (const store of [step.online, step.momentum]) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LimitError } from "../../src/gpu/device.ts";
+import { LimitError, OutOfMemoryError, withMemoryCheck } from "../../src/gpu/device.ts";
 import { Profiler, Recorder, summarise } from "../../src/gpu/encoder.ts";
 import {
   bind,
@@ -87,6 +87,43 @@ Deno.test({
       assert.match(e.message, /maxStorageBufferBindingSize|maxBufferSize/);
       return true;
     });
+  },
+});
+
+Deno.test({
+  name: "withMemoryCheck: passes the value through, or turns an out-of-memory error into one clear error",
+  ...GPU_TEST,
+  async fn() {
+    const g = await gpu();
+    // the real device: a small allocation raises nothing
+    const t = await withMemoryCheck(g, "allocating a test tensor", () => Promise.resolve(Tensor.empty(g, [16])));
+    assert.equal(t.numel, 16);
+    t.dispose();
+    // a device whose scope reports out-of-memory (a real one cannot be provoked on a CPU adapter)
+    const scopes: string[] = [];
+    const oom = {
+      memory: { liveBytes: 3 * 2 ** 30, peakBytes: 3 * 2 ** 30 },
+      device: {
+        pushErrorScope: (f: string) => void scopes.push(f),
+        popErrorScope: () => (scopes.pop(), Promise.resolve({ message: "Not enough memory left." })),
+      },
+    } as unknown as Pick<Awaited<ReturnType<typeof gpu>>, "device" | "memory">;
+    await assert.rejects(
+      () => withMemoryCheck(oom, "building the training step", () => Promise.resolve(1)),
+      (e: unknown) => {
+        assert.ok(e instanceof OutOfMemoryError);
+        assert.equal(scopes.length, 0, "the scope is popped");
+        assert.match(e.message, /while building the training step .*3\.00 GiB.*Not enough memory left/);
+        assert.match(e.message, /train\.accumulate.*train\.batchSize/);
+        return true;
+      },
+    );
+    // an error of the allocation itself still pops the scope, and the device's verdict wins
+    await assert.rejects(
+      () => withMemoryCheck(oom, "x", () => Promise.reject(new Error("boom"))),
+      OutOfMemoryError,
+    );
+    assert.equal(scopes.length, 0);
   },
 });
 
