@@ -90,14 +90,12 @@ export async function withMemoryCheck<T>(
   allocate: () => Promise<T>,
 ): Promise<T> {
   gpu.device.pushErrorScope("out-of-memory");
-  let value: T;
-  try {
-    value = await allocate();
-  } finally {
-    const err = await gpu.device.popErrorScope();
-    if (err) throw new OutOfMemoryError(what, gpu.memory.liveBytes, err.message);
-  }
-  return value;
+  // the scope is popped whatever happens; the device's out-of-memory verdict wins over an allocation error
+  const result = await allocate().then((value) => ({ value }), (error) => ({ error }));
+  const err = await gpu.device.popErrorScope();
+  if (err) throw new OutOfMemoryError(what, gpu.memory.liveBytes, err.message);
+  if ("error" in result) throw result.error;
+  return result.value;
 }
 
 /** Thrown when a buffer or binding would exceed a device limit. */

@@ -99,6 +99,7 @@ Deno.test({
     const t = await withMemoryCheck(g, "allocating a test tensor", () => Promise.resolve(Tensor.empty(g, [16])));
     assert.equal(t.numel, 16);
     t.dispose();
+    await assert.rejects(() => withMemoryCheck(g, "x", () => Promise.reject(new Error("boom"))), /boom/);
     // a device whose scope reports out-of-memory (a real one cannot be provoked on a CPU adapter)
     const scopes: string[] = [];
     const oom = {
