@@ -185,13 +185,19 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const logOf = (name: string) => jobs > 1 ? `${out}/logs/${name}.log` : undefined;
   const total = plan.pretrain.length + plan.evals.length;
   const made = { runs: 0, evals: 0 };
-  let done = 0;
+  let done = 0, reused = 0;
   const t0 = performance.now();
-  const progress = (what: string, secs: number | null) =>
+  const progress = (what: string, secs: number | null) => {
+    done++;
+    if (secs === null) reused++;
+    // the time left at the mean pace of the jobs made so far (kept ones cost nothing)
+    const min = (performance.now() - t0) / 60000, made = done - reused;
+    const left = made > 0 && done < total ? `, ~${((total - done) * min / made).toFixed(1)} min left` : "";
     console.log(
-      `[${++done}/${total}] ${what}${secs === null ? " (kept from an earlier run)" : ` ${secs.toFixed(0)} s`}` +
-        `  (elapsed ${((performance.now() - t0) / 60000).toFixed(1)} min)`,
+      `[${done}/${total}] ${what}${secs === null ? " (kept from an earlier run)" : ` ${secs.toFixed(0)} s`}` +
+        `  (elapsed ${min.toFixed(1)} min${left})`,
     );
+  };
   const failed = (what: string, code: number, stdout: string, log?: string) => {
     console.error(stdout);
     console.error(`plrc compare: ${what} failed (exit ${code})${log ? `, see ${log}` : ""}; run again to continue`);

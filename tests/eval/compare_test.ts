@@ -258,6 +258,9 @@ Deno.test({
 
       const first = await run(["--size", "smoke", "--no-ablation", "--jobs", "2"]);
       assert.equal(first.code, 0, first.text);
+      // progress lines say how long is left, except the last
+      assert.match(first.text, /^\[1\/14\] .* s {2}\(elapsed \d+\.\d min, ~\d+\.\d min left\)$/m);
+      assert.match(first.text, /^\[14\/14\] .* s {2}\(elapsed \d+\.\d min\)$/m);
       const results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
       // 3 methods × 2 seeds pre-trained; 4 methods × 2 seeds evaluated, in plan order
       assert.equal(results.records.length, 8);
