@@ -41,7 +41,8 @@ built-in procedural scenes, with the cpu-tiny preset, which finishes in a few mi
 
 The run directory gets config.yaml (the resolved configuration), metrics.jsonl, train.log and
 checkpoints/ (last.safetensors and periodic ones). Ctrl-C saves a checkpoint and exits; export the
-backbone for PyTorch with \`plrc export\`.`;
+backbone for PyTorch with \`plrc export\`. A batch larger than the GPU holds runs as micro-batches:
+--set train.accumulate=M (the paper preset runs its 256 images as 8 x 32).`;
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[:T]/g, "-").replace(/\..*/, "");
