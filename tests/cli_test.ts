@@ -140,6 +140,47 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
   }
 });
 
+Deno.test("pretrain --resume continues from the checkpoint's configuration; --set changes are listed; a bad file is exit 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tiny = ["--set", "model.width=0.0625", "--set", "data.resolution=32", "--set", "checkpoint.unit=step"];
+    const first = await plrc([
+      "pretrain",
+      "--out",
+      `${dir}/a`,
+      ...tiny,
+      "--set",
+      "train.maxSteps=2",
+      "--set",
+      "optim.lr=0.1",
+    ]);
+    assert.equal(first.code, 0, first.text);
+    const ckpt = `${dir}/a/checkpoints/last.safetensors`;
+    // no --set repeated: the run's own settings (a ×0.0625 network would not even load into the default ×0.125)
+    const more = await plrc(["pretrain", "--out", `${dir}/b`, "--resume", ckpt, "--set", "train.maxSteps=3"]);
+    assert.equal(more.code, 0, more.text);
+    assert.match(more.stdout, /resuming with changes to the checkpoint's configuration: train\.maxSteps 2 → 3\n/);
+    assert.match(more.stdout, /finished after 3 steps/);
+    const cfg = await Deno.readTextFile(`${dir}/b/config.yaml`);
+    assert.match(cfg, /^ {2}lr: 0\.1$/m);
+    assert.match(cfg, /^ {2}width: 0\.0625$/m);
+    // an unchanged resume says so
+    const same = await plrc(["pretrain", "--out", `${dir}/a`, "--auto-resume"]);
+    assert.equal(same.code, 0, same.text);
+    assert.match(same.stdout, /resuming with the checkpoint's configuration\n/);
+    // a file that is not there, or not a checkpoint: exit 2 before the GPU starts
+    const missing = await plrc(["pretrain", "--out", `${dir}/c`, "--resume", `${dir}/nope.safetensors`]);
+    assert.equal(missing.code, 2, missing.text);
+    assert.match(missing.stderr, /--resume: .*nope\.safetensors: no such file/);
+    await Deno.writeTextFile(`${dir}/bad.safetensors`, "not a checkpoint");
+    const bad = await plrc(["pretrain", "--out", `${dir}/c`, "--resume", `${dir}/bad.safetensors`]);
+    assert.equal(bad.code, 2, bad.text);
+    assert.match(bad.stderr, /--resume: not a readable checkpoint/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("pretrain on a folder with user label maps: unusable files are listed, the run trains and draws its sample", async () => {
   const dir = await Deno.makeTempDir();
   try {

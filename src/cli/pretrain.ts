@@ -8,9 +8,11 @@ import { join } from "node:path";
 import { getGpu } from "../gpu/device.ts";
 import { selfCheck } from "../kernels/selfcheck.ts";
 import {
+  configChanges,
   ConfigError,
   configToYaml,
   deriveConfig,
+  parseConfigText,
   type PlrcConfig,
   readConfigFile,
   resolveConfig,
@@ -18,7 +20,7 @@ import {
 import { makePlan } from "../train/plan.ts";
 import { folderSource, regionModeOf, scenesSource } from "../train/sources.ts";
 import { type ImageSource, train } from "../train/trainer.ts";
-import { latestCheckpoint } from "../train/checkpoint.ts";
+import { CheckpointError, latestCheckpoint, readCheckpointMeta } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
 import { knnMonitor } from "../eval/monitor.ts";
@@ -33,7 +35,8 @@ built-in procedural scenes, with the cpu-tiny preset, which finishes in a few mi
   --config FILE   YAML configuration (every key and default: docs/config.md); may name a preset
   --data DIR      a folder of JPEG/PNG images, searched recursively, or "scenes"
   --out DIR       run directory (default runs/<date-time>)
-  --resume PATH   continue exactly from a checkpoint
+  --resume PATH   continue exactly from a checkpoint, with its configuration (--set and --config
+                  change it; the log lists what changed)
   --auto-resume   continue from OUT/checkpoints/last.safetensors if it exists (needs --out)
   --set k=v       override one configuration key, e.g. --set train.batchSize=16 (repeatable)
   --profile       time every kernel of one early step (timestamp queries) and log the breakdown
@@ -65,12 +68,35 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     throw new UsageError("--resume and --auto-resume exclude each other", PRETRAIN_HELP);
   }
   if (values["auto-resume"] && !values.out) throw new UsageError("--auto-resume needs --out DIR", PRETRAIN_HELP);
+  // A resumed run starts from its checkpoint's configuration (so that it continues the same run without
+  // repeating every --set); --config replaces it and --set changes it, and the log lists what changed.
+  let resume = values.resume;
+  const autoResume = values["auto-resume"] && values.out
+    ? (await latestCheckpoint(join(values.out, "checkpoints"))) ?? undefined
+    : undefined;
+  if (values["auto-resume"]) resume = autoResume;
+  let saved: { text: string; name: string } | null = null;
+  if (resume) {
+    const meta = await readCheckpointMeta(resume).catch((e) => {
+      if (e instanceof CheckpointError) throw new UsageError(`--resume: ${e.message}`);
+      throw e;
+    });
+    if (typeof meta.meta.config === "string") saved = { text: meta.meta.config, name: `${resume} (its configuration)` };
+  }
   let cfg: PlrcConfig;
+  let before: PlrcConfig | null = null;
   try {
-    const file = values.config ? await readConfigFile(values.config) : undefined;
+    if (saved) {
+      before = resolveConfig({ file: parseConfigText(saved.text, saved.name) ?? undefined, fileName: saved.name });
+    }
+    const file = values.config
+      ? await readConfigFile(values.config)
+      : saved
+      ? parseConfigText(saved.text, saved.name)
+      : undefined;
     cfg = resolveConfig({
       file: file ?? undefined,
-      fileName: values.config,
+      fileName: values.config ?? saved?.name,
       sets: values.set ?? [],
       overrides: values.data ? [{ path: "data.source", value: values.data, origin: "--data" }] : [],
     });
@@ -97,10 +123,18 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
 
   try {
     log(`plrc ${VERSION} pretrain: preset ${cfg.preset}, method ${cfg.method}, run directory ${outDir}`);
-    let resume = values.resume;
     if (values["auto-resume"]) {
-      resume = (await latestCheckpoint(join(outDir, "checkpoints"))) ?? undefined;
       log(resume ? `auto-resume: found ${resume}` : "auto-resume: no checkpoint yet, starting fresh");
+    }
+    if (before) {
+      const changes = configChanges(before, cfg);
+      log(
+        changes.length
+          ? `resuming with changes to the checkpoint's configuration: ${
+            changes.map((c) => `${c.path} ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`).join(", ")
+          }`
+          : "resuming with the checkpoint's configuration",
+      );
     }
     // an outside backbone is checked before anything slow starts (a resumed run does not need it)
     let init: Map<string, Float32Array> | undefined;

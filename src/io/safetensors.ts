@@ -460,6 +460,28 @@ export async function readSafetensors(
 }
 
 /**
+ * Reads only a safetensors file's metadata (the `__metadata__` of its header), without its tensor data:
+ * what a resumed run needs from a checkpoint before the GPU starts.
+ *
+ * @throws {SafetensorsError} (message prefixed with the path) when malformed.
+ */
+export async function readSafetensorsMetadata(path: string): Promise<Record<string, string>> {
+  try {
+    const size = (await Deno.stat(path)).size;
+    checkMinSize(size);
+    using file = await Deno.open(path, { read: true });
+    const prefix = new Uint8Array(8);
+    await readFully(file, prefix);
+    const header = new Uint8Array(headerLength(prefix, size));
+    await readFully(file, header);
+    return parseHeader(header).metadata;
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new SafetensorsError(`${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
  * Writes a safetensors file atomically: the bytes go to a temporary sibling
  * which is then renamed over `path`, so readers never see a partial file.
  */

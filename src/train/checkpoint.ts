@@ -26,6 +26,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import {
   encodeSafetensors,
   readSafetensors,
+  readSafetensorsMetadata,
   SafetensorsError,
   type StInput,
   type StTensor,
@@ -160,15 +161,26 @@ export interface CheckpointFile {
 
 /** Reads and validates a checkpoint file without touching the GPU. */
 export async function readCheckpointFile(path: string): Promise<CheckpointFile> {
-  let file: Awaited<ReturnType<typeof readSafetensors>>;
+  const file = await readOrExplain(path, readSafetensors);
+  return { tensors: file.tensors, ...checkpointMeta(path, file.metadata) };
+}
+
+/** A checkpoint's metadata and version only (its header; no tensor data is read). */
+export async function readCheckpointMeta(path: string): Promise<Omit<CheckpointFile, "tensors">> {
+  return checkpointMeta(path, await readOrExplain(path, readSafetensorsMetadata));
+}
+
+async function readOrExplain<T>(path: string, read: (path: string) => Promise<T>): Promise<T> {
   try {
-    file = await readSafetensors(path);
+    return await read(path);
   } catch (e) {
     if (e instanceof SafetensorsError) throw new CheckpointError(`not a readable checkpoint: ${e.message}`);
     if (e instanceof Deno.errors.NotFound) throw new CheckpointError(`${path}: no such file`);
     throw e;
   }
-  const md = file.metadata;
+}
+
+function checkpointMeta(path: string, md: Record<string, string>): Omit<CheckpointFile, "tensors"> {
   if (md["plrc.format"] !== CHECKPOINT_FORMAT) {
     throw new CheckpointError(
       `${path}: not a plrc checkpoint (metadata plrc.format is ${
@@ -185,7 +197,7 @@ export async function readCheckpointFile(path: string): Promise<CheckpointFile> 
       throw new CheckpointError(`${path}: metadata "${k}" is not valid JSON`);
     }
   }
-  return { tensors: file.tensors, meta, version: md["plrc.version"] ?? "unknown" };
+  return { meta, version: md["plrc.version"] ?? "unknown" };
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) =>

@@ -950,16 +950,27 @@ export async function readConfigFile(path: string): Promise<Obj | null> {
   } catch (e) {
     throw new ConfigError([`cannot read ${path}: ${(e as Error).message}`]);
   }
+  return parseConfigText(text, path);
+}
+
+/** Parses configuration YAML (a file's, or the one a checkpoint holds); `name` says where it came from. */
+export function parseConfigText(text: string, name: string): Obj | null {
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (e) {
-    throw new ConfigError([`${path} is not valid YAML: ${(e as Error).message}`]);
+    throw new ConfigError([`${name} is not valid YAML: ${(e as Error).message}`]);
   }
   if (doc !== null && !isObj(doc)) {
-    throw new ConfigError([`${path}: the configuration must be a mapping of keys to values, got ${show(doc)}`]);
+    throw new ConfigError([`${name}: the configuration must be a mapping of keys to values, got ${show(doc)}`]);
   }
   return doc;
+}
+
+/** The keys whose values differ between two resolved configurations, in schema order. */
+export function configChanges(from: PlrcConfig, to: PlrcConfig): { path: ConfigPath; from: unknown; to: unknown }[] {
+  return CONFIG_PATHS.map((path) => ({ path, from: getPath(from, path), to: getPath(to, path) }))
+    .filter((c) => JSON.stringify(c.from) !== JSON.stringify(c.to));
 }
 
 /** The resolved configuration as YAML, every key in schema order, with a header comment. */
