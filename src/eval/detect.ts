@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Recorder, sync } from "../gpu/encoder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -337,14 +337,15 @@ export async function detectEval(
   if (train.length < B) throw new Error(`detect: ${train.length} training images for a batch of ${B}`);
   const store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
   const sgd = { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay };
-  const det = await buildDetector(gpu, store, cfg, {
-    batch: B,
-    resolution: R,
-    K,
-    headWidth: o.headWidth,
-    train: true,
-    sgd,
-  });
+  const det = await withMemoryCheck(gpu, "building the detector", () =>
+    buildDetector(gpu, store, cfg, {
+      batch: B,
+      resolution: R,
+      K,
+      headWidth: o.headWidth,
+      train: true,
+      sgd,
+    }), EVAL_MEMORY_HINT);
   const g = det.grid, loss = det.loss!;
   const perEpoch = Math.floor(train.length / B), total = perEpoch * o.epochs;
   const ring = new MetricsRing(gpu, [loss.loss]);
@@ -384,7 +385,12 @@ export async function detectEval(
   ring.destroy();
   det.dispose();
   // held-out images through the eval-mode graph
-  const ev = await buildDetector(gpu, store, cfg, { batch: B, resolution: R, K, headWidth: o.headWidth, train: false });
+  const ev = await withMemoryCheck(
+    gpu,
+    "building the detector",
+    () => buildDetector(gpu, store, cfg, { batch: B, resolution: R, K, headWidth: o.headWidth, train: false }),
+    EVAL_MEMORY_HINT,
+  );
   const dets: Detection[] = [], gts: GtBox[] = [];
   for (let s = 0; s < test.length; s += B) {
     const chunk = test.slice(s, s + B);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Recorder, sync } from "../gpu/encoder.ts";
 import type { RgbImage } from "../data/image.ts";
 import { buildResNet, type ResNetConfig, resnetOutChannels } from "../models/resnet.ts";
@@ -40,12 +40,18 @@ export async function frozenBackbone(
   o: FeatureOptions,
 ): Promise<FrozenBackbone> {
   const B = o.batch ?? 8, level = o.level ?? "c4";
-  const net = await buildResNet(
+  const net = await withMemoryCheck(
     gpu,
-    store,
-    cfg,
-    { batch: B, resolution: R, train: false, backward: false, c4: level === "c4" },
-    o.prefix ?? "",
+    "building the frozen backbone",
+    () =>
+      buildResNet(
+        gpu,
+        store,
+        cfg,
+        { batch: B, resolution: R, train: false, backward: false, c4: level === "c4" },
+        o.prefix ?? "",
+      ),
+    EVAL_MEMORY_HINT,
   );
   const [, h5, w5, C5] = net.c5Shape;
   const [h, w, C] = level === "c4" ? [h5 * 2, w5 * 2, resnetOutChannels(cfg).c4] : [h5, w5, C5];

@@ -69,15 +69,22 @@ export class NoAdapterError extends Error {
 
 /** Thrown when the device runs out of memory while `what` allocates its buffers ({@link withMemoryCheck}). */
 export class OutOfMemoryError extends Error {
-  constructor(what: string, liveBytes: number, detail: string) {
+  constructor(what: string, liveBytes: number, detail: string, hint: string = TRAINING_MEMORY_HINT) {
     super(
       `the GPU ran out of memory while ${what} (plrc's buffers had reached ${formatBytes(liveBytes)}: ${detail}); ` +
-        "use more micro-batches (train.accumulate), a smaller batch (train.batchSize), resolution (data.resolution) " +
-        "or model width (model.width)",
+        hint,
     );
     this.name = "OutOfMemoryError";
   }
 }
+
+/** What to lower when an evaluation's network does not fit. */
+export const EVAL_MEMORY_HINT =
+  "use a smaller evaluation batch (plrc eval --batch, detect) or resolution (--resolution)";
+
+/** What to lower when the training step does not fit. */
+export const TRAINING_MEMORY_HINT = "use more micro-batches (train.accumulate), a smaller batch (train.batchSize), " +
+  "resolution (data.resolution) or model width (model.width)";
 
 /**
  * Runs `allocate` (which creates buffers) inside an out-of-memory error scope: a device that cannot hold
@@ -88,12 +95,13 @@ export async function withMemoryCheck<T>(
   gpu: Pick<Gpu, "device" | "memory">,
   what: string,
   allocate: () => Promise<T>,
+  hint: string = TRAINING_MEMORY_HINT,
 ): Promise<T> {
   gpu.device.pushErrorScope("out-of-memory");
   // the scope is popped whatever happens; the device's out-of-memory verdict wins over an allocation error
   const result = await allocate().then((value) => ({ value }), (error) => ({ error }));
   const err = await gpu.device.popErrorScope();
-  if (err) throw new OutOfMemoryError(what, gpu.memory.liveBytes, err.message);
+  if (err) throw new OutOfMemoryError(what, gpu.memory.liveBytes, err.message, hint);
   if ("error" in result) throw result.error;
   return result.value;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LimitError, OutOfMemoryError, withMemoryCheck } from "../../src/gpu/device.ts";
+import { EVAL_MEMORY_HINT, LimitError, OutOfMemoryError, withMemoryCheck } from "../../src/gpu/device.ts";
 import { Profiler, Recorder, summarise } from "../../src/gpu/encoder.ts";
 import {
   bind,
@@ -118,6 +118,11 @@ Deno.test({
         assert.match(e.message, /train\.accumulate.*train\.batchSize/);
         return true;
       },
+    );
+    // evaluations name their own options
+    await assert.rejects(
+      () => withMemoryCheck(oom, "building the detector", () => Promise.resolve(1), EVAL_MEMORY_HINT),
+      /while building the detector .*evaluation batch \(plrc eval --batch, detect\) or resolution \(--resolution\)/,
     );
     // an error of the allocation itself still pops the scope, and the device's verdict wins
     await assert.rejects(
