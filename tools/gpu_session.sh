@@ -3,7 +3,8 @@
 # correctness (the kernel, loss, model and gradient tests against their float64 references), GEMM rates,
 # and the PLRC step of the `paper` preset beside the PyTorch reference on the same card.
 # usage there: source .device/enter.sh && bash tools/gpu_session.sh "$OUT" [batch...]
-# Optional stages by environment: PRETRAIN_S=<limit> (one gpu-small epoch), COMPARE_S=<limit> with
+# Optional stages by environment: ACC_S=<limit> (the paper preset's 256 as 8 x 32 and 4 x 64 micro-batches),
+# PRETRAIN_S=<limit> (one gpu-small epoch), COMPARE_S=<limit> with
 # COMPARE_SIZE (default full) and COMPARE_ARGS (e.g. "--jobs 6"); SKIP_TESTS=1, SKIP_GEMM=1, SKIP_STEP=1; TESTS,
 # TEST_S, STEP_S. The comparison alone: SKIP_TESTS=1 SKIP_GEMM=1 SKIP_STEP=1 COMPARE_S=540 bash tools/gpu_session.sh "$OUT"
 # Every stage has its own time limit so that one slow stage cannot take the others' results with it.
@@ -35,6 +36,14 @@ for b in $batches; do
   timeout 90 python3 tools/torch_reference/plrc_step.py --steps 10 <"$out/step_b$b.json" \
     | tee "$out/torch_b$b.json"
 done
+if [ -n "${ACC_S:-}" ]; then
+  # the paper preset's batch of 256 as micro-batches (train.accumulate): 8 x 32 (the preset) and 4 x 64
+  for acc in 8 4; do
+    stage "step paper, batch 256 as $acc micro-batches (limit ${ACC_S} s)"
+    timeout "$ACC_S" deno run -A cli.ts bench step --preset paper --set train.accumulate=$acc --reps 3 --json \
+      | grep '^{' | tee "$out/step_paper_acc$acc.json"
+  done
+fi
 if [ -n "${PRETRAIN_S:-}" ]; then
   stage "pretrain gpu-small, one epoch (limit ${PRETRAIN_S} s)"
   timeout "$PRETRAIN_S" deno run -A cli.ts pretrain --out "$out/run" --set preset=gpu-small --set train.epochs=1 \
