@@ -103,6 +103,8 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
     ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
     assert.match(run.stdout, /finished after 3 steps/);
+    // what the step holds on the GPU
+    assert.match(run.stdout, /^GPU buffers: \d+(\.\d+)? (KiB|MiB|GiB) \(plrc's own/m);
     // progress lines say how long is left, except the last
     assert.match(run.stdout, /^step 1\/3 .* img\/s ETA (\d+m)?\d+s$/m);
     assert.match(run.stdout, /^step 3\/3 .* img\/s$/m);

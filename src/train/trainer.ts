@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { type Gpu, withMemoryCheck } from "../gpu/device.ts";
+import { formatBytes, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Profiler, summarise, sync } from "../gpu/encoder.ts";
 import { kernelFamily } from "./profile.ts";
 import type { DataConfig } from "../data/batch.ts";
@@ -144,6 +144,12 @@ export async function train(
   const ckptDir = join(plan.outDir, "checkpoints");
   await Deno.mkdir(ckptDir, { recursive: true });
   const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, plan.step));
+  if (!plan.quiet) {
+    // what the step holds on the GPU, so that a user can size train.batchSize and train.accumulate
+    log(
+      `GPU buffers: ${formatBytes(gpu.memory.liveBytes)} (plrc's own; the driver's pipelines and caches come on top)`,
+    );
+  }
   let start = 0;
   if (plan.init && !plan.resume) {
     for (const store of [step.online, step.momentum]) {
