@@ -95,6 +95,14 @@ export async function readF64(t: Tensor): Promise<Float64Array> {
   return Float64Array.from(await t.read());
 }
 
+/** `--set`s of the smallest encoder the step tests train (ResNet-18 ×0.0625, 16-wide heads, 16 prototypes). */
+export const TINY_MODEL: readonly string[] = [
+  "model.width=0.0625",
+  "model.prototypes=16",
+  "model.pointDim=16",
+  "model.bottleneck=16",
+];
+
 /** Deno.test options for GPU tests: the device and its pools live for the whole process. */
 export const GPU_TEST = { sanitizeResources: false, sanitizeOps: false };
 

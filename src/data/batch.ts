@@ -317,11 +317,12 @@ export function splitBatch(b: PlrcBatch, parts: number): PlrcBatch[] {
   const P = b.regions * b.points;
   return Array.from({ length: parts }, (_, k) => {
     const i0 = k * n;
+    // views, not copies: a step splits every batch, and the paper preset's views are ~460 MB
     const per = <T extends Float32Array | Int32Array | Uint32Array>(a: T, size: number) =>
-      a.slice(i0 * size, (i0 + n) * size) as T;
+      a.subarray(i0 * size, (i0 + n) * size) as T;
     const p0 = b.pairOffsets[i0], p1 = b.pairOffsets[i0 + n];
-    const pairImage = b.pairImage.slice(p0, p1).map((i) => i - i0);
-    const pairA = b.pairA.slice(p0, p1), pairB = b.pairB.slice(p0, p1);
+    const pairImage = b.pairImage.subarray(p0, p1).map((i) => i - i0);
+    const pairA = b.pairA.subarray(p0, p1), pairB = b.pairB.subarray(p0, p1);
     const aKeys = pairA.map((a, m) => pairImage[m] * S2 + a), bKeys = pairB.map((v, m) => pairImage[m] * S2 + v);
     const t = transposeIndex(bKeys, n * S2);
     return {

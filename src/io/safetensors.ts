@@ -439,22 +439,32 @@ export async function readSafetensors(
 ): Promise<
   { tensors: Map<string, StTensor>; metadata: Record<string, string> }
 > {
+  return await withHeader(path, async (file, prefix, _n, size) => {
+    // Only now is `size` known to be a sane bound for the allocation.
+    const all = new Uint8Array(size);
+    all.set(prefix);
+    await readFully(file, all.subarray(8));
+    return decodeSafetensors(all);
+  });
+}
+
+/**
+ * Opens `path`, reads its 8-byte prefix and checks the header length against the file size, then hands the
+ * open file (positioned after the prefix) to `read`. Format errors get the path as a prefix.
+ */
+async function withHeader<T>(
+  path: string,
+  read: (file: Deno.FsFile, prefix: Uint8Array, headerBytes: number, size: number) => Promise<T>,
+): Promise<T> {
   try {
     const size = (await Deno.stat(path)).size;
     checkMinSize(size);
     using file = await Deno.open(path, { read: true });
     const prefix = new Uint8Array(8);
     await readFully(file, prefix);
-    headerLength(prefix, size);
-    // Only now is `size` known to be a sane bound for the allocation.
-    const all = new Uint8Array(size);
-    all.set(prefix);
-    await readFully(file, all.subarray(8));
-    return decodeSafetensors(all);
+    return await read(file, prefix, headerLength(prefix, size), size);
   } catch (e) {
-    if (e instanceof SafetensorsError) {
-      throw new SafetensorsError(`${path}: ${e.message}`);
-    }
+    if (e instanceof SafetensorsError) throw new SafetensorsError(`${path}: ${e.message}`);
     throw e;
   }
 }
@@ -465,20 +475,12 @@ export async function readSafetensors(
  *
  * @throws {SafetensorsError} (message prefixed with the path) when malformed.
  */
-export async function readSafetensorsMetadata(path: string): Promise<Record<string, string>> {
-  try {
-    const size = (await Deno.stat(path)).size;
-    checkMinSize(size);
-    using file = await Deno.open(path, { read: true });
-    const prefix = new Uint8Array(8);
-    await readFully(file, prefix);
-    const header = new Uint8Array(headerLength(prefix, size));
+export function readSafetensorsMetadata(path: string): Promise<Record<string, string>> {
+  return withHeader(path, async (file, _prefix, n) => {
+    const header = new Uint8Array(n);
     await readFully(file, header);
     return parseHeader(header).metadata;
-  } catch (e) {
-    if (e instanceof SafetensorsError) throw new SafetensorsError(`${path}: ${e.message}`);
-    throw e;
-  }
+  });
 }
 
 /**

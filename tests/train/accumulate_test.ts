@@ -10,7 +10,7 @@ import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/confi
 import { stepConfigOf } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
 import { PlrcStep } from "../../src/train/step.ts";
-import { assertClose, gpu, GPU_TEST, maxRelErr } from "../util.ts";
+import { assertClose, gpu, GPU_TEST, maxRelErr, TINY_MODEL } from "../util.ts";
 
 const SEED = Number(Deno.env.get("PLRC_TEST_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -35,10 +35,7 @@ async function oneStep(
   const g = await gpu();
   const cfg = resolveConfig({
     sets: [
-      "model.width=0.0625",
-      "model.prototypes=16",
-      "model.pointDim=16",
-      "model.bottleneck=16",
+      ...TINY_MODEL,
       "data.resolution=32",
       "loss.image.queue=16",
       `train.batchSize=${batch}`,
@@ -78,14 +75,18 @@ async function oneStep(
 
 const mean = (a: Float64Array, b: Float64Array) => a.map((x, i) => (x + b[i]) / 2);
 
+/** One batch of 8 scenes at 32 px, made with the tests' configuration seed. */
+async function eightImages(): Promise<ReturnType<typeof makeBatch>> {
+  const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
+  const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
+  return makeBatch(items, dataConfigOf(resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] })));
+}
+
 Deno.test({
   name: "accumulate: 2 micro-batches of 4 equal two 4-image steps (gradients, losses, parameters, queue, centre)",
   ...GPU_TEST,
   async fn() {
-    const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
-    const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
-    const cfg = resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] });
-    const whole = makeBatch(items, dataConfigOf(cfg));
+    const whole = await eightImages();
     const [h0, h1] = splitBatch(whole, 2);
     const acc = await oneStep(8, 2, whole);
     const a = await oneStep(4, 1, h0), b = await oneStep(4, 1, h1);
@@ -115,10 +116,7 @@ Deno.test({
     // one pass of 8 in BN groups of 4 and 2 micro-batches of 4 draw the same permutation of the 8 images, so the
     // key encoder sees the same groups and the queue gets the same keys; the query groups are the same too, so
     // the image loss (a mean over rows) agrees. Shuffling only within each micro-batch would give other groups.
-    const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
-    const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
-    const cfg = resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] });
-    const whole = makeBatch(items, dataConfigOf(cfg));
+    const whole = await eightImages();
     const one = await oneStep(8, 1, whole, true), acc = await oneStep(8, 2, whole, true);
     const at = `(seed ${SEED})`;
     const keys = (q: Float64Array) => q.slice(0, 8 * 16);
@@ -131,10 +129,7 @@ Deno.test({
   name: "accumulate: moco and detcon too: 2 micro-batches of 4 equal two 4-image steps (gradients, losses)",
   ...GPU_TEST,
   async fn() {
-    const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
-    const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
-    const cfg = resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] });
-    const whole = makeBatch(items, dataConfigOf(cfg));
+    const whole = await eightImages();
     const [h0, h1] = splitBatch(whole, 2);
     for (const method of ["moco", "detcon"]) {
       const at = `(${method}, seed ${SEED})`;

@@ -8,7 +8,7 @@ import { resolveConfig } from "../../src/train/config.ts";
 import { makePlan } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
 import { train } from "../../src/train/trainer.ts";
-import { gpu, GPU_TEST } from "../util.ts";
+import { gpu, GPU_TEST, TINY_MODEL } from "../util.ts";
 
 for (const method of ["moco", "detcon"] as const) {
   Deno.test({
@@ -20,10 +20,7 @@ for (const method of ["moco", "detcon"] as const) {
         const cfg = resolveConfig({
           sets: [
             `method=${method}`,
-            "model.width=0.0625",
-            "model.prototypes=16",
-            "model.pointDim=16",
-            "model.bottleneck=16",
+            ...TINY_MODEL,
             "data.resolution=32",
             "data.scenes.count=16",
             "data.scenes.size=48",

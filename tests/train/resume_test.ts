@@ -10,13 +10,10 @@ import { makePlan } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
 import { train } from "../../src/train/trainer.ts";
 import { readCheckpointFile } from "../../src/train/checkpoint.ts";
-import { gpu, GPU_TEST } from "../util.ts";
+import { gpu, GPU_TEST, TINY_MODEL } from "../util.ts";
 
 const TINY = [
-  "model.width=0.0625",
-  "model.prototypes=16",
-  "model.pointDim=16",
-  "model.bottleneck=16",
+  ...TINY_MODEL,
   "data.resolution=32",
   "data.scenes.count=16",
   "data.scenes.size=48",

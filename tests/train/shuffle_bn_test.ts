@@ -10,16 +10,13 @@ import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/confi
 import { stepConfigOf } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
 import { PlrcStep } from "../../src/train/step.ts";
-import { assertClose, gpu, GPU_TEST, maxRelErr } from "../util.ts";
+import { assertClose, gpu, GPU_TEST, maxRelErr, TINY_MODEL } from "../util.ts";
 
 async function keyOutputs(shuffle: boolean, groupSize: number): Promise<Float64Array[]> {
   const g = await gpu();
   const cfg = resolveConfig({
     sets: [
-      "model.width=0.0625",
-      "model.prototypes=16",
-      "model.pointDim=16",
-      "model.bottleneck=16",
+      ...TINY_MODEL,
       "data.resolution=32",
       "loss.image.queue=16",
       "train.batchSize=4",

@@ -11,7 +11,7 @@ import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/confi
 import { stepConfigOf } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
 import { PlrcStep } from "../../src/train/step.ts";
-import { gpu, GPU_TEST } from "../util.ts";
+import { gpu, GPU_TEST, TINY_MODEL } from "../util.ts";
 
 Deno.test({
   name: "the step's gradient predicts the change of the weighted PLRC loss (directional derivative)",
@@ -20,10 +20,7 @@ Deno.test({
     const g = await gpu();
     const cfg = resolveConfig({
       sets: [
-        "model.width=0.0625",
-        "model.prototypes=16",
-        "model.pointDim=16",
-        "model.bottleneck=16",
+        ...TINY_MODEL,
         "data.resolution=64",
         "data.points=4",
         "data.regions.count=2",
