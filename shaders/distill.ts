@@ -16,6 +16,8 @@
  * - `distill_dlogits`: dL_q as a gather over the pairs whose A0 position touches each grid cell (CSR).
  * - `distill_hmat`: H[b, c, c'] = Σ over the same CSR of wᵤ(m)[c]·q_m[c'].
  * - `distill_dz`: dZ_q[b, c] = Σ_c' H[b, c, c']·Z_a[b, c'].
+ * - `distill_alignment`: the mean of the centre's affinity block ÷ α, i.e. the running mean cosine between
+ *   the teacher's and the anchors' bottleneck vectors (the collapse monitor's reading).
  * - `distill_center`: c ← μ·c + (1 − μ)·mean_m t_m, with Σ_m t_m in fused form from per-image teacher
  *   corner masses.
  *
@@ -75,10 +77,13 @@ fn corners(pos: u32) -> Corners {
 fn inv_tm() -> f32 { return select(0.0, 1.0 / (P.taus * f32(P.m)), P.m > 0u); }
 `;
 
-/** Online (max, Σexp) of the student and of the teacher, plus Σ exp(teacher)·student for the CE. */
+/**
+ * Online (max, Σexp) of the student and of the teacher, plus Σ exp(teacher)·student for the CE and
+ * Σ exp(teacher)·teacher for the teacher's entropy (the collapse monitor).
+ */
 const SOFT = `
-struct Soft { ms: f32, ss: f32, mt: f32, st: f32, wt: f32 }
-fn soft0() -> Soft { return Soft(${NEG_MAX}, 0.0, ${NEG_MAX}, 0.0, 0.0); }
+struct Soft { ms: f32, ss: f32, mt: f32, st: f32, wt: f32, et: f32 }
+fn soft0() -> Soft { return Soft(${NEG_MAX}, 0.0, ${NEG_MAX}, 0.0, 0.0, 0.0); }
 fn push(a: ptr<function, Soft>, xs: f32, xt: f32) {
   if (xs > (*a).ms) {
     (*a).ss = (*a).ss * exp((*a).ms - xs) + 1.0;
@@ -90,11 +95,13 @@ fn push(a: ptr<function, Soft>, xs: f32, xt: f32) {
     let r = exp((*a).mt - xt);
     (*a).st = (*a).st * r + 1.0;
     (*a).wt = (*a).wt * r + xs;
+    (*a).et = (*a).et * r + xt;
     (*a).mt = xt;
   } else {
     let e = exp(xt - (*a).mt);
     (*a).st += e;
     (*a).wt += e * xs;
+    (*a).et += e * xt;
   }
 }
 fn merge(a: Soft, b: Soft) -> Soft {
@@ -102,7 +109,14 @@ fn merge(a: Soft, b: Soft) -> Soft {
   let mt = max(a.mt, b.mt);
   let ea = exp(a.mt - mt);
   let eb = exp(b.mt - mt);
-  return Soft(ms, a.ss * exp(a.ms - ms) + b.ss * exp(b.ms - ms), mt, a.st * ea + b.st * eb, a.wt * ea + b.wt * eb);
+  return Soft(
+    ms,
+    a.ss * exp(a.ms - ms) + b.ss * exp(b.ms - ms),
+    mt,
+    a.st * ea + b.st * eb,
+    a.wt * ea + b.wt * eb,
+    a.et * ea + b.et * eb,
+  );
 }
 `;
 
@@ -182,11 +196,12 @@ const finish = `
     let lt_ = acc.mt + log(acc.st);
     lse_s[m] = ls;
     lse_t[m] = lt_;
-    part[m] = (ls - acc.wt / acc.st) / f32(P.m);`;
+    part[m] = (ls - acc.wt / acc.st) / f32(P.m);
+    entropy_part[m] = (lt_ - acc.et / acc.st) / f32(P.m);`;
 
 /**
- * Per-pair forward. Writes lse_s[m], lse_t[m] and part[m] = CE_m / M for m < M, part[m] = 0 for
- * M ≤ m < cap (so that a fixed-length sum of `part` is the loss). `n` (= h·w) sizes the private or
+ * Per-pair forward. Writes lse_s[m], lse_t[m], part[m] = CE_m / M and entropy_part[m] = H(teacher_m) / M
+ * for m < M, and zeros for M ≤ m < cap (so that fixed-length sums are the loss and the mean entropy). `n` (= h·w) sizes the private or
  * workgroup copies of the blended Gram rows.
  */
 export function pairForwardSpec(variant: DistillVariant, n: number): KernelSpec {
@@ -200,6 +215,7 @@ export function pairForwardSpec(variant: DistillVariant, n: number): KernelSpec 
     write("lse_s"),
     write("lse_t"),
     write("part"),
+    write("entropy_part"),
   ];
   const body = variant === "thread"
     ? `
@@ -210,6 +226,7 @@ fn main(${BUILTINS}) {
   if (m >= P.cap) { return; }
   if (m >= P.m) {
     part[m] = 0.0;
+    entropy_part[m] = 0.0;
     return;
   }
   var rs: array<f32, N>;
@@ -225,7 +242,10 @@ fn main(${BUILTINS}) {
   let m = wid.y * nwg.x + wid.x;
   if (m >= P.cap) { return; }
   if (m >= P.m) {
-    if (lid.x == 0u) { part[m] = 0.0; }
+    if (lid.x == 0u) {
+      part[m] = 0.0;
+      entropy_part[m] = 0.0;
+    }
     return;
   }${pairHead}${rowBlend("lid.x", `${DISTILL_WG}u`)}
   workgroupBarrier();${accumulate("lid.x", `${DISTILL_WG}u`)}
@@ -436,6 +456,33 @@ fn main(${BUILTINS}) {
     for (var cell = 0u; cell < P.nimg * P.ncell; cell++) { s += wv[cell] * lt[cell * P.k + kk]; }
   }
   center[d] = P.mu * center[d] + (1.0 - P.mu) * s / f32(P.m);
+}`,
+  );
+}
+
+/**
+ * align[0] = Σ_{j < S²} center[j] / (S²·α): the centre's affinity block is a running mean of
+ * α·z_t↑·z_a↑ over pairs and positions, so this is the mean cosine of the teacher's bottleneck vectors with
+ * the anchors' (≈ 1 when every z points the same way). One workgroup, fixed summation order.
+ */
+export function alignmentSpec(): KernelSpec {
+  return spec(
+    "distill_alignment",
+    undefined,
+    [read("center"), write("align")],
+    `
+var<workgroup> red: array<f32, ${DISTILL_WG}>;
+@compute @workgroup_size(${DISTILL_WG})
+fn main(${BUILTINS}) {
+  var s = 0.0;
+  for (var j = lid.x; j < P.npos; j += ${DISTILL_WG}u) { s += center[j]; }
+  red[lid.x] = s;
+  workgroupBarrier();
+  for (var k = ${DISTILL_WG / 2}u; k > 0u; k >>= 1u) {
+    if (lid.x < k) { red[lid.x] += red[lid.x + k]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { align[0] = red[0] / (f32(P.npos) * P.alpha); }
 }`,
   );
 }

@@ -12,7 +12,7 @@ import { makeBatch } from "../data/batch.ts";
 import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config.ts";
 import { stepConfigOf } from "../train/plan.ts";
 import { scenesSource } from "../train/sources.ts";
-import { PlrcStep } from "../train/step.ts";
+import { PlrcStep, STEP_SCALARS } from "../train/step.ts";
 import { kernelFamily } from "../train/profile.ts";
 
 export { kernelFamily };
@@ -51,6 +51,12 @@ export interface StepMeasurement {
   gpuMsTotal: number | null;
   /** The dispatch labels that took the most GPU time in the profiled step, most first (at most 12). */
   gpuMsTopLabels: [string, number][] | null;
+  /**
+   * The last step's losses, and with distillation its collapse readings: `distill_alignment` (the
+   * bottleneck's mean cosine, from the centre) and `distill_entropy` (the teacher's mean entropy ÷
+   * log(S² + K)); after so few steps they show the initialisation, not the run.
+   */
+  losses: Record<string, number>;
   /** High-water mark of plrc's own GPU buffers (MiB), pipelines and driver overhead not included. */
   peakGpuMiB: number;
   adapter: string;
@@ -97,6 +103,15 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
       total += s.ms;
     }
   }
+  const values = await Promise.all(step.lossValues.map(async (t) => (await t.read())[0]));
+  const losses: Record<string, number> = {};
+  STEP_SCALARS.forEach((name, i) => losses[name] = values[i]);
+  if (sc.method === "plrc" && sc.weights.distill > 0) {
+    const S = sc.resolution / 4;
+    losses.distill_entropy /= Math.log(S * S + sc.encoder.heads.prototypes);
+  } else {
+    delete losses.distill_alignment, delete losses.distill_entropy;
+  }
   const fl = step.q.backbone.flops, parts = sc.accumulate ?? 1;
   const flops = parts * (3 * fl.forward + fl.backward);
   const out: StepMeasurement = {
@@ -123,6 +138,7 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     gpuMsByFamily: byFamily,
     gpuMsTotal: total,
     gpuMsTopLabels: top,
+    losses,
     peakGpuMiB: gpu.memory.peakBytes / 2 ** 20,
     adapter: gpu.summary.description,
     backend: gpu.summary.backend,

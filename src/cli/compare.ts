@@ -12,6 +12,7 @@ import {
   ablationTable,
   aggregate,
   type Baseline,
+  type BottleneckReading,
   collapseLine,
   comparePlan,
   distillCollapseStep,
@@ -279,19 +280,17 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const ordered = plan.evals.flatMap((e) => records.get(e.name) ?? []);
   const cells = aggregate(ordered);
   const ablationCells = aggregate(ablationRecords(ordered, size));
-  // did plrc's distillation term collapse? (replayed from each run's metrics, as the trainer's warning)
-  const collapse: Record<string, number | null> = {};
-  let uniformLoss = 0;
+  // did plrc's distillation bottleneck collapse? (replayed from each run's metrics, as the trainer's warning)
+  const collapse: Record<string, BottleneckReading> = {};
   for (const job of plan.pretrain.filter((p) => p.method === "plrc")) {
     const dir = `${out}/runs/${job.name}`;
     if (!(await exists(`${dir}/done.json`))) continue; // only in a report on an unfinished comparison
     // resolved like `plrc pretrain --config` would (a run written before a key existed lacks it)
     const cfg = resolveConfig({ file: await readConfigFile(`${dir}/config.yaml`), fileName: `${dir}/config.yaml` });
     if (cfg.loss.distill.weight === 0) continue;
-    const S = cfg.data.resolution / 4, K = cfg.model.prototypes;
-    uniformLoss = Math.log(S * S + K);
     const lines = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).split("\n").filter((l) => l.startsWith("{"));
-    collapse[job.name] = distillCollapseStep(lines.map((l) => JSON.parse(l)), S, K);
+    const reading = distillCollapseStep(lines.map((l) => JSON.parse(l)));
+    if (reading) collapse[job.name] = reading;
   }
   const date = new Date().toISOString().slice(0, 10);
   const minutes = (performance.now() - t0) / 60000;
@@ -336,7 +335,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     ...(baselines.length
       ? [`Outside backbones, evaluated as they are: ${baselines.map((b) => `${b.name} = \`${b.file}\``).join(", ")}.`]
       : []),
-    ...(Object.keys(collapse).length ? [collapseLine(collapse, uniformLoss)] : []),
+    ...(Object.keys(collapse).length ? [collapseLine(collapse)] : []),
     "",
     mainTable(cells, size, shown),
     "",

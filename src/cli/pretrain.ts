@@ -223,8 +223,15 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
         .filter(([, t]) => t.first !== null && t.last !== null && t.first !== 0)
         .map(([k, t]) => `${k} ${t.first!.toFixed(3)} → ${t.last!.toFixed(3)}`);
       if (parts.length) log(`  by term (unweighted): ${parts.join(", ")}`);
-      if (result.distillCollapsedAt !== null) {
-        log(`  the distillation term collapsed to uniform at step ${result.distillCollapsedAt + 1} (warning above)`);
+      if (result.distillAlignment !== null) {
+        log(
+          `  distillation bottleneck alignment at the end: ${
+            result.distillAlignment.toFixed(3)
+          } (collapsed above 0.9)` +
+            (result.distillCollapsedAt !== null
+              ? `; collapsed at step ${result.distillCollapsedAt + 1} (warning above)`
+              : ""),
+        );
       }
     } else {
       log(`mean loss: not enough steps after the queue filled (step ${w.firstStart + 1}) to compare windows`);

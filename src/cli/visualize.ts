@@ -30,8 +30,9 @@ sample   one training sample as the trainer makes it: views A0 | A1 | B0, region
          positions (white-ringed squares, one colour per pair). plrc pretrain writes this picture as
          sample.png at the start of every run.
 curves   the loss terms over the steps (each scaled to its own range): loss, loss_image, loss_point,
-         loss_distill in that colour order, and knn_accuracy from monitor.jsonl beside the metrics when
-         the run had the k-NN monitor (eval.knnEvery).
+         loss_distill in that colour order; the distillation's bottleneck alignment and relative teacher
+         entropy (distill_alignment, distill_entropy) when the run logged them; and knn_accuracy from
+         monitor.jsonl beside the metrics when the run had the k-NN monitor (eval.knnEvery).
 affinity point affinities of a checkpoint (--ckpt random: the initialised encoder of the configuration):
          views A0 and B0 of image I as training makes them (the pair with overlap ≥ data.minOverlap;
          --set data.photometric=false for unjittered colours), N query points in A0 (default 4), one
@@ -79,7 +80,16 @@ export async function visualizeCommand(argv: string[]): Promise<number> {
     const monitorFile = join(dirname(values.metrics), "monitor.jsonl");
     const monitor = (await Deno.readTextFile(monitorFile).catch(() => "")).trim().split("\n").filter(Boolean)
       .map((l) => JSON.parse(l));
-    const series = ["loss", "loss_image", "loss_point", "loss_distill", ...(monitor.length ? ["knn_accuracy"] : [])];
+    // the distillation's collapse readings (alignment, relative teacher entropy) where the run logged them
+    const readings = ["distill_alignment", "distill_entropy"].filter((k) => records.some((r) => k in r));
+    const series = [
+      "loss",
+      "loss_image",
+      "loss_point",
+      "loss_distill",
+      ...readings,
+      ...(monitor.length ? ["knn_accuracy"] : []),
+    ];
     const all = [...records, ...monitor].sort((a, b) => a.step - b.step);
     const out = values.out ?? "curves.png";
     await Deno.writeFile(out, renderCurves(all, series, 640, 360, 0.9, ["knn_accuracy"]).png());

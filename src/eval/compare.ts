@@ -478,31 +478,40 @@ export function ablationRecords(records: EvalRecord[], size: CompareSize): EvalR
   return records.filter((r) => r.job.run !== null && seeds.includes(r.job.seed));
 }
 
-/**
- * Replays a run's metrics (metrics.jsonl records) through the trainer's collapse monitor, with the trainer's
- * patience (10% of the run, at least 16 steps): the step at which its distillation loss collapsed to
- * log(S² + K), or null. A resumed run may repeat steps; the last record of each step counts.
- */
-export function distillCollapseStep(
-  records: { step: number; loss_distill: number }[],
-  S: number,
-  K: number,
-): number | null {
-  const byStep = new Map(records.map((r) => [r.step, r.loss_distill]));
-  const steps = [...byStep.keys()].sort((a, b) => a - b);
-  const monitor = new DistillCollapseMonitor(S, K, DistillCollapseMonitor.patienceFor(steps.length));
-  for (const s of steps) if (monitor.observe(s, byStep.get(s)!)) return s;
-  return null;
+/** A plrc run's bottleneck as its metrics show it: when it collapsed (or null) and its last alignment. */
+export interface BottleneckReading {
+  at: number | null;
+  last: number;
 }
 
-/** One line for the table: in how many of the plrc runs the distillation term collapsed, and when. */
-export function collapseLine(collapse: Record<string, number | null>, uniformLoss: number): string {
-  const runs = Object.keys(collapse), at = runs.map((r) => collapse[r]).filter((s): s is number => s !== null);
+/**
+ * Replays a run's metrics (metrics.jsonl records) through the trainer's collapse monitor, with the trainer's
+ * patience (10% of the run, at least 16 steps): the step at which its bottleneck alignment had stayed above
+ * 0.9 long enough, and the last alignment; null for a run that logged no alignment. A resumed run may repeat
+ * steps; the last record of each step counts.
+ */
+export function distillCollapseStep(records: { step: number; distill_alignment?: number }[]): BottleneckReading | null {
+  const byStep = new Map<number, number>();
+  for (const r of records) if (typeof r.distill_alignment === "number") byStep.set(r.step, r.distill_alignment);
+  const steps = [...byStep.keys()].sort((a, b) => a - b);
+  if (!steps.length) return null;
+  const monitor = new DistillCollapseMonitor(DistillCollapseMonitor.patienceFor(steps.length));
+  for (const s of steps) monitor.observe(s, byStep.get(s)!);
+  return { at: monitor.collapsedAt, last: byStep.get(steps[steps.length - 1])! };
+}
+
+/** One line for the table: the plrc runs' final bottleneck alignment, and in how many it collapsed, when. */
+export function collapseLine(collapse: Record<string, BottleneckReading>): string {
+  const runs = Object.keys(collapse), last = runs.map((r) => collapse[r].last);
   if (!runs.length) return "";
-  const level = `loss at log(S² + K) = ${uniformLoss.toFixed(2)}`;
-  if (!at.length) return `plrc's distillation term collapsed (${level}) in none of its ${runs.length} runs.`;
-  const lo = Math.min(...at) + 1, hi = Math.max(...at) + 1;
-  return `plrc's distillation term collapsed to uniform (${level}) in ${at.length} of its ${runs.length} runs ` +
-    `(detected at step ${lo === hi ? lo : `${lo}–${hi}`}, after 10% of the run at that level): there, plrc ` +
-    "trained as point-level and image-level contrast.";
+  const at = runs.map((r) => collapse[r].at).filter((s): s is number => s !== null);
+  const range = (v: number[], f: (x: number) => string) => {
+    const lo = Math.min(...v), hi = Math.max(...v);
+    return lo === hi ? f(lo) : `${f(lo)}–${f(hi)}`;
+  };
+  const head = `plrc's distillation bottleneck (alignment: the mean cosine of the teacher's and the anchors' ` +
+    `bottleneck vectors; collapsed when above 0.9) ended at ${range(last, (x) => x.toFixed(2))}`;
+  if (!at.length) return `${head} and collapsed in none of its ${runs.length} runs.`;
+  return `${head} and collapsed in ${at.length} of its ${runs.length} runs (detected at step ` +
+    `${range(at, (x) => `${x + 1}`)}): there, plrc trained as point-level and image-level contrast.`;
 }

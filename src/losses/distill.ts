@@ -25,6 +25,7 @@
  * @module
  */
 import {
+  alignmentSpec,
   centerSpec,
   DISTILL_WG,
   type DistillVariant,
@@ -86,6 +87,13 @@ export interface DistillOptions {
 export interface Distillation {
   /** Mean CE over the pairs [1]. */
   loss: Tensor;
+  /** Mean entropy (nats) of the centred, sharpened teacher over the pairs [1]; at most log(S² + K). */
+  entropy: Tensor;
+  /**
+   * Mean of the centre's affinity block ÷ α [1], read before this step's centre update: the running mean
+   * cosine of the teacher's bottleneck vectors with the anchors' (near 1 when the bottleneck has collapsed).
+   */
+  alignment: Tensor;
   /** dLoss/dZq [B·h·w, dimZ] and dLoss/dLq [B·h·w, K] (written, not accumulated). */
   dZq: Tensor;
   dLq: Tensor;
@@ -226,6 +234,7 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
   const f = (shape: number[], name: string) => Tensor.empty(gpu, shape, "f32", `distill ${name}`);
   const gq = f([B, n, n], "Gq"), gt = f([B, n, n], "Gt");
   const lseS = f([cap], "lse_s"), lseT = f([cap], "lse_t"), part = f([cap], "loss parts");
+  const entPart = f([cap], "entropy parts"), entropy = f([1], "teacher entropy"), align = f([1], "alignment");
   const pairs = Tensor.empty(gpu, [cap, 3], "u32", "distill pairs");
   const cptr = Tensor.empty(gpu, [B * n + 1], "u32", "distill csr ptr");
   const cpair = Tensor.empty(gpu, [4 * cap], "u32", "distill csr pairs");
@@ -257,11 +266,13 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
   const fwd = await bind(
     gpu,
     pairForwardSpec(variant, n),
-    [gq, gt, o.lq, o.lt, center, pairs, lseS, lseT, part],
+    [gq, gt, o.lq, o.lt, center, pairs, lseS, lseT, part, entPart],
     params,
     pairGrid,
   );
   const red = await reduceAxis(gpu, part, 0, "sum", loss);
+  const entRed = await reduceAxis(gpu, entPart, 0, "sum", entropy);
+  const alignment = await bind(gpu, alignmentSpec(), [center, align], params, [1, 1, 1]);
   const bwd = await bind(
     gpu,
     pairBackwardSpec(variant, n, S * w),
@@ -279,16 +290,18 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
   const hmat = await bind(gpu, hmatSpec(), [cptr, cpair, cw, q, hm], params, grid1d(B * n * n, DISTILL_WG));
   const dz = await bind(gpu, dzSpec(), [hm, o.za, dZq], params, grid1d(B * n * dimZ, DISTILL_WG));
   const cen = await bind(gpu, centerSpec(), [gt, o.lt, wv, center], params, grid1d(P + K, DISTILL_WG));
-  const mine = [gram, fwd, bwd, dl, hmat, dz, cen];
+  const mine = [gram, fwd, bwd, dl, hmat, dz, cen, alignment];
 
   const write = (t: Tensor, data: Uint32Array<ArrayBuffer> | Float32Array<ArrayBuffer>) => {
     if (data.length) gpu.device.queue.writeBuffer(t.buffer, t.byteOffset, data);
   };
   return {
     loss,
+    entropy,
+    alignment: align,
     dZq,
     dLq,
-    forward: [gram, fwd, ...red.dispatches],
+    forward: [gram, fwd, ...red.dispatches, ...entRed.dispatches, alignment],
     backward: [bwd, dl, hmat, dz],
     centerUpdate: [cen],
     center,
@@ -308,9 +321,8 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
       write(wv, Float32Array.from(teacherCellMass(p, B, h, w, S)));
       for (const d of mine) d.setParams({ m: M });
     },
-    tensors: [gq, gt, lseS, lseT, part, pairs, cptr, cpair, cw, wv, q, hm, dZq, dLq, loss, center].concat(
-      red.scratch ? [red.scratch] : [],
-    ),
+    tensors: [gq, gt, lseS, lseT, part, entPart, entropy, align, pairs, cptr, cpair, cw, wv, q, hm, dZq, dLq, loss]
+      .concat([center], [red.scratch, entRed.scratch].filter((t): t is Tensor => !!t)),
   };
 }
 
@@ -344,29 +356,46 @@ export interface DistillRefInput {
 /** Reference results: loss, gradients w.r.t. Zq and Lq, and the centre after the EMA. */
 export interface DistillRefOutput {
   loss: number;
+  /** Mean entropy (nats) of the teacher's distribution over the pairs. */
+  entropy: number;
   dZq: Float64Array;
   dLq: Float64Array;
   center: Float64Array;
 }
 
 /**
- * The per-pair DINO CE over full vectors s, t of length E: adds the CE to the returned loss term and writes
- * g = (softmax(s/τs) − softmax((t − c)/τt)) into `g` (not yet ÷ τs·M).
+ * The per-pair DINO CE over full vectors s, t of length E: returns the CE and the teacher's entropy, and
+ * writes g = (softmax(s/τs) − softmax((t − c)/τt)) into `g` (not yet ÷ τs·M).
  */
-function pairCe(s: Float64Array, t: Float64Array, c: A, tauS: number, tauT: number, g: Float64Array): number {
+function pairCe(
+  s: Float64Array,
+  t: Float64Array,
+  c: A,
+  tauS: number,
+  tauT: number,
+  g: Float64Array,
+): { ce: number; entropy: number } {
   const E = s.length;
   let ms = -Infinity, mt = -Infinity;
   for (let d = 0; d < E; d++) ms = Math.max(ms, s[d] / tauS), mt = Math.max(mt, (t[d] - c[d]) / tauT);
   let zs = 0, zt = 0;
   for (let d = 0; d < E; d++) zs += Math.exp(s[d] / tauS - ms), zt += Math.exp((t[d] - c[d]) / tauT - mt);
   const lseS = ms + Math.log(zs), lseT = mt + Math.log(zt);
-  let ce = 0;
+  let ce = 0, entropy = 0;
   for (let d = 0; d < E; d++) {
-    const pt = Math.exp((t[d] - c[d]) / tauT - lseT), ls = s[d] / tauS - lseS;
+    const lt = (t[d] - c[d]) / tauT - lseT, pt = Math.exp(lt), ls = s[d] / tauS - lseS;
     ce -= pt * ls;
+    entropy -= pt * lt;
     g[d] = Math.exp(ls) - pt;
   }
-  return ce;
+  return { ce, entropy };
+}
+
+/** The collapse monitor's alignment: the mean of the centre's first S² entries ÷ α. */
+export function centerAlignment(center: A, S: number, alpha: number): number {
+  let s = 0;
+  for (let j = 0; j < S * S; j++) s += center[j];
+  return s / (S * S * alpha);
 }
 
 /**
@@ -394,7 +423,7 @@ export function distillNaiveRef(x: DistillRefInput): DistillRefOutput {
   const dzqUp = new Float64Array(B * P * D), dlqUp = new Float64Array(B * P * K), tsum = new Float64Array(E);
   const M = x.pairs.pairA.length;
   const s = new Float64Array(E), t = new Float64Array(E), g = new Float64Array(E);
-  let loss = 0;
+  let loss = 0, entropy = 0;
   for (let m = 0; m < M; m++) {
     const b = x.pairs.pairImage[m], u = x.pairs.pairA[m], v = x.pairs.pairB[m];
     for (let j = 0; j < P; j++) {
@@ -406,7 +435,8 @@ export function distillNaiveRef(x: DistillRefInput): DistillRefOutput {
       s[j] = alpha * ss, t[j] = alpha * st;
     }
     for (let k = 0; k < K; k++) s[P + k] = lq[(b * P + u) * K + k], t[P + k] = lt[(b * P + v) * K + k];
-    loss += pairCe(s, t, x.center, x.tauS, x.tauT, g) / M;
+    const pc = pairCe(s, t, x.center, x.tauS, x.tauT, g);
+    loss += pc.ce / M, entropy += pc.entropy / M;
     for (let d = 0; d < E; d++) tsum[d] += t[d];
     const sc = 1 / (x.tauS * M);
     for (let j = 0; j < P; j++) {
@@ -428,7 +458,7 @@ export function distillNaiveRef(x: DistillRefInput): DistillRefOutput {
     return out;
   };
   const center = Float64Array.from(x.center, (c, d) => (M ? x.mu * c + (1 - x.mu) * tsum[d] / M : c));
-  return { loss, dZq: down(dzqUp, D), dLq: down(dlqUp, K), center };
+  return { loss, entropy, dZq: down(dzqUp, D), dLq: down(dlqUp, K), center };
 }
 
 /**
@@ -469,7 +499,7 @@ export function distillFusedRef(x: DistillRefInput): DistillRefOutput {
   const M = x.pairs.pairA.length, sc = M ? 1 / (x.tauS * M) : 0;
   const s = new Float64Array(E), t = new Float64Array(E), g = new Float64Array(E);
   const gpair: Float64Array[] = [], qpair: Float64Array[] = [];
-  let loss = 0;
+  let loss = 0, entropy = 0;
   for (let m = 0; m < M; m++) {
     const b = x.pairs.pairImage[m], u = x.pairs.pairA[m], v = x.pairs.pairB[m];
     const rs = blendRows(gq, b, u), rt = blendRows(gt, b, v);
@@ -480,7 +510,8 @@ export function distillFusedRef(x: DistillRefInput): DistillRefOutput {
       s[j] = alpha * as, t[j] = alpha * at;
     }
     blendLogits(x.lq, b, u, s), blendLogits(x.lt, b, v, t);
-    loss += pairCe(s, t, x.center, x.tauS, x.tauT, g) / M;
+    const pc = pairCe(s, t, x.center, x.tauS, x.tauT, g);
+    loss += pc.ce / M, entropy += pc.entropy / M;
     const q = new Float64Array(n);
     for (let j = 0; j < P; j++) {
       const { cells, weights } = corners[j];
@@ -513,7 +544,7 @@ export function distillFusedRef(x: DistillRefInput): DistillRefOutput {
     for (let i = 0; i < 4; i++) tsum[j] += alpha * weights[i] * rsum[cells[i]];
   }
   const center = Float64Array.from(x.center, (c, d) => (M ? x.mu * c + (1 - x.mu) * tsum[d] / M : c));
-  return { loss, dZq, dLq, center };
+  return { loss, entropy, dZq, dLq, center };
 }
 
 /** Summed bilinear weight of grid cell `c` for S-grid position `pos` (float64). */
@@ -525,15 +556,14 @@ function cornerWeight(pos: number, c: number, h: number, w: number, S: number): 
 }
 
 /**
- * Watches the distillation loss for the uniform collapse DINO-style objectives can fall into: when the
- * bottleneck z becomes the same vector everywhere, the centred teacher and then the student turn uniform
- * over all S² + K entries and the loss sits at log(S² + K) with no gradient signal left. (Measured on
- * cpu-tiny: within ~50 steps the loss reaches 5.76 = log(16² + 64) and z's mean cosine between positions
- * is 0.98.) The monitor fires once, after `patience` consecutive steps within ±`tolerance` (relative) of
- * that level.
+ * Watches the bottleneck for the collapse DINO-style heads can fall into when the bottleneck is narrow for
+ * its initialisation: every z turns into the same vector, the teacher's affinities stop telling positions
+ * apart and the term teaches nothing. The reading is the alignment (the mean cosine of the teacher's and the
+ * anchors' bottleneck vectors, from the centre); the loss is no test, because a wide bottleneck with many
+ * prototypes keeps the loss at log(S² + K) from the first step while z stays unaligned. The monitor fires
+ * once, after `patience` consecutive steps above `threshold`.
  */
 export class DistillCollapseMonitor {
-  readonly uniformLoss: number;
   #run = 0;
   /** The step at which the collapse was detected (null until then). */
   collapsedAt: number | null = null;
@@ -543,14 +573,11 @@ export class DistillCollapseMonitor {
     return Math.max(16, Math.round(steps / 10));
   }
 
-  constructor(S: number, K: number, readonly patience: number, readonly tolerance = 0.02) {
-    this.uniformLoss = Math.log(S * S + K);
-  }
+  constructor(readonly patience: number, readonly threshold = 0.9) {}
 
-  /** Feeds one step's loss; true exactly once, at the step the collapse is detected. */
-  observe(step: number, loss: number): boolean {
-    // a band, not a floor: with a large affinity scale the loss can sit above log(S² + K) without collapse
-    this.#run = Math.abs(loss - this.uniformLoss) <= this.tolerance * this.uniformLoss ? this.#run + 1 : 0;
+  /** Feeds one step's alignment; true exactly once, at the step the collapse is detected. */
+  observe(step: number, alignment: number): boolean {
+    this.#run = alignment > this.threshold ? this.#run + 1 : 0;
     if (this.collapsedAt !== null || this.#run < this.patience) return false;
     this.collapsedAt = step;
     return true;

@@ -44,7 +44,6 @@ export const PRESETS: Readonly<Record<PresetName, Preset>> = {
       "model.depth": 18,
       "model.width": 0.125,
       "model.pointDim": 32,
-      "model.bottleneck": 32,
       "model.prototypes": 64,
       "model.bnGroup": 4,
       "data.resolution": 64,
@@ -69,7 +68,6 @@ export const PRESETS: Readonly<Record<PresetName, Preset>> = {
       "model.depth": 18,
       "model.width": 0.25,
       "model.pointDim": 64,
-      "model.bottleneck": 64,
       "model.prototypes": 256,
       "model.bnGroup": 8,
       "data.resolution": 96,
@@ -88,7 +86,6 @@ export const PRESETS: Readonly<Record<PresetName, Preset>> = {
     values: {
       "model.depth": 50,
       "model.width": 0.5,
-      "model.bottleneck": 128,
       "model.prototypes": 1024,
       "data.resolution": 128,
       "data.scenes.count": 8192,

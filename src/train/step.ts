@@ -82,8 +82,17 @@ export interface StepSchedule {
   teacherTemperature: number;
 }
 
-/** Names of the scalars read back per step, in ring order. */
-export const STEP_SCALARS = ["loss_image", "loss_point", "loss_distill"] as const;
+/**
+ * Names of the scalars read back per step, in ring order: the three losses, then the distillation's
+ * collapse readings (bottleneck alignment, teacher entropy in nats; 0 without distillation).
+ */
+export const STEP_SCALARS = [
+  "loss_image",
+  "loss_point",
+  "loss_distill",
+  "distill_alignment",
+  "distill_entropy",
+] as const;
 
 /** The bound step. */
 export class PlrcStep {
@@ -271,7 +280,13 @@ export class PlrcStep {
     const emaDispatch = await emaUpdate(gpu, momentum.flat().params, f.params, cfg.ema);
     const zero = alloc([1], "zero loss");
     zero.fill(0);
-    const lossTensors = [image.loss, point?.loss ?? zero, distill?.loss ?? zero];
+    const lossTensors = [
+      image.loss,
+      point?.loss ?? zero,
+      distill?.loss ?? zero,
+      distill?.alignment ?? zero,
+      distill?.entropy ?? zero,
+    ];
     const accumulation = m > 1
       ? await buildAccumulation(gpu, m, f.grads, lossTensors, image.keys, stepKeys!, distill?.center ?? null)
       : null;

@@ -76,8 +76,10 @@ export interface TrainResult {
   lastLoss: number | null;
   /** The same two windows for each unweighted term. */
   terms: Record<"image" | "point" | "distill", { first: number | null; last: number | null }>;
-  /** The step at which the distillation loss was found collapsed to uniform (null: it was not). */
+  /** The step at which the distillation bottleneck was found collapsed (null: it was not). */
   distillCollapsedAt: number | null;
+  /** The bottleneck alignment at the last step read back (null without distillation). */
+  distillAlignment: number | null;
   /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
   window: { size: number; firstStart: number };
   stoppedBy: "done" | "signal" | "nan";
@@ -94,6 +96,13 @@ export interface MetricRecord {
   loss_image: number;
   loss_point: number;
   loss_distill: number;
+  /**
+   * With distillation: the bottleneck alignment (mean cosine of the teacher's and the anchors' bottleneck
+   * vectors, from the centre; above 0.9 the bottleneck has collapsed) and the teacher's mean entropy ÷
+   * log(S² + K) (1: a uniform teacher, which teaches nothing).
+   */
+  distill_alignment?: number;
+  distill_entropy?: number;
   images_per_s: number;
   ms_per_step: number;
   /** GPU time of the step from timestamp queries (null where the adapter has none). */
@@ -187,18 +196,15 @@ export async function train(
   const t0 = performance.now();
   let lastT = t0, done = start;
 
-  // distillation that has collapsed to uniform is worth a warning: the run goes on as image + point contrast
-  const collapse = plan.step.method === "plrc" && plan.step.weights.distill > 0
-    ? new DistillCollapseMonitor(
-      plan.step.resolution / 4,
-      plan.step.encoder.heads.prototypes,
-      DistillCollapseMonitor.patienceFor(total - start),
-    )
-    : null;
+  // a collapsed bottleneck is worth a warning: the run goes on as image + point contrast
+  const distills = plan.step.method === "plrc" && plan.step.weights.distill > 0;
+  const collapse = distills ? new DistillCollapseMonitor(DistillCollapseMonitor.patienceFor(total - start)) : null;
+  const S = plan.step.resolution / 4, uniformEntropy = Math.log(S * S + plan.step.encoder.heads.prototypes);
+  let lastAlignment: number | null = null;
 
   const consume = async (r: StepScalars | null) => {
     if (!r) return;
-    const [li, lp, ld] = r.values;
+    const [li, lp, ld, align, entropy] = r.values;
     const w = plan.step.weights;
     const loss = w.image * li + w.point * lp + w.distill * ld;
     if (![li, lp, ld].every(Number.isFinite)) nan = true;
@@ -213,17 +219,20 @@ export async function train(
       loss_image: li,
       loss_point: lp,
       loss_distill: ld,
+      ...(distills ? { distill_alignment: align, distill_entropy: entropy / uniformEntropy } : {}),
       images_per_s: (B * (r.step + 1 - start)) / ((now - t0) / 1000),
       ms_per_step: now - info.t,
       gpu_ms_per_step: r.gpuMs,
     };
     losses[r.step] = loss;
     terms[r.step] = [li, lp, ld];
-    if (collapse?.observe(r.step, ld)) {
+    if (distills) lastAlignment = align;
+    if (collapse?.observe(r.step, align)) {
       log(
-        `warning: step ${r.step + 1}: the distillation loss has stayed at log(S² + K) = ` +
-          `${collapse.uniformLoss.toFixed(3)} for ${collapse.patience} steps: its student and teacher are uniform ` +
-          `(the DINO bottleneck collapsed), so that term no longer teaches anything (README: the distillation collapse)`,
+        `warning: step ${r.step + 1}: the distillation bottleneck has stayed aligned above ${collapse.threshold} ` +
+          `(mean cosine ${align.toFixed(3)}) for ${collapse.patience} steps: every position's bottleneck points the ` +
+          `same way, so that term no longer teaches anything; widen model.bottleneck (README: the distillation ` +
+          `collapse)`,
       );
     }
     await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
@@ -243,9 +252,9 @@ export async function train(
     if (!plan.quiet && (r.step % plan.logInterval === 0 || r.step === total - 1)) {
       (tty ? fileLog : log)(
         `step ${r.step + 1}/${total} epoch ${info.epoch} lr ${info.lr.toExponential(2)} loss ${loss.toFixed(4)} ` +
-          `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}) ${
-            rec.images_per_s.toFixed(1)
-          } img/s${left > 0 ? ` ETA ${formatDuration(eta)}` : ""}`,
+          `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}${
+            distills ? ` align ${align.toFixed(3)} H ${(entropy / uniformEntropy).toFixed(3)}` : ""
+          }) ${rec.images_per_s.toFixed(1)} img/s${left > 0 ? ` ETA ${formatDuration(eta)}` : ""}`,
       );
     }
   };
@@ -363,6 +372,7 @@ export async function train(
     lastLoss: mean(done - win, done),
     terms: { image: term(0), point: term(1), distill: term(2) },
     distillCollapsedAt: collapse?.collapsedAt ?? null,
+    distillAlignment: lastAlignment,
     window: { size: win, firstStart },
     stoppedBy: nan ? "nan" : stop ?? "done",
     checkpoint: lastCkpt,

@@ -293,7 +293,7 @@ Deno.test({
       assert.match(table, /made 6 of the 6 pre-training runs and 8 of the 8 evaluations/);
       assert.match(
         table,
-        /plrc's distillation term collapsed \(loss at log\(S² \+ K\) = 5\.77\) in none of its 2 runs/,
+        /plrc's distillation bottleneck \(alignment: .*\) ended at [0-9.–]+ and collapsed in none of its 2 runs/,
       );
       assert.ok((await Deno.stat(`${out}/chart.png`)).size > 1000);
 
@@ -347,20 +347,25 @@ Deno.test("every comparison size's pre-training runs are valid configurations of
   }
 });
 
-Deno.test("distillCollapseStep replays the trainer's monitor over a run's metrics; collapseLine reports it", () => {
-  const U = Math.log(16 * 16 + 64);
-  // 200 steps: healthy for 40, then at the uniform level; one step repeated by a resume (its last record counts)
-  const records = Array.from({ length: 200 }, (_, step) => ({ step, loss_distill: step < 40 ? 4.9 : U - 0.004 }));
-  records.push({ step: 45, loss_distill: 4.0 }, { step: 45, loss_distill: U });
-  // patience max(16, 200 / 10 = 20): the 20th step at the level is step 59
-  assert.equal(distillCollapseStep(records, 16, 64), 59);
-  assert.equal(distillCollapseStep(records.map((r) => ({ ...r, loss_distill: 4.9 })), 16, 64), null);
+Deno.test("distillCollapseStep replays the trainer's monitor over a run's alignment; collapseLine reports it", () => {
+  // 200 steps: unaligned for 40, then above 0.9; one step repeated by a resume (its last record counts)
+  const records = Array.from({ length: 200 }, (_, step) => ({ step, distill_alignment: step < 40 ? 0.5 : 0.95 }));
+  records.push({ step: 45, distill_alignment: 0.2 }, { step: 45, distill_alignment: 0.95 });
+  // patience max(16, 200 / 10 = 20): the 20th step above the threshold is step 59
+  assert.deepEqual(distillCollapseStep(records), { at: 59, last: 0.95 });
+  assert.deepEqual(distillCollapseStep(records.map((r) => ({ ...r, distill_alignment: 0.6 }))), {
+    at: null,
+    last: 0.6,
+  });
+  // a run from before the alignment was logged has no reading
+  assert.equal(distillCollapseStep([{ step: 0 }, { step: 1 }]), null);
   assert.equal(
-    collapseLine({ a: 59, b: null, c: 70 }, U),
-    "plrc's distillation term collapsed to uniform (loss at log(S² + K) = 5.77) in 2 of its 3 runs (detected at " +
-      "step 60–71, after 10% of the run at that level): there, plrc trained as point-level and image-level contrast.",
+    collapseLine({ a: { at: 59, last: 0.97 }, b: { at: null, last: 0.55 }, c: { at: 70, last: 0.99 } }),
+    "plrc's distillation bottleneck (alignment: the mean cosine of the teacher's and the anchors' bottleneck " +
+      "vectors; collapsed when above 0.9) ended at 0.55–0.99 and collapsed in 2 of its 3 runs (detected at step " +
+      "60–71): there, plrc trained as point-level and image-level contrast.",
   );
-  assert.equal(collapseLine({}, U), "");
+  assert.equal(collapseLine({}), "");
 });
 
 const FIXTURE_PTH = new URL("../fixtures/import_resnet18_w0.0625.pth", import.meta.url).pathname;

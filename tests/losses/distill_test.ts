@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { matchPairs } from "../../src/data/pairs.ts";
 import {
   buildDistillation,
+  centerAlignment,
   DistillCollapseMonitor,
   distillCsr,
   distillFusedRef,
@@ -111,7 +112,21 @@ Deno.test("fused distillation reference equals the naive release form", () => {
     assertMaxAbs(b.dZq, a.dZq, 1e-10, `dZq ${tag}`);
     assertMaxAbs(b.dLq, a.dLq, 1e-10, `dLq ${tag}`);
     assertMaxAbs(b.center, a.center, 1e-12, `center ${tag}`);
+    assert.ok(Math.abs(a.entropy - b.entropy) <= 1e-12 * a.entropy, `entropy ${a.entropy} vs ${b.entropy} ${tag}`);
+    assert.ok(a.entropy > 0 && a.entropy < Math.log(z.S * z.S + z.K), `entropy ${a.entropy} ${tag}`);
   }
+});
+
+Deno.test("the teacher entropy is log(S² + K) for a flat teacher, and the alignment is the centre's mean ÷ α", () => {
+  const rng = new Rng(freshSeed());
+  const z = { B: 1, h: 2, w: 2, S: 4, dimZ: 3, K: 5 };
+  const x = randomInput(rng, z, randomPairs(rng, 1, 4, 6), 0.5);
+  // za = 0 and lt = 0: every teacher entry is 0, and a zero centre leaves it flat
+  const flat = { ...x, za: new Float64Array(x.za.length), lt: new Float64Array(x.lt.length) };
+  const r = distillNaiveRef({ ...flat, center: new Float64Array(16 + 5) });
+  assert.ok(Math.abs(r.entropy - Math.log(21)) < 1e-12, `${r.entropy}`);
+  const center = Float64Array.from({ length: 21 }, (_, j) => (j < 16 ? 0.25 : 9));
+  assert.ok(Math.abs(centerAlignment(center, 4, 0.5) - 0.5) < 1e-15);
 });
 
 Deno.test("finite differences of the naive loss agree with the fused gradients", () => {
@@ -204,6 +219,14 @@ for (const variant of ["thread", "workgroup"] as DistillVariant[]) {
         assert.ok(Math.abs(loss - ref.loss) <= 1e-5 * Math.abs(ref.loss), `loss ${loss} vs ${ref.loss} ${tag}`);
         assertMaxAbs(await readF64(d.dZq), ref.dZq, 1e-4, `dZq ${tag}`);
         assertMaxAbs(await readF64(d.dLq), ref.dLq, 1e-4, `dLq ${tag}`);
+        const entropy = (await readF64(d.entropy))[0], align = (await readF64(d.alignment))[0];
+        assert.ok(Math.abs(entropy - ref.entropy) <= 1e-5 * ref.entropy, `entropy ${entropy} vs ${ref.entropy} ${tag}`);
+        // read before the centre update: the alignment of the centre this step's teacher was centred with
+        const wantAlign = centerAlignment(center, z.S, x.alpha);
+        assert.ok(
+          Math.abs(align - wantAlign) <= 1e-5 * (1 + Math.abs(wantAlign)),
+          `align ${align} ${wantAlign} ${tag}`,
+        );
         await runOnce(g, d.centerUpdate);
         const c = await readF64(d.center);
         assertMaxAbs(c, ref.center, 1e-5, `center ${tag}`);
@@ -221,20 +244,18 @@ for (const variant of ["thread", "workgroup"] as DistillVariant[]) {
   });
 }
 
-Deno.test("the collapse monitor fires once, after `patience` steps at the uniform level log(S² + K)", () => {
-  const m = new DistillCollapseMonitor(16, 64, 5);
-  assert.ok(Math.abs(m.uniformLoss - Math.log(320)) < 1e-12);
-  const U = m.uniformLoss;
+Deno.test("the collapse monitor fires once, after `patience` steps of bottleneck alignment above 0.9", () => {
+  const m = new DistillCollapseMonitor(5);
   const fired: number[] = [];
-  // healthy, then 4 steps at the level, one dip below it, then for good
-  const losses = [...Array(10).fill(4.86), ...Array(4).fill(U - 0.01), 0.97 * U, ...Array(12).fill(U - 0.005)];
-  losses.forEach((l, i) => m.observe(i, l) && fired.push(i));
+  // unaligned, then 4 steps above the threshold, one dip below it, then for good
+  const align = [...Array(10).fill(0.5), ...Array(4).fill(0.95), 0.85, ...Array(12).fill(0.97)];
+  align.forEach((a, i) => m.observe(i, a) && fired.push(i));
   assert.deepEqual(fired, [15 + 4]);
   assert.equal(m.collapsedAt, 19);
-  // a loss that stays a little lower (a teacher that is not uniform) never fires
-  const healthy = new DistillCollapseMonitor(16, 64, 5);
-  for (let i = 0; i < 100; i++) assert.equal(healthy.observe(i, 0.975 * U), false);
-  // nor one above it (affinity scale 1: measured 6.0-6.5 against log 320 = 5.77, with no collapse)
-  for (let i = 0; i < 100; i++) assert.equal(healthy.observe(i, 1.1 * U), false);
+  // alignment at the threshold or below never fires, whatever the loss does
+  const healthy = new DistillCollapseMonitor(5);
+  for (let i = 0; i < 100; i++) assert.equal(healthy.observe(i, i % 2 ? 0.9 : 0.6), false);
   assert.equal(healthy.collapsedAt, null);
+  assert.equal(DistillCollapseMonitor.patienceFor(128), 16);
+  assert.equal(DistillCollapseMonitor.patienceFor(2000), 200);
 });
