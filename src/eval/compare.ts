@@ -439,6 +439,9 @@ export interface Cell {
   seeds: number[];
   /** Mean over the records that report it of the test set's standard error (`<metric>_se`), else null. */
   se: number | null;
+  /** The numbers of training and of held-out images the records report (`train_images`, `test_images`), distinct. */
+  trainImages: number[];
+  testImages: number[];
 }
 
 /** A record's test-set standard error of `metric` (`<metric>_se`), if it reports one. */
@@ -469,11 +472,17 @@ export function aggregate(records: EvalRecord[]): Cell[] {
         seeds: [],
         se: null,
         ses: [],
+        trainImages: [],
+        testImages: [],
       };
       c.values.push(v);
       c.seeds.push(job.seed);
       const se = seOf(result, metric);
       if (se !== null) c.ses.push(se);
+      for (const [key, list] of [["train_images", c.trainImages], ["test_images", c.testImages]] as const) {
+        const k = result[key];
+        if (typeof k === "number" && !list.includes(k)) list.push(k), list.sort((a, b) => a - b);
+      }
       cells.set(key, c);
     }
   }
@@ -493,8 +502,9 @@ function metricColumns(variants: readonly string[]): { v: string; m: string }[] 
 
 /**
  * The main table (methods × protocol variant metrics, regions = the main setting) in Markdown: mean ± sample
- * std over seeds. Below it, one line per variant whose records report the test set's standard error: that
- * error (the mean over seeds, per method) and the numbers of training and held-out images.
+ * std over seeds. Below it, one line per variant whose records report the test set's standard error or their
+ * numbers of images: that error (the mean over seeds, per method) and the numbers of training and held-out
+ * images (each value seen, where the records differ).
  */
 export function mainTable(cells: Cell[], size: CompareSize, methods: readonly string[] = METHODS): string {
   const main = size.ablation[0].name;
@@ -510,6 +520,11 @@ export function mainTable(cells: Cell[], size: CompareSize, methods: readonly st
   }
   const notes: string[] = [];
   for (const v of size.protocols) {
+    const own = cells.filter((x) => x.variant === v && x.regions === main && methods.includes(x.method));
+    const count = (pick: (c: Cell) => number[]) => [...new Set(own.flatMap(pick))].sort((a, b) => a - b).join("/");
+    const images = count((c) => c.trainImages) && count((c) => c.testImages)
+      ? ` (${count((c) => c.trainImages)} training, ${count((c) => c.testImages)} held-out images)`
+      : "";
     const parts = variantMetrics(v).flatMap((m) => {
       const ses = methods.flatMap((method) => {
         const se = find(method, v, m)?.se;
@@ -517,13 +532,13 @@ export function mainTable(cells: Cell[], size: CompareSize, methods: readonly st
       });
       return ses.length ? [`${m} ${ses.join(", ")}`] : [];
     });
-    if (parts.length) notes.push(`- ${v}: ${parts.join("; ")}`);
+    if (parts.length || images) notes.push(`- ${v}${images}: ${parts.join("; ") || "no error reported"}`);
   }
   if (notes.length) {
     lines.push(
       "",
       "Test-set standard error of one evaluation (points; mean over seeds; k-NN binomial, the others " +
-        "bootstrapped over test images):",
+        "bootstrapped over test images) and the images each variant used:",
       ...notes,
     );
   }

@@ -147,8 +147,8 @@ function rec(method: string, variant: keyof typeof VARIANTS, seed: number, resul
 
 Deno.test("aggregate per variant, with the test-set error; a record without a variant is its protocol's", () => {
   const records = [
-    rec("plrc", "linear", 0, { miou: 0.2, miou_se: 0.01 }),
-    rec("plrc", "linear", 1, { miou: 0.3, miou_se: 0.03 }),
+    rec("plrc", "linear", 0, { miou: 0.2, miou_se: 0.01, train_images: 200, test_images: 100 }),
+    rec("plrc", "linear", 1, { miou: 0.3, miou_se: 0.03, train_images: 200, test_images: 100 }),
     rec("plrc", "linear-ml", 0, { miou: 0.5 }),
   ];
   const old: EvalRecord = { ...records[0], job: { ...records[0].job, variant: undefined } };
@@ -163,9 +163,18 @@ Deno.test("aggregate per variant, with the test-set error; a record without a va
   const size = { ...SIZES.reduced, protocols: ["linear", "linear-ml"] } satisfies CompareSize;
   const table = mainTable(cells, size, ["plrc"]);
   assert.match(table, /\| plrc \| 25\.0 ± 7\.1 \(n=2\) \| 50\.0 ± 0\.0 \(n=1\) \|/);
-  // the error line lists the variants that report one, in points
-  assert.match(table, /^- linear: miou plrc 2\.0$/m);
+  // the error line lists the variants that report one, in points, with the images used
+  assert.match(table, /^- linear \(200 training, 100 held-out images\): miou plrc 2\.0$/m);
   assert.doesNotMatch(table, /^- linear-ml/m);
+  // images reported without an error still get their line; differing numbers are all shown
+  const images = aggregate([
+    rec("plrc", "linear-ml", 0, { miou: 0.5, train_images: 50, test_images: 100 }),
+    rec("plrc", "linear-ml", 1, { miou: 0.5, train_images: 40, test_images: 100 }),
+  ]);
+  assert.match(
+    mainTable(images, size, ["plrc"]),
+    /^- linear-ml \(40\/50 training, 100 held-out images\): no error reported$/m,
+  );
 });
 
 Deno.test("pairedDifferences: paired by seed; the seed term (t · std / √n) and the test-set term decide", () => {
