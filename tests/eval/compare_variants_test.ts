@@ -70,7 +70,16 @@ Deno.test("sizes: the variants of each size; medium's ablation and distillation 
   assert.deepEqual(SIZES.medium.ablationProtocols, ["linear-ml", "knn"]);
   assert.equal(SIZES.medium.distillControl, true);
   assert.ok(!SIZES.smoke.distillControl && !SIZES.reduced.distillControl && !SIZES.full.distillControl);
-  assert.deepEqual(SIZES.smoke.protocols, ["linear-ml", "detect-frozen"]);
+  assert.deepEqual(SIZES.smoke.protocols, ["linear-ml"]);
+  assert.deepEqual(variantArgs(SIZES.smoke, "detect-frozen"), [
+    "--train",
+    "8",
+    "--test",
+    "4",
+    "--epochs",
+    "1",
+    "--freeze-backbone",
+  ]);
   assert.deepEqual(SIZES.full.evalArgs.detect, ["--train", "400", "--test", "200", "--resolution", "128"]);
   // every variant a size names is one its evaluation options cover
   for (const [name, size] of Object.entries(SIZES)) {
