@@ -17,16 +17,23 @@ import {
   comparePlan,
   distillCollapseStep,
   type EvalRecord,
+  isVariant,
   mainTable,
   type Method,
   METHODS,
+  NO_DISTILL,
+  orderingLines,
+  PAIRED_CAPTION,
+  pairedDifferences,
+  pairedTable,
   poolOrder,
   type PretrainJob,
-  PROTOCOL_METRICS,
   runPool,
   runSelf,
   sizeForData,
   SIZES,
+  variantMetrics,
+  VARIANTS,
   workersPerJob,
 } from "../eval/compare.ts";
 import { resolve } from "node:path";
@@ -39,6 +46,7 @@ import { parseOptions, UsageError } from "./usage.ts";
 
 export const COMPARE_HELP =
   `plrc compare [--size smoke|reduced|medium|full] [--out DIR] [--no-ablation] [--methods LIST] [--set k=v ...]
+             [--protocols LIST] [--distill-control | --no-distill-control]
              [--data DIR --ann COCO.json [--eval-data DIR]] [--baseline NAME=FILE ...] [--jobs N]
              [--keep-going] [--plan] [--report]
 
@@ -46,7 +54,9 @@ Pre-trains moco, detcon and plrc with the same data, steps and batch for several
 and a random initialisation with the transfer protocols, and runs the region-quality ablation (detcon
 vs plrc with grid, Felzenszwalb and ground-truth masks, and ground-truth masks degraded by block noise
 and by shifted boundaries). Every run is a plrc subprocess; finished runs and evaluations are kept in
-the output folder, so running the same command again continues an interrupted comparison.
+the output folder, so running the same command again continues an interrupted comparison. The table
+gives each method's mean ± std over seeds per protocol variant, and the differences between methods
+paired by seed, each marked by whether it exceeds its error (seed-to-seed and test-set).
 
   --size smoke     ${SIZES.smoke.doc}
   --size reduced   ${SIZES.reduced.doc}
@@ -66,6 +76,13 @@ the output folder, so running the same command again continues an interrupted co
                    .safetensors, e.g. ImageNet weights; see plrc eval --ckpt), as row NAME of the main
                    table, with every seed (repeatable)
   --no-ablation    the main comparison only
+  --protocols LIST evaluate with these protocol variants (comma-separated) instead of the size's, in the
+                   main comparison and the ablation alike; each is plrc eval --protocol with options:
+${variantHelp()}
+  --distill-control, --no-distill-control
+                   also pre-train plrc with loss.distill.weight=0 (runs plrc-nodistill-*), evaluated
+                   like the main comparison, to report plrc − plrc-nodistill paired by seed (default: on
+                   for medium, off for the other sizes)
   --methods LIST   only these of random,moco,detcon,plrc (comma-separated; default all), e.g. to try
                    one method with other settings beside a kept comparison
   --set k=v        extra configuration for every pre-training run (repeatable)
@@ -77,6 +94,13 @@ the output folder, so running the same command again continues an interrupted co
   --plan           print the jobs and exit
   --report         run nothing: write the table, JSON and chart from the runs and evaluations already in
                    --out (after a comparison was cut off, say); missing cells show – or a smaller n`;
+
+/** The help's lines for the protocol variants: name, base protocol and options, and what it measures. */
+function variantHelp(): string {
+  return Object.entries(VARIANTS).map(([name, v]) =>
+    `                     ${name.padEnd(14)}${[`--protocol ${v.protocol}`, ...v.args].join(" ")} (${v.doc})`
+  ).join("\n");
+}
 
 /** Runs `plrc compare`. */
 export async function compareCommand(argv: string[]): Promise<number> {
@@ -90,6 +114,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "keep-going": { type: "boolean" },
     jobs: { type: "string" },
     methods: { type: "string" },
+    protocols: { type: "string" },
+    "distill-control": { type: "boolean" },
+    "no-distill-control": { type: "boolean" },
     data: { type: "string" },
     "eval-data": { type: "string" },
     ann: { type: "string" },
@@ -102,6 +129,24 @@ export async function compareCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--size must be ${Object.keys(SIZES).join(", ")}; got "${sizeName}"`, COMPARE_HELP);
   }
   let size = SIZES[sizeName as keyof typeof SIZES];
+  if (values.protocols !== undefined) {
+    const list = values.protocols.split(",").map((v) => v.trim());
+    const bad = list.filter((v) => !isVariant(v));
+    if (bad.length || !list.length || list.some((v, i) => list.indexOf(v) !== i)) {
+      throw new UsageError(
+        `--protocols takes distinct names from ${Object.keys(VARIANTS).join(", ")}; got "${values.protocols}"`,
+        COMPARE_HELP,
+      );
+    }
+    const variants = list.filter(isVariant);
+    size = { ...size, protocols: variants, ablationProtocols: variants };
+  }
+  if (values["distill-control"] && values["no-distill-control"]) {
+    throw new UsageError("--distill-control and --no-distill-control: give one of them", COMPARE_HELP);
+  }
+  if (values["distill-control"] || values["no-distill-control"]) {
+    size = { ...size, distillControl: values["distill-control"] === true };
+  }
   if (values.data !== undefined && values.data !== "scenes") {
     if (values.ann === undefined) {
       throw new UsageError("--data DIR needs --ann COCO.json: the protocols need labelled images", COMPARE_HELP);
@@ -155,7 +200,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
     methods,
     baselines,
   });
-  const shown = [...METHODS.filter((m) => methods.includes(m)), ...baselines.map((b) => b.name)];
+  const control = plan.evals.some((e) => e.method === NO_DISTILL) ? [NO_DISTILL] : [];
+  const shown = [...METHODS.filter((m) => methods.includes(m)), ...control, ...baselines.map((b) => b.name)];
   if (values.plan) {
     for (const p of plan.pretrain) console.log(`pretrain ${p.name}: --set ${p.sets.join(" --set ")}`);
     for (const e of plan.evals) {
@@ -280,6 +326,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const ordered = plan.evals.flatMap((e) => records.get(e.name) ?? []);
   const cells = aggregate(ordered);
   const ablationCells = aggregate(ablationRecords(ordered, size));
+  const pairs = pairedDifferences(ordered, size.protocols, size.ablation[0].name);
+  const orderings = orderingLines(pairs, size.protocols);
   // did plrc's distillation bottleneck collapse? (replayed from each run's metrics, as the trainer's warning)
   const collapse: Record<string, BottleneckReading> = {};
   for (const job of plan.pretrain.filter((p) => p.method === "plrc")) {
@@ -303,12 +351,14 @@ export async function compareCommand(argv: string[]): Promise<number> {
         adapter,
         size: sizeName,
         sizeDoc: size.doc,
+        protocols: size.protocols.map((v) => ({ name: v, ...VARIANTS[v] })),
         jobs,
         methods: shown,
         baselines,
         extraSets: values.set ?? [],
         cells,
         ablationCells,
+        pairedDifferences: pairs,
         distillCollapseStep: collapse,
         complete: records.size === plan.evals.length,
         missing: plan.evals.filter((e) => !records.has(e.name)).map((e) => e.name),
@@ -339,6 +389,17 @@ export async function compareCommand(argv: string[]): Promise<number> {
     "",
     mainTable(cells, size, shown),
     "",
+    ...(pairs.length
+      ? [
+        `Paired differences (${PAIRED_CAPTION})`,
+        "",
+        pairedTable(pairs, size.protocols),
+        "",
+        ...(orderings.length
+          ? ["Does plrc > detcon > moco > random hold beyond the error?", "", ...orderings, ""]
+          : []),
+      ]
+      : []),
     ...(!values["no-ablation"] && size.ablation.length > 1 && size.ablationProtocols.length > 0
       ? [
         `Region-quality ablation (seed${ablationSeeds(size).length > 1 ? "s" : ""} ${
@@ -353,12 +414,12 @@ export async function compareCommand(argv: string[]): Promise<number> {
   ].join("\n");
   await writeAtomic(`${out}/table.md`, table);
   console.log(table);
-  const groups = size.protocols.flatMap((p) =>
-    PROTOCOL_METRICS[p].map((m) => ({
-      label: `${p} ${m}`,
+  const groups = size.protocols.flatMap((v) =>
+    variantMetrics(v).map((m) => ({
+      label: `${v} ${m}`,
       bars: shown.map((method) => {
         const c = cells.find((x) =>
-          x.method === method && x.protocol === p && x.metric === m && x.regions === size.ablation[0].name
+          x.method === method && x.variant === v && x.metric === m && x.regions === size.ablation[0].name
         );
         return { mean: 100 * (c?.mean ?? 0), std: 100 * (c?.std ?? 0) };
       }),

@@ -12,14 +12,34 @@ export interface BarGroup {
   bars: { mean: number; std: number }[];
 }
 
-/** Bars for each group, one colour per series, ±std whiskers, value labels, a legend and a y axis. */
+/** The default chart width: 900 px, or wider where the bars would be too narrow for their value labels. */
+export function chartWidth(groups: number, series: number): number {
+  // a bar takes 80% of its group's share over the series; 30 px holds a label such as "31.5"
+  return Math.max(900, 90 + Math.ceil((groups * series * 30) / 0.8));
+}
+
+/** `label` broken at spaces into lines of at most `width` pixels of the small font (a word longer stays whole). */
+export function wrapLabel(label: string, width: number): string[] {
+  const lines: string[] = [];
+  for (const word of label.split(" ")) {
+    const last = lines.length ? `${lines[lines.length - 1]} ${word}` : word;
+    if (lines.length && textWidth(last, 1) <= width) lines[lines.length - 1] = last;
+    else lines.push(word);
+  }
+  return lines;
+}
+
+/**
+ * Bars for each group, one colour per series, ±std whiskers, value labels, a legend and a y axis. A group's
+ * label too wide for its place wraps at spaces (two lines fit under the axis).
+ */
 export function renderBarChart(
   title: string,
   series: string[],
   groups: BarGroup[],
   o: { yLabel?: string; scale?: number; width?: number; height?: number } = {},
 ): Canvas {
-  const k = o.scale ?? 2, W = o.width ?? 900, H = o.height ?? 460;
+  const k = o.scale ?? 2, W = o.width ?? chartWidth(groups.length, series.length), H = o.height ?? 460;
   const cv = new Canvas(W, H);
   const left = 70, right = 20, top = 40 + 12 * k, bottom = 50;
   const plotW = W - left - right, plotH = H - top - bottom;
@@ -54,7 +74,9 @@ export function renderBarChart(
       const s = fmt(b.mean);
       cv.text(bx + barW / 2 - textWidth(s, 1) / 2, y(b.mean + b.std) - 10, s, [0, 0, 0], 1);
     });
-    cv.text(x0 + (groupW * 0.8) / 2 - textWidth(g.label, 1) / 2, top + plotH + 8, g.label, [0, 0, 0], 1);
+    wrapLabel(g.label, groupW - 4).slice(0, 2).forEach((line, li) => {
+      cv.text(x0 + (groupW * 0.8) / 2 - textWidth(line, 1) / 2, top + plotH + 8 + li * 10, line, [0, 0, 0], 1);
+    });
   });
   // legend
   let lx = left;

@@ -6,10 +6,12 @@ import {
   aggregate,
   collapseLine,
   comparePlan,
+  type CompareSize,
   distillCollapseStep,
   type EvalRecord,
   mainTable,
   meanStd,
+  type PairedDifference,
   poolOrder,
   runPool,
   sizeForData,
@@ -75,11 +77,18 @@ Deno.test("compare aggregation: mean and sample std per (method, regions, metric
   assert.equal(plrcMiou.n, 3);
   assert.ok(Math.abs(plrcMiou.mean - 0.31) < 1e-12 && Math.abs(plrcMiou.std - 0.01) < 1e-12);
   const table = mainTable(cells, size);
+  // columns: knn accuracy, linear miou, linear-ml miou, then ap and ap50 of detect, detect-50, detect-frozen
   assert.match(
     table,
-    /\| plrc \| 31\.0 ± 1\.0 \(n=3\) \| 50\.0 ± 0\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/,
+    /^\| method \| knn accuracy \(%\) \| linear miou \(%\) \| linear-ml miou \(%\) \| detect ap \(%\) \|/,
   );
-  assert.match(table, /\| random \| 11\.0 ± 1\.0 \(n=3\)/);
+  assert.match(
+    table,
+    /\| plrc \| 50\.0 ± 0\.0 \(n=3\) \| 31\.0 ± 1\.0 \(n=3\) \| 31\.0 ± 1\.0 \(n=3\) \| 20\.0 ± 0\.0 \(n=3\) \| 40\.0 ± 0\.0 \(n=3\) \|/,
+  );
+  // no record reports a test-set error: no such lines
+  assert.doesNotMatch(table, /Test-set standard error/);
+  assert.match(table, /\| random \| 50\.0 ± 0\.0 \(n=3\) \| 11\.0 ± 1\.0 \(n=3\) \|/);
   const abl = ablationTable(aggregate(ablationRecords(records, size)), size);
   // one ablation seed: the grid row shows seed 0 of the main runs, the others their single seed-0 run
   assert.match(abl, /\| grid \| 10\.0 \| 30\.0 \|/);
@@ -235,6 +244,9 @@ Deno.test("poolOrder: random evaluations first, each run followed by its evaluat
   assert.deepEqual(new Set(names), new Set([...plan.pretrain.map((p) => p.name), ...plan.evals.map((e) => e.name)]));
 });
 
+/** The smoke size with the plain linear probe only, as `--protocols linear` makes it. */
+const SMOKE_LINEAR = { ...SIZES.smoke, protocols: ["linear"], ablationProtocols: ["linear"] } satisfies CompareSize;
+
 Deno.test({
   name: "plrc compare --size smoke --jobs 2: runs, writes table/JSON/chart, continues an interrupted comparison",
   sanitizeResources: false,
@@ -242,7 +254,19 @@ Deno.test({
     const out = await Deno.makeTempDir({ prefix: "plrc-compare-" });
     const run = async (args: string[]) => {
       const o = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, "compare", "--out", out, ...args],
+        // the smoke size's own variants need `plrc eval --level c3+c4` and `--freeze-backbone`; the plain
+        // linear probe keeps this test to what eval runs now
+        args: [
+          "run",
+          "-A",
+          new URL("../../cli.ts", import.meta.url).pathname,
+          "compare",
+          "--out",
+          out,
+          "--protocols",
+          "linear",
+          ...args,
+        ],
         stdout: "piped",
         stderr: "piped",
       }).output();
@@ -267,7 +291,7 @@ Deno.test({
       assert.equal(results.complete, true);
       assert.deepEqual(
         results.records.map((r: EvalRecord) => r.job.name),
-        comparePlan(SIZES.smoke, { ablation: false }).evals.map((e) => e.name),
+        comparePlan(SMOKE_LINEAR, { ablation: false }).evals.map((e) => e.name),
       );
       for (const r of results.records) assert.ok(r.result.miou > 0 && r.result.miou < 1, JSON.stringify(r.result));
       // runs side by side got an equal share of the cores for data workers, and logged to files
@@ -288,6 +312,18 @@ Deno.test({
       );
       const table = await Deno.readTextFile(`${out}/table.md`);
       assert.match(table, /\| plrc \| \d+\.\d ± \d+\.\d \(n=2\) \|/);
+      // the paired differences, from these very records: plrc − random per seed
+      const miou = (m: string, seed: number) =>
+        results.records.find((r: EvalRecord) => r.job.method === m && r.job.seed === seed).result.miou;
+      const d = results.pairedDifferences.find((x: PairedDifference) => x.a === "plrc" && x.b === "random");
+      assert.deepEqual(d.seeds, [0, 1]);
+      assert.deepEqual(d.values, [0, 1].map((s) => miou("plrc", s) - miou("random", s)));
+      assert.equal(results.pairedDifferences.length, 5);
+      assert.match(table, /\| plrc − random \| [+−]\d+\.\d ± \d+\.\d \(n=2\) [<>≈] \|/);
+      assert.match(
+        table,
+        /^- linear: miou (holds|does not \(plrc [<>≈] detcon, detcon [<>≈] moco, moco [<>≈] random\))$/m,
+      );
       assert.match(table, /with 2 jobs side by side/);
       assert.doesNotMatch(table, /Region-quality ablation/);
       assert.match(table, /made 6 of the 6 pre-training runs and 8 of the 8 evaluations/);
@@ -466,6 +502,8 @@ Deno.test({
           "compare",
           "--out",
           `${dir}/out`,
+          "--protocols", // as in the smoke test above: what eval runs now
+          "linear",
           ...args,
         ],
         stdout: "piped",
