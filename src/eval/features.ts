@@ -58,6 +58,9 @@ export interface FrozenBackbone {
   level: string;
   /** Channels of all levels together. */
   C: number;
+  /** Map size of the finest level. */
+  h: number;
+  w: number;
   each(images: RgbImage[], visit: (index: number, maps: Float32Array[]) => void): Promise<void>;
   dispose(): void;
 }
@@ -105,6 +108,8 @@ export async function frozenBackbone(
     levels: shapes,
     level: levels.join("+"),
     C: shapes.reduce((s, l) => s + l.C, 0),
+    h: shapes[0].h,
+    w: shapes[0].w,
     async each(images, visit) {
       for (let s = 0; s < images.length; s += B) {
         const chunk = images.slice(s, s + B);

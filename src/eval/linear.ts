@@ -261,7 +261,8 @@ export async function fitSoftmax(
       rec.submit();
       it += n;
       cur = await objective();
-      change = (prev - cur.objective) / Math.abs(cur.objective);
+      // per PROBE_CHECK iterations, also over a shorter last chunk
+      change = ((prev - cur.objective) / Math.abs(cur.objective)) * (PROBE_CHECK / n);
       prev = cur.objective;
       if (!fixed && Math.abs(change) < tolerance) break;
     }
