@@ -228,7 +228,12 @@ Deno.test("plrc eval on a COCO folder: detect (JSON and table) and linear; --dat
     assert.ok(r.testObjects > 0 && r.seconds > 0);
     const table = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4");
     assert.equal(table.code, 0, text(table.stderr));
-    assert.match(text(table.stdout), /AP +\d+\.\d +AP50 +\d+\.\d/);
+    assert.match(text(table.stdout), /AP +\d+\.\d ± \d+\.\d +AP50 +\d+\.\d ± \d+\.\d/);
+    assert.ok(r.ap_se >= 0 && r.ap50_se > 0 && r.ap50_se < 1, JSON.stringify(r));
+    assert.deepEqual([r.train_images, r.test_images], [8, 4]);
+    const frozen = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4", "--freeze-backbone");
+    assert.equal(frozen.code, 0, text(frozen.stderr));
+    assert.match(text(frozen.stdout), /head trained on the frozen backbone on 8 images/);
     assert.match(text(table.stdout), /triangle/);
     const lin = await run("--protocol", "linear", ...data, "--json");
     assert.equal(lin.code, 0, text(lin.stderr));
