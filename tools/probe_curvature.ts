@@ -36,7 +36,7 @@ const { h, w, C } = fb, T = 4 * h, K = cfg.data.scenes.classes + 1;
 /** Upsampled features and classes of every `stride`-th pixel of `images`. */
 async function pixels(images: typeof scenes, stride: number) {
   const xs: number[] = [], ys: number[] = [];
-  await fb.each(images.map((im) => im.image), (i, rows) => {
+  await fb.each(images.map((im) => im.image), (i, [rows]) => {
     const up = upsampleBilinear(rows, h, w, C, T), labels = downsampleLabels(images[i].classes, T);
     for (let p = 0; p < T * T; p++) {
       if ((i * T * T + p) % stride === 0) xs.push(...up.subarray(p * C, (p + 1) * C)), ys.push(labels[p]);

@@ -11,6 +11,7 @@ import { readCoco } from "../data/coco.ts";
 import { cocoImages, type EvalSet, heldOutScenes } from "../eval/datasets.ts";
 import { DETECT_DEFAULTS, detectEval } from "../eval/detect.ts";
 import { knnEval } from "../eval/knn.ts";
+import { parseLevels } from "../eval/features.ts";
 import { linearEval } from "../eval/linear.ts";
 import { initResNet, resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
@@ -22,7 +23,7 @@ import { parseOptions, UsageError } from "./usage.ts";
 export const EVAL_HELP =
   `plrc eval --ckpt PATH|random --protocol knn|linear|detect [--encoder online|momentum] [--set k=v ...]
           [--data scenes|DIR --ann COCO.json] [--train N] [--test N] [--resolution R] [--json]
-          [--k K] [--level c4|c5] [--epochs E] [--lr LR] [--batch B]
+          [--k K] [--level c3|c4|c5|c3+c4] [--epochs E] [--lr LR] [--batch B] [--freeze-backbone]
 
 Evaluates a pre-trained backbone: trained on N labelled images, scored on M held-out ones.
 
@@ -31,25 +32,33 @@ Evaluates a pre-trained backbone: trained on N labelled images, scored on M held
                     or model and a prefix such as module.encoder_q.; depth and width read off the file),
                     to score an outside backbone such as ImageNet weights the same way; or "random" for
                     an untrained backbone of the configuration (--set model.depth=..., model.width=...)
-  --protocol knn    region features (C5 averaged over each object's mask) classified by cosine k-NN
-                    against a bank from other images; reports accuracy and the majority-class baseline
+  --protocol knn    region features (the --level map averaged over each object's mask) classified by
+                    cosine k-NN against a bank from other images; reports accuracy (± its binomial
+                    standard error over the test regions) and the majority-class baseline
   --protocol linear per-pixel softmax regression on frozen, bilinearly upsampled features, trained on the
-                    training images' class maps; mean IoU on the held-out images
+                    training images' class maps, fitted until converged; mean IoU on the held-out images
+                    (± its bootstrap standard error over them)
   --protocol detect a CenterNet-style head (class heat-maps, box sizes and offsets at stride 8, on C3)
                     trained with the backbone fine-tuned; COCO-style AP@[.5:.95] and AP50 on held-out images
+                    (± bootstrap standard errors over them)
   --data scenes     the built-in scenes (default; held out from pre-training: another generator seed)
   --data DIR --ann COCO.json
                     a COCO-format folder: images (file_name relative to DIR) with instance annotations
                     (polygons, RLE or boxes); the first N images train, the next M are held out; images
                     are stretched to R×R
-  --train N         training / bank images (default 200); --test M held out (default 100)
+  --train N         training / bank images (default 200; detect sees each of them every epoch, so
+                    --train 50 is the low-label setting); --test M held out (default 100)
   --resolution R    image side (default: data.resolution of the configuration; linear: at least 128, so
                     that C4 has 8×8 cells; detect: at least 96, so that the stride-8 grid has 12×12)
   --k K             knn: neighbours (default 5)
-  --level c4|c5     knn, linear: feature level (default c4: stride 16, so small objects keep a cell)
+  --level L         knn, linear: feature level c3 (stride 8), c4 (stride 16; the default, so small
+                    objects keep a cell) or c5 (stride 32), or several joined by '+', such as c3+c4:
+                    each upsampled bilinearly to the probe's grid and concatenated per pixel
   --epochs E        detect: training epochs (default ${DETECT_DEFAULTS.epochs})
   --lr LR           detect: SGD learning rate, cosine-decayed (default ${DETECT_DEFAULTS.lr}; momentum 0.9)
   --batch B         detect: batch size (default ${DETECT_DEFAULTS.batch})
+  --freeze-backbone detect: train the head only, on the backbone in eval mode (running BN statistics,
+                    no backward pass through it): the features alone decide the score
   --json            one JSON object`;
 
 /** Runs \`plrc eval\`. */
@@ -70,6 +79,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     epochs: { type: "string" },
     lr: { type: "string" },
     batch: { type: "string" },
+    "freeze-backbone": { type: "boolean" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, EVAL_HELP);
@@ -91,7 +101,21 @@ export async function evalCommand(argv: string[]): Promise<number> {
     return n;
   };
   const level = values.level ?? "c4";
-  if (level !== "c4" && level !== "c5") throw new UsageError(`--level must be c4 or c5, got "${level}"`, EVAL_HELP);
+  try {
+    parseLevels(level);
+  } catch (e) {
+    throw new UsageError(`--${(e as Error).message}`, EVAL_HELP);
+  }
+  if (protocol === "detect" && values.level !== undefined) {
+    throw new UsageError("--level goes with --protocol knn or linear (detect uses C3)", EVAL_HELP);
+  }
+  const freeze = values["freeze-backbone"] ?? false;
+  if (freeze && protocol !== "detect") {
+    throw new UsageError(
+      `--freeze-backbone goes with --protocol detect (knn and linear always freeze it), got ${protocol}`,
+      EVAL_HELP,
+    );
+  }
   const nTrain = int("train", values.train, 200), nTest = int("test", values.test, 100), k = int("k", values.k, 5);
   const epochs = int("epochs", values.epochs, DETECT_DEFAULTS.epochs);
   const batch = int("batch", values.batch, DETECT_DEFAULTS.batch);
@@ -197,16 +221,21 @@ export async function evalCommand(argv: string[]): Promise<number> {
       batch,
       lr,
       seed: cfg.seed,
+      freezeBackbone: freeze,
     });
     const perClass = r.perClass.map((c, i) => ({ name: set.classNames[i], ...c }));
     if (values.json) console.log(JSON.stringify({ ...r, perClass, ...meta, seconds: seconds() }));
     else {
       const pct = (v: number | null) => (v === null ? "   –" : (100 * v).toFixed(1).padStart(5));
+      const how = freeze ? "head trained on the frozen backbone" : "fine-tuned";
       console.log(
-        `detect (CenterNet head on C3, ${r.grid}×${r.grid} cells at ${R} px) fine-tuned on ${nTrain} images for ` +
-          `${epochs} epochs (${r.steps} steps), ${nTest} held out (${r.testObjects} objects):`,
+        `detect (CenterNet head on C3, ${r.grid}×${r.grid} cells at ${R} px) ${how} on ${r.train_images} images ` +
+          `for ${epochs} epochs (${r.steps} steps), ${r.test_images} held out (${r.testObjects} objects):`,
       );
-      console.log(`  AP ${pct(r.ap)}   AP50 ${pct(r.ap50)}   AP75 ${pct(r.ap75)}   (${values.ckpt})`);
+      console.log(
+        `  AP ${pct(r.ap)} ± ${pct(r.ap_se).trim()}   AP50 ${pct(r.ap50)} ± ${pct(r.ap50_se).trim()}   ` +
+          `AP75 ${pct(r.ap75)}   (${values.ckpt})`,
+      );
       const w = Math.max(5, ...set.classNames.map((n) => n.length));
       console.log(`  ${"class".padEnd(w)}     AP   AP50`);
       for (const c of perClass) console.log(`  ${c.name.padEnd(w)}  ${pct(c.ap)}  ${pct(c.ap50)}`);
@@ -223,13 +252,20 @@ export async function evalCommand(argv: string[]): Promise<number> {
     });
     if (values.json) console.log(JSON.stringify({ ...r, ...meta, seconds: seconds() }));
     else {
-      console.log(`linear probe (${level}, ${r.grid}×${r.grid} grid) trained on ${nTrain} images, ${nTest} held out:`);
       console.log(
-        `  mIoU ${(100 * r.miou).toFixed(1)}%  pixel accuracy ${(100 * r.pixelAccuracy).toFixed(1)}%  ` +
+        `linear probe (${r.level}, ${r.features} features, ${r.grid}×${r.grid} grid) trained on ${r.train_images} ` +
+          `images, ${r.test_images} held out:`,
+      );
+      console.log(
+        `  mIoU ${(100 * r.miou).toFixed(1)} ± ${(100 * r.miou_se).toFixed(1)}%  pixel accuracy ${
+          (100 * r.pixelAccuracy).toFixed(1)
+        }%  ` +
           `(majority class mIoU ${(100 * r.majorityMiou).toFixed(1)}%)`,
       );
       console.log(
-        `  probe training loss ${r.trainLoss.toFixed(3)} (log K = ${Math.log(classes + 1).toFixed(3)} at start)`,
+        `  probe training loss ${r.trainLoss.toFixed(3)} (log K = ${Math.log(classes + 1).toFixed(3)} at start); ` +
+          `${r.converged ? "converged" : "NOT converged"} after ${r.iterations} iterations ` +
+          `(gradient norm ${r.gradNorm.toExponential(1)})`,
       );
     }
     return 0;
@@ -238,9 +274,13 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (values.json) console.log(JSON.stringify({ ...r, ...meta, seconds: seconds() }));
   else {
     console.log(
-      `knn (k ${k}, ${level}) on ${nTest} held-out images (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
+      `knn (k ${k}, ${r.level}) on ${r.test_images} held-out images (${r.testRegions} regions; bank ${r.trainRegions} regions):`,
     );
-    console.log(`  accuracy ${(100 * r.accuracy).toFixed(1)}%  (majority class ${(100 * r.majority).toFixed(1)}%)`);
+    console.log(
+      `  accuracy ${(100 * r.accuracy).toFixed(1)} ± ${(100 * r.accuracy_se).toFixed(1)}%  (majority class ${
+        (100 * r.majority).toFixed(1)
+      }%)`,
+    );
   }
   return 0;
 }

@@ -187,7 +187,7 @@ async function affinityCommand(values: Record<string, unknown>): Promise<number>
   const maps: Float64Array[] = [];
   let C = fb.C;
   try {
-    await fb.each([toRgb(sample.a0, R, data.mean, data.std), toRgb(sample.b0, R, data.mean, data.std)], (_, rows) => {
+    await fb.each([toRgb(sample.a0, R, data.mean, data.std), toRgb(sample.b0, R, data.mean, data.std)], (_, [rows]) => {
       maps.push(Float64Array.from(rows));
     });
   } finally {

@@ -14,6 +14,14 @@
  * initialised backbone (running statistics 0/1) unnormalised. Evaluation runs in eval mode on the
  * running statistics. Augmentation: a random horizontal flip.
  *
+ * With `freezeBackbone` only the head trains: the backbone runs in eval mode (running statistics, as the
+ * frozen-feature protocols and detectron2's FrozenBN) in training and evaluation, and neither its backward
+ * pass nor an SGD step over its parameters is bound, so a step costs the forward and the head's backward.
+ * The features then decide the score alone, as in a linear probe.
+ *
+ * Every epoch visits each training image once: ⌈N/B⌉ batches, the last one filled up from the start of
+ * the epoch's order, so that `--train N` means N images even when B does not divide N.
+ *
  * Decoding: a cell is a peak when its score is the maximum of its 3×3 neighbourhood (CenterNet's max-pool
  * NMS); the top 100 peaks of an image over all classes become boxes.
  *
@@ -30,11 +38,12 @@ import { sgdStep } from "../kernels/optim.ts";
 import { reduceAxis } from "../kernels/reduce.ts";
 import { buildCenterNetLoss, centerNetTargets, type ClassBox } from "../losses/centernet.ts";
 import { buildResNet, type ResNetConfig, type ResNetGraph, resnetSpecs, resnetWidths } from "../models/resnet.ts";
-import { type ParamSpec, ParamStore } from "../nn/params.ts";
+import { isTrainable, type ParamSpec, ParamStore } from "../nn/params.ts";
 import { MetricsRing } from "../train/metrics_ring.ts";
 import { cosineLr } from "../train/schedule.ts";
 import { Rng } from "../util/rng.ts";
 import { type Detection, evaluateDetections, type GtBox } from "./ap.ts";
+import { apBootstrapSE } from "./bootstrap.ts";
 
 /** Stride of C3. */
 export const DETECT_STRIDE = 8;
@@ -61,6 +70,8 @@ export interface DetectOptions {
   /** Peaks kept per image. */
   maxDetections?: number;
   seed?: number;
+  /** Train the head only, on the backbone in eval mode (see the module's notes). */
+  freezeBackbone?: boolean;
   /** Called after each epoch with the mean training loss read back so far in it. */
   onEpoch?: (epoch: number, loss: number) => void;
 }
@@ -75,6 +86,7 @@ export const DETECT_DEFAULTS = {
   headWidth: 64,
   maxDetections: 100,
   seed: 0,
+  freezeBackbone: false,
 } as const;
 
 /** Names of the backbone's parameters up to C3 (stem, layer1, layer2). */
@@ -134,14 +146,23 @@ export async function buildDetector(
   gpu: Gpu,
   store: ParamStore,
   cfg: ResNetConfig,
-  o: { batch: number; resolution: number; K: number; headWidth: number; train: boolean; sgd?: SgdSettings },
+  o: {
+    batch: number;
+    resolution: number;
+    K: number;
+    headWidth: number;
+    train: boolean;
+    sgd?: SgdSettings;
+    /** Bind the head's training only: the backbone in eval mode, no backward through it, SGD on the head. */
+    freezeBackbone?: boolean;
+  },
 ): Promise<DetectorGraph> {
-  const B = o.batch, K = o.K, W = o.headWidth;
+  const B = o.batch, K = o.K, W = o.headWidth, frozen = o.freezeBackbone ?? false;
   const net = await buildResNet(
     gpu,
     store,
     cfg,
-    { batch: B, resolution: o.resolution, train: o.train, backward: o.train, stages: 2 },
+    { batch: B, resolution: o.resolution, train: o.train && !frozen, backward: o.train && !frozen, stages: 2 },
     "backbone.",
   );
   const [, g, gw, C3] = net.c5Shape;
@@ -187,10 +208,9 @@ export async function buildDetector(
       await reluBackward(gpu, hidden, dHidden, dPre),
       ...await wgrad(net.c5, dPre, G("conv.weight"), g3),
       ...await bias(dPre, G("conv.bias")),
-      await convDgrad(gpu, dPre, P("conv.weight"), net.dC5!, g3),
-      ...net.backward,
     );
-    const f = store.flat();
+    if (!frozen) train.push(await convDgrad(gpu, dPre, P("conv.weight"), net.dC5!, g3), ...net.backward);
+    const f = frozen ? headRange(store) : store.flat();
     const s = o.sgd ?? { lr: 0, momentum: 0, weightDecay: 0 };
     sgd = await sgdStep(gpu, f.params, f.grads, f.momentum, f.wdMask, s);
     train.push(sgd);
@@ -208,6 +228,20 @@ export async function buildDetector(
       for (const t of tensors) t.dispose();
     },
   };
+}
+
+/**
+ * The head's part of the store's flat trainable buffers: the head's specs come after the backbone's, so
+ * its entries fill the buffers from its first offset to the end.
+ */
+function headRange(store: ParamStore) {
+  const heads = [...store.entries.entries()].filter(([n, e]) => n.startsWith("head.") && isTrainable(e.spec.kind));
+  const first = Math.min(...heads.map(([, e]) => e.offset));
+  const before = [...store.entries.values()].filter((e) => isTrainable(e.spec.kind) && e.offset >= first);
+  if (before.some((e) => !heads.some(([, h]) => h === e))) throw new Error("detector: head entries are not last");
+  const f = store.flat(), n = store.trainableSize - first;
+  const sub = (t: Tensor) => Tensor.view(t.gpu, t.buffer, first * 4, [n], "f32", `head ${t.name}`);
+  return { params: sub(f.params), grads: sub(f.grads), momentum: sub(f.momentum), wdMask: sub(f.wdMask) };
 }
 
 /** SGD settings of the detector. */
@@ -308,10 +342,16 @@ export interface DetectResult {
   ap: number;
   ap50: number;
   ap75: number;
+  /** Bootstrap standard errors of `ap` and `ap50` over the test images. */
+  ap_se: number;
+  ap50_se: number;
   /** Per class (0..K−1): AP@[.5:.95] and AP50, null where the held-out images have no object of it. */
   perClass: { ap: number | null; ap50: number | null }[];
   trainImages: number;
   testImages: number;
+  /** Distinct training images the detector was trained on, and test images scored. */
+  train_images: number;
+  test_images: number;
   testObjects: number;
   grid: number;
   steps: number;
@@ -320,22 +360,27 @@ export interface DetectResult {
   settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
 }
 
+/** What training left: steps taken, each epoch's losses as read back, the training images used. */
+export interface DetectTraining {
+  steps: number;
+  losses: number[][];
+  /** Indices into the training set of the images that went into some batch. */
+  used: Set<number>;
+}
+
 /**
- * Fine-tunes a detector from `backbone` (a store of the ResNet's parameters, names without prefix) on
- * `train`, then scores `test`. Images are R×R; boxes in pixels; classes 0..K−1.
+ * Trains the detector of `store` (see {@link detectorStore}) on `train` (R×R images); with
+ * `freezeBackbone` only the head's parameters change. Every epoch covers every image (see the module).
  */
-export async function detectEval(
+export async function trainDetector(
   gpu: Gpu,
-  backbone: ParamStore,
+  store: ParamStore,
   cfg: ResNetConfig,
   train: DetImage[],
-  test: DetImage[],
   opts: DetectOptions,
-): Promise<DetectResult> {
+): Promise<DetectTraining> {
   const o = { ...DETECT_DEFAULTS, ...opts };
-  const K = o.classes, R = train[0].image.width, B = o.batch;
-  if (train.length < B) throw new Error(`detect: ${train.length} training images for a batch of ${B}`);
-  const store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
+  const K = o.classes, R = train[0].image.width, B = o.batch, N = train.length;
   const sgd = { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay };
   const det = await withMemoryCheck(gpu, "building the detector", () =>
     buildDetector(gpu, store, cfg, {
@@ -345,20 +390,24 @@ export async function detectEval(
       headWidth: o.headWidth,
       train: true,
       sgd,
+      freezeBackbone: o.freezeBackbone,
     }), EVAL_MEMORY_HINT);
   const g = det.grid, loss = det.loss!;
-  const perEpoch = Math.floor(train.length / B), total = perEpoch * o.epochs;
+  const perEpoch = Math.ceil(N / B), total = perEpoch * o.epochs;
   const ring = new MetricsRing(gpu, [loss.loss]);
   const losses: number[][] = Array.from({ length: o.epochs }, () => []);
   const collect = (s: { step: number; values: Float32Array } | null) => {
     if (s) losses[Math.floor(s.step / perEpoch)].push(s.values[0]);
   };
-  const rng = new Rng(o.seed ^ 0x5ca1ab1e);
+  const rng = new Rng(o.seed ^ 0x5ca1ab1e), used = new Set<number>();
   let step = 0;
   for (let e = 0; e < o.epochs; e++) {
-    const order = rng.shuffle(Array.from({ length: train.length }, (_, i) => i));
+    const order = rng.shuffle(Array.from({ length: N }, (_, i) => i));
     for (let s = 0; s < perEpoch; s++, step++) {
-      const items = order.slice(s * B, (s + 1) * B).map((i) => train[i]);
+      // the last batch of an epoch wraps round to the start of its order
+      const picked = Array.from({ length: B }, (_, j) => order[(s * B + j) % N]);
+      for (const i of picked) used.add(i);
+      const items = picked.map((i) => train[i]);
       const flip = items.map(() => rng.next() < 0.5);
       det.net.input.upload(batchInput(items.map((d) => d.image), flip, R, o.mean, o.std));
       loss.upload(
@@ -384,6 +433,26 @@ export async function detectEval(
   }
   ring.destroy();
   det.dispose();
+  return { steps: total, losses, used };
+}
+
+/**
+ * Fine-tunes a detector from `backbone` (a store of the ResNet's parameters, names without prefix) on
+ * `train` (or trains its head alone on the frozen backbone), then scores `test`. Images are R×R; boxes in
+ * pixels; classes 0..K−1.
+ */
+export async function detectEval(
+  gpu: Gpu,
+  backbone: ParamStore,
+  cfg: ResNetConfig,
+  train: DetImage[],
+  test: DetImage[],
+  opts: DetectOptions,
+): Promise<DetectResult> {
+  const o = { ...DETECT_DEFAULTS, ...opts };
+  const K = o.classes, R = train[0].image.width, B = o.batch;
+  const store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
+  const trained = await trainDetector(gpu, store, cfg, train, o);
   // held-out images through the eval-mode graph
   const ev = await withMemoryCheck(
     gpu,
@@ -391,7 +460,8 @@ export async function detectEval(
     () => buildDetector(gpu, store, cfg, { batch: B, resolution: R, K, headWidth: o.headWidth, train: false }),
     EVAL_MEMORY_HINT,
   );
-  const dets: Detection[] = [], gts: GtBox[] = [];
+  const g = ev.grid;
+  const dets: Detection[][] = [], gts: GtBox[][] = [];
   for (let s = 0; s < test.length; s += B) {
     const chunk = test.slice(s, s + B);
     const imgs = Array.from({ length: B }, (_, i) => (chunk[i] ?? chunk[0]).image);
@@ -400,28 +470,33 @@ export async function detectEval(
     await sync(gpu);
     const rows = (await ev.out.read()) as Float32Array, per = g * g * (K + 4);
     chunk.forEach((d, i) => {
-      dets.push(...decodeDetections(rows.subarray(i * per, (i + 1) * per), g, K, R, o.maxDetections, s + i));
-      for (const b of d.boxes) gts.push({ image: s + i, classId: b.classId, box: b.box });
+      dets.push(decodeDetections(rows.subarray(i * per, (i + 1) * per), g, K, R, o.maxDetections, s + i));
+      gts.push(d.boxes.map((b) => ({ image: s + i, classId: b.classId, box: b.box })));
     });
   }
   ev.dispose();
-  const ap = evaluateDetections(dets, gts, K);
+  const ap = evaluateDetections(dets.flat(), gts.flat(), K);
+  const se = apBootstrapSE(dets, gts, K);
   const { onEpoch: _, mean: _m, std: _s, ...settings } = o;
   return {
     protocol: "detect",
     ap: ap.ap,
     ap50: ap.ap50,
     ap75: ap.ap75,
+    ap_se: se.ap,
+    ap50_se: se.ap50,
     perClass: ap.perClass.map((c) => ({
       ap: Number.isNaN(c.ap) ? null : c.ap,
       ap50: Number.isNaN(c.ap50) ? null : c.ap50,
     })),
     trainImages: train.length,
     testImages: test.length,
-    testObjects: gts.length,
+    train_images: trained.used.size,
+    test_images: dets.length,
+    testObjects: gts.reduce((a, v) => a + v.length, 0),
     grid: g,
-    steps: total,
-    loss: { first: mean(losses[0] ?? []), last: mean(losses[o.epochs - 1] ?? []) },
+    steps: trained.steps,
+    loss: { first: mean(trained.losses[0] ?? []), last: mean(trained.losses[o.epochs - 1] ?? []) },
     settings,
   };
 }

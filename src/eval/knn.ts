@@ -1,6 +1,6 @@
 /**
- * The `knn` transfer protocol: region features from a frozen backbone (C5 averaged over each object's
- * mask, cell by cell with the mask's area fraction as weight), classified by cosine k-nearest neighbours
+ * The `knn` transfer protocol: region features from a frozen backbone (C4, or several levels concatenated,
+ * averaged over each object's mask, cell by cell with the mask's area fraction as weight), classified by cosine k-nearest neighbours
  * against a bank of labelled regions from other images. A quick signal of whether features separate
  * object classes, usable during pre-training; `random` weights give the baseline.
  *
@@ -9,7 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import type { ResNetConfig } from "../models/resnet.ts";
-import { frozenBackbone } from "./features.ts";
+import { concatLevels, frozenBackbone } from "./features.ts";
+import { binomialSE } from "./bootstrap.ts";
 import type { ParamStore } from "../nn/params.ts";
 
 /** A labelled region of one image: its mask (instance id in a label map) and class. */
@@ -76,13 +77,19 @@ export function knnClassify(bank: Float64Array[], bankLabels: number[], queries:
 /** The result of the protocol. */
 export interface KnnResult {
   protocol: "knn";
-  level: "c4" | "c5";
+  /** Feature levels, '+'-joined. */
+  level: string;
   k: number;
   trainImages: number;
   testImages: number;
   trainRegions: number;
   testRegions: number;
   accuracy: number;
+  /** Binomial standard error of `accuracy` over the test regions. */
+  accuracy_se: number;
+  /** Images used: the bank's and the queries'. */
+  train_images: number;
+  test_images: number;
   /** Accuracy of always answering the bank's most frequent class. */
   majority: number;
 }
@@ -103,16 +110,20 @@ export async function knnEval(
     prefix?: string;
     mean: readonly number[];
     std: readonly number[];
-    /** Feature level: C4 (stride 16, finer) or C5 (stride 32); default C4. */
-    level?: "c4" | "c5";
+    /**
+     * Feature levels ("c4", "c3+c4", …; default C4): several are upsampled to the finest one's grid and
+     * concatenated per cell before the region averages.
+     */
+    level?: string;
   },
 ): Promise<KnnResult> {
   const k = o.k ?? 5;
   const fb = await frozenBackbone(gpu, store, cfg, train[0].image.width, o);
-  const { h, w, C, level } = fb;
+  const { C, level } = fb, h = fb.levels[0].h, w = fb.levels[0].w;
   const features = async (imgs: LabelledImage[]) => {
     const out: { feature: Float64Array; label: number }[] = [];
-    await fb.each(imgs.map((im) => im.image), (i, rows) => {
+    await fb.each(imgs.map((im) => im.image), (i, maps) => {
+      const rows = maps.length === 1 ? maps[0] : concatLevels(maps, fb.levels, h);
       for (const r of regionFeatures(rows, h, w, C, imgs[i].instances)) {
         const label = imgs[i].classOf[r.instance] ?? 0;
         if (label > 0) out.push({ feature: r.feature, label });
@@ -127,6 +138,7 @@ export async function knnEval(
   const counts = new Map<number, number>();
   for (const b of bank) counts.set(b.label, (counts.get(b.label) ?? 0) + 1);
   const top = [...counts].sort((a, b) => b[1] - a[1])[0][0];
+  const accuracy = pred.filter((p, i) => p === queries[i].label).length / queries.length;
   return {
     protocol: "knn",
     level,
@@ -135,7 +147,10 @@ export async function knnEval(
     testImages: test.length,
     trainRegions: bank.length,
     testRegions: queries.length,
-    accuracy: pred.filter((p, i) => p === queries[i].label).length / queries.length,
+    accuracy,
+    accuracy_se: binomialSE(accuracy, queries.length),
+    train_images: train.length,
+    test_images: test.length,
     majority: queries.filter((q) => q.label === top).length / queries.length,
   };
 }

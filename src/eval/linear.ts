@@ -1,6 +1,6 @@
 /**
  * The `linear` transfer protocol: a frozen backbone, a per-pixel linear classifier (softmax regression) on
- * its C4 (or C5) features bilinearly upsampled to a T×T grid, trained on labelled images' class maps and
+ * its C4 features (or C3, C5, or several levels concatenated, such as C3+C4) bilinearly upsampled to a T×T grid, trained on labelled images' class maps and
  * scored by mean IoU on held-out images. The classifier (C features × K classes) is fitted by full-batch
  * gradient descent on standardised features, on the GPU (`fitSoftmax`) beside its float64 reference.
  *
@@ -9,7 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
 import type { ResNetConfig } from "../models/resnet.ts";
-import { frozenBackbone } from "./features.ts";
+import { concatLevels, frozenBackbone } from "./features.ts";
+import { bootstrapSE, type ImageCounts, imageCounts, miouOfImages } from "./bootstrap.ts";
 import type { ParamStore } from "../nn/params.ts";
 import { Recorder } from "../gpu/encoder.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -23,24 +24,7 @@ export interface SegImage {
   classes: LabelMap;
 }
 
-/** Bilinear upsampling (align_corners = false) of one h×w×C map (NHWC rows) to T×T. */
-export function upsampleBilinear(f: ArrayLike<number>, h: number, w: number, C: number, T: number): Float64Array {
-  const out = new Float64Array(T * T * C);
-  for (let y = 0; y < T; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * h / T - 0.5, 0), h - 1);
-    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, h - 1), fy = sy - y0;
-    for (let x = 0; x < T; x++) {
-      const sx = Math.min(Math.max((x + 0.5) * w / T - 0.5, 0), w - 1);
-      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, w - 1), fx = sx - x0;
-      for (let c = 0; c < C; c++) {
-        const v = (1 - fy) * ((1 - fx) * f[(y0 * w + x0) * C + c] + fx * f[(y0 * w + x1) * C + c]) +
-          fy * ((1 - fx) * f[(y1 * w + x0) * C + c] + fx * f[(y1 * w + x1) * C + c]);
-        out[(y * T + x) * C + c] = v;
-      }
-    }
-  }
-  return out;
-}
+export { upsampleBilinear } from "./features.ts";
 
 /** Class of each T×T cell: the class map sampled at the cell centre. */
 export function downsampleLabels(m: LabelMap, T: number): Int32Array {
@@ -68,7 +52,17 @@ export function meanIoU(pred: ArrayLike<number>, label: ArrayLike<number>, K: nu
 
 /** Options of the probe's optimisation (full-batch gradient descent on standardised features). */
 export interface ProbeOptions {
+  /** A fixed number of iterations; by default the GPU fit runs until converged (see `tolerance`). */
   iterations?: number;
+  /** Most iterations of a fit run until converged (default 4096). */
+  maxIterations?: number;
+  /**
+   * Converged when the objective fell by less than this fraction of itself over the last
+   * {@link PROBE_CHECK} iterations (default 1e-4).
+   */
+  tolerance?: number;
+  /** Called after every convergence check of the GPU fit with the weights then (diagnostics). */
+  onCheck?: (iterations: number, objective: number, W: Float32Array) => void;
   /** Step size; by default 1/L from the data (see {@link probeStepSize}). */
   lr?: number;
   /** Nesterov momentum (PyTorch semantics; default 0.9). */
@@ -79,6 +73,9 @@ export interface ProbeOptions {
   /** Starting weights ((C+1)×K, bias row last); zero by default. */
   init?: ArrayLike<number>;
 }
+
+/** Iterations between the GPU fit's convergence checks (one command buffer each). */
+export const PROBE_CHECK = 64;
 
 /** The options with their defaults, and each row's loss weight (which the default step size needs too). */
 function probeDefaults(o: ProbeOptions, z: ArrayLike<number>, y: Int32Array, C: number, K: number) {
@@ -186,6 +183,20 @@ export function fitSoftmaxRef(
   return { W, loss };
 }
 
+/** A fitted probe and how its optimisation ended. */
+export interface ProbeFit {
+  W: Float64Array;
+  /** Weighted cross-entropy at the start of the last iteration. */
+  loss: number;
+  iterations: number;
+  /** Whether the objective's relative change over the last check fell below the tolerance. */
+  converged: boolean;
+  /** Norm of the objective's gradient (weight decay included) at the start of the last iteration. */
+  gradNorm: number;
+  /** Relative fall of the objective over the last {@link PROBE_CHECK} iterations (null after one check). */
+  change: number | null;
+}
+
 /**
  * The same optimisation on the GPU: every iteration is logits = [z 1]·W, the cross-entropy gradient, Wᵀ's
  * gradient [z 1]ᵀ·G and an SGD step (weight decay masked off the bias row), all recorded into one command
@@ -199,8 +210,10 @@ export async function fitSoftmax(
   C: number,
   K: number,
   o: ProbeOptions = {},
-): Promise<{ W: Float64Array; loss: number }> {
-  const { iterations, lr, momentum, l2, rw } = probeDefaults(o, z, y, C, K);
+): Promise<ProbeFit> {
+  const { lr, momentum, l2, rw } = probeDefaults(o, z, y, C, K);
+  const fixed = o.iterations !== undefined, max = o.iterations ?? o.maxIterations ?? 4096;
+  const tolerance = o.tolerance ?? 1e-4;
   const N = y.length, C1 = C + 1;
   const zb = new Float32Array(N * C1);
   for (let i = 0; i < N; i++) {
@@ -229,14 +242,42 @@ export async function fitSoftmax(
     scratch.push(...wgrad.scratch);
     const step = await sgdStep(gpu, t.W, t.grad, t.buf, t.mask, { lr, momentum, weightDecay: l2, nesterov: true });
     const iteration = [forward, ce, ceBack, ...wgrad.dispatches, step];
-    // a few hundred dispatches per submit keep any one command buffer small
-    for (let it = 0; it < iterations; it += 64) {
-      const rec = new Recorder(gpu);
-      for (let j = it; j < Math.min(iterations, it + 64); j++) rec.runAll(iteration);
+    // The objective (weighted cross-entropy + l2/2·‖W‖² at the start of a chunk's last iteration) is read
+    // after every chunk: a fixed count cannot suit every backbone (the curvature, hence the step, differs
+    // by 10× between widths), so the fit runs until the objective stops moving.
+    const objective = async () => {
+      const rowLoss = await t.loss.read(), W = await t.W.read();
+      let ce = 0, reg = 0;
+      for (let i = 0; i < N; i++) ce += rw[i] * rowLoss[i];
+      for (let j = 0; j < C * K; j++) reg += W[j] * W[j];
+      o.onCheck?.(it, ce + (l2 / 2) * reg, W as Float32Array);
+      return { ce, objective: ce + (l2 / 2) * reg };
+    };
+    let it = 0, prev = NaN, cur = { ce: NaN, objective: NaN }, change = NaN;
+    while (it < max) {
+      // a few hundred dispatches per submit keep any one command buffer small
+      const n = Math.min(PROBE_CHECK, max - it), rec = new Recorder(gpu);
+      for (let j = 0; j < n; j++) rec.runAll(iteration);
       rec.submit();
+      it += n;
+      cur = await objective();
+      // per PROBE_CHECK iterations, also over a shorter last chunk
+      change = ((prev - cur.objective) / Math.abs(cur.objective)) * (PROBE_CHECK / n);
+      prev = cur.objective;
+      if (!fixed && Math.abs(change) < tolerance) break;
     }
-    const W = Float64Array.from(await t.W.read()), rowLoss = Float64Array.from(await t.loss.read());
-    return { W, loss: rowLoss.reduce((a, l, i) => a + rw[i] * l, 0) };
+    // the gradient norm at the start of the last iteration (the cross-entropy part is in t.grad)
+    const W = Float64Array.from(await t.W.read()), G = await t.grad.read();
+    let g2 = 0;
+    for (let j = 0; j < W.length; j++) g2 += (G[j] + (j < C * K ? l2 * W[j] : 0)) ** 2;
+    return {
+      W,
+      loss: cur.ce,
+      iterations: it,
+      converged: Math.abs(change) < tolerance,
+      gradNorm: Math.sqrt(g2),
+      change: Number.isFinite(change) ? change : null,
+    };
   } finally {
     for (const x of [...Object.values(t), ...scratch]) x.dispose();
   }
@@ -291,16 +332,29 @@ export function pixelStride(total: number, max: number): number {
 /** The result of the protocol. */
 export interface LinearResult {
   protocol: "linear";
-  level: "c4" | "c5";
+  /** Feature levels, '+'-joined ("c4", "c3+c4"). */
+  level: string;
+  /** Features per pixel (all levels together). */
+  features: number;
   grid: number;
   trainImages: number;
   testImages: number;
+  /** Images the probe was fitted on and scored on. */
+  train_images: number;
+  test_images: number;
   miou: number;
+  /** Bootstrap standard error of `miou` over the test images. */
+  miou_se: number;
   pixelAccuracy: number;
   /** mIoU of predicting the most frequent training class everywhere. */
   majorityMiou: number;
   /** The probe's training cross-entropy at its last iteration (log K at the start). */
   trainLoss: number;
+  /** How the probe's fit ended (see {@link ProbeFit}). */
+  converged: boolean;
+  iterations: number;
+  gradNorm: number;
+  lossChange: number | null;
 }
 
 /** Runs the frozen backbone over the images, trains the probe on `train`, scores `test`. */
@@ -314,25 +368,29 @@ export async function linearEval(
     classes: number;
     mean: readonly number[];
     std: readonly number[];
-    level?: "c4" | "c5";
+    /** Feature levels: "c4" (default), "c5", "c3", or several '+'-joined, such as "c3+c4". */
+    level?: string;
     batch?: number;
     balanced?: boolean;
     /** Training pixels kept (an even stride over all of them), which bounds the probe's cost. */
     maxTrainPixels?: number;
+    /** Options of the probe's fit (iterations, tolerance). */
+    probe?: ProbeOptions;
   },
 ): Promise<LinearResult> {
   const R = train[0].image.width, K = o.classes + 1;
   const fb = await frozenBackbone(gpu, store, cfg, R, o);
-  const { h, w, C, level } = fb;
-  const T = Math.min(R, 4 * h);
+  const { C, level, levels } = fb;
+  // the grid follows the coarsest level, so that C4 and C3+C4 are scored on the same pixels
+  const T = Math.min(R, 4 * levels[levels.length - 1].h);
   // training pixels: an even stride over all of them, gathered as each image's map arrives (holding every
   // upsampled pixel of 400 images of C 512 would take 1.7 GB); test pixels are classified as they arrive
   const maxTrain = o.maxTrainPixels ?? 32768, perImage = T * T;
   const stride = pixelStride(train.length * perImage, maxTrain);
   const kept = Math.ceil((train.length * perImage) / stride);
   const x = new Float64Array(kept * C), y = new Int32Array(kept), counts = new Float64Array(K);
-  await fb.each(train.map((im) => im.image), (i, rows) => {
-    const up = upsampleBilinear(rows, h, w, C, T), labels = downsampleLabels(train[i].classes, T);
+  await fb.each(train.map((im) => im.image), (i, maps) => {
+    const up = concatLevels(maps, levels, T), labels = downsampleLabels(train[i].classes, T);
     for (let p = 0; p < perImage; p++) {
       counts[labels[p]]++;
       const g = i * perImage + p;
@@ -341,24 +399,34 @@ export async function linearEval(
     }
   });
   const { z, mean, std } = standardise(x, C);
-  const fit = await fitSoftmax(gpu, z, y, C, K, { balanced: o.balanced });
+  const fit = await fitSoftmax(gpu, z, y, C, K, { balanced: o.balanced, ...o.probe });
   const predict = probePredictor(fit.W, mean, std, C, K);
   const pred = new Int32Array(test.length * perImage), truth = new Int32Array(test.length * perImage);
-  await fb.each(test.map((im) => im.image), (i, rows) => {
-    pred.set(predict(upsampleBilinear(rows, h, w, C, T)), i * perImage);
-    truth.set(downsampleLabels(test[i].classes, T), i * perImage);
+  const perTest: ImageCounts[] = [];
+  await fb.each(test.map((im) => im.image), (i, maps) => {
+    const p = predict(concatLevels(maps, levels, T)), t = downsampleLabels(test[i].classes, T);
+    pred.set(p, i * perImage), truth.set(t, i * perImage);
+    perTest.push(imageCounts(p, t, K));
   });
   fb.dispose();
   const top = counts.indexOf(Math.max(...counts));
   return {
     protocol: "linear",
     level,
+    features: C,
     grid: T,
     trainImages: train.length,
     testImages: test.length,
+    train_images: train.length,
+    test_images: perTest.length,
     miou: meanIoU(pred, truth, K).miou,
+    miou_se: bootstrapSE(perTest.length, (idx) => miouOfImages(perTest, idx)),
     trainLoss: fit.loss,
     pixelAccuracy: pred.filter((p, i) => p === truth[i]).length / pred.length,
     majorityMiou: meanIoU(new Int32Array(truth.length).fill(top), truth, K).miou,
+    converged: fit.converged,
+    iterations: fit.iterations,
+    gradNorm: fit.gradNorm,
+    lossChange: fit.change,
   };
 }

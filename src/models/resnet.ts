@@ -176,6 +176,8 @@ export interface ResNetBuildOptions {
   updateRunning?: boolean;
   /** Override the GEMM tile choice (benchmarks, tests). */
   tile?: Partial<GemmTile>;
+  /** Also expose C3 (stage-2 output). */
+  c3?: boolean;
   /** Also expose C4 (stage-3 output). */
   c4?: boolean;
   /**
@@ -194,6 +196,7 @@ export interface ResNetGraph {
   /** The output: C5, or the last stage run when `stages` < 4. */
   c5: Tensor;
   c5Shape: [number, number, number, number];
+  c3: Tensor | null;
   c4: Tensor | null;
   /** Gradient of C5, written by whatever consumes C5 before `backward` runs. */
   dC5: Tensor | null;
@@ -322,7 +325,7 @@ export async function buildResNet(
   tensors.push(arg);
   fwd.push(await maxPool(gpu, stem.y.t, pooled, arg, pg));
   let cur: Act = { t: pooled, h: ph, w: pw, c: stem.y.c };
-  let c4: Tensor | null = null;
+  let c3: Tensor | null = null, c4: Tensor | null = null;
 
   // blocks: forward now, backward builders stacked
   type BlockBack = (dOut: Tensor, needDx: boolean) => Promise<Tensor | null>;
@@ -352,6 +355,7 @@ export async function buildResNet(
         return await mains[0].back(d, { needDx, addTo: needDx ? addTo : undefined });
       });
     }
+    if (si === 1 && o.c3) c3 = cur.t;
     if (si === 2 && o.c4) c4 = cur.t;
   }
 
@@ -369,6 +373,7 @@ export async function buildResNet(
     input,
     c5: cur.t,
     c5Shape: [B, cur.h, cur.w, cur.c],
+    c3,
     c4,
     dC5,
     forward: fwd,

@@ -2,7 +2,8 @@
  * The detect protocol: decoding on a hand-worked map, the detector's head gradients and C3 gradient against
  * float64 references (fresh data, poisoned gradients), the whole graph's gradient against the change of the
  * loss (backbone cut after layer2 included), COCO folders read back as the scenes they were written from,
- * and a trained detector beating the untrained one.
+ * a frozen backbone left bit for bit as it was, every training image used, and a trained detector beating
+ * the untrained one.
  */
 import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/encoder.ts";
@@ -14,8 +15,10 @@ import {
   c3Specs,
   decodeDetections,
   detectEval,
+  detectHeadSpecs,
   detectorStore,
   type DetImage,
+  trainDetector,
 } from "../../src/eval/detect.ts";
 import { convDgradRef, convForwardRef, type ConvGeom, convWgradRef } from "../../src/kernels/gemm.ts";
 import { centerNetLossRef, centerNetTargets, type ClassBox } from "../../src/losses/centernet.ts";
@@ -225,7 +228,12 @@ Deno.test("plrc eval on a COCO folder: detect (JSON and table) and linear; --dat
     assert.ok(r.testObjects > 0 && r.seconds > 0);
     const table = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4");
     assert.equal(table.code, 0, text(table.stderr));
-    assert.match(text(table.stdout), /AP +\d+\.\d +AP50 +\d+\.\d/);
+    assert.match(text(table.stdout), /AP +\d+\.\d ± \d+\.\d +AP50 +\d+\.\d ± \d+\.\d/);
+    assert.ok(r.ap_se >= 0 && r.ap50_se > 0 && r.ap50_se < 1, JSON.stringify(r));
+    assert.deepEqual([r.train_images, r.test_images], [8, 4]);
+    const frozen = await run("--protocol", "detect", ...data, "--epochs", "1", "--batch", "4", "--freeze-backbone");
+    assert.equal(frozen.code, 0, text(frozen.stderr));
+    assert.match(text(frozen.stdout), /head trained on the frozen backbone on 8 images/);
     assert.match(text(table.stdout), /triangle/);
     const lin = await run("--protocol", "linear", ...data, "--json");
     assert.equal(lin.code, 0, text(lin.stderr));
@@ -235,4 +243,80 @@ Deno.test("plrc eval on a COCO folder: detect (JSON and table) and linear; --dat
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "--freeze-backbone: backbone parameters and BN statistics stay bit for bit, the head and its loss move",
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed(), R = 32, K = 2, W = 8, B = 4;
+    const g = await gpu();
+    const src = new ParamStore(resnetSpecs(TINY)).allocate(g);
+    initResNet(src, TINY, seed);
+    // running statistics away from 0/1, so that eval-mode BN and any update of them would show
+    const rng = new Rng(seed);
+    for (const s of src.specs) {
+      if (s.kind === "running_mean") src.set(s.name, Float32Array.from({ length: s.shape[0] }, () => rng.normal()));
+      if (s.kind === "running_var") src.set(s.name, Float32Array.from({ length: s.shape[0] }, () => rng.uniform(1, 3)));
+    }
+    const train = sceneImages(new SceneGenerator(seed, { size: R, classes: K }), 0, 6); // 6: not a multiple of B
+    const o = { classes: K, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], batch: B, headWidth: W, seed };
+    const read = async (store: ParamStore, names: string[]) =>
+      await Promise.all(names.map(async (n) => new Uint32Array((await store.get(n)).buffer)));
+    const backboneNames = c3Specs(TINY, "backbone.").map((s) => s.name);
+    const headNames = detectHeadSpecs(0, W, K).map((s) => s.name);
+    for (const freezeBackbone of [true, false]) {
+      const store = await detectorStore(g, src, TINY, K, W, seed);
+      const [bb0, head0] = [await read(store, backboneNames), await read(store, headNames)];
+      const t = await trainDetector(g, store, TINY, train, { ...o, epochs: 3, lr: 0.05, freezeBackbone });
+      const [bb1, head1] = [await read(store, backboneNames), await read(store, headNames)];
+      const same = (a: Uint32Array, b: Uint32Array) => a.every((v, i) => v === b[i]);
+      const changed = backboneNames.filter((_, i) => !same(bb0[i], bb1[i]));
+      if (freezeBackbone) assert.deepEqual(changed, [], `seed ${seed}: frozen backbone entries changed`);
+      // the control: fine-tuning moves weights and running statistics alike
+      else {
+        assert.ok(changed.some((n) => n.endsWith(".weight")), `seed ${seed}: fine-tuning left the weights`);
+        assert.ok(changed.some((n) => n.endsWith(".running_mean")), `seed ${seed}: fine-tuning left the stats`);
+      }
+      assert.ok(headNames.every((_, i) => !same(head0[i], head1[i])), `seed ${seed}: every head entry moves`);
+      const first = t.losses[0], last = t.losses[2];
+      assert.equal(first.length, 2, "⌈6/4⌉ steps an epoch");
+      const mean = (v: number[]) => v.reduce((a, x) => a + x, 0) / v.length;
+      assert.ok(mean(first) !== mean(last) && last.every(Number.isFinite), `seed ${seed}: loss ${first} → ${last}`);
+      assert.equal(t.used.size, 6, "every training image went into a batch");
+    }
+    // the frozen graph binds no backbone backward: fewer dispatches per step
+    const store = await detectorStore(g, src, TINY, K, W, seed);
+    const o2 = { batch: B, resolution: R, K, headWidth: W, train: true };
+    const frozen = await buildDetector(g, store, TINY, { ...o2, freezeBackbone: true });
+    const full = await buildDetector(g, store, TINY, o2);
+    assert.equal(frozen.net.backward.length, 0);
+    assert.equal(frozen.net.dC5, null);
+    assert.ok(frozen.train.length + full.net.backward.length < full.train.length);
+    frozen.dispose(), full.dispose();
+  },
+});
+
+Deno.test({
+  name: "detect trains on exactly --train N images (N not a multiple of the batch) and reports both counts",
+  ...GPU_TEST,
+  async fn() {
+    const g = await gpu(), R = 32, K = 2;
+    const src = new ParamStore(resnetSpecs(TINY)).allocate(g);
+    initResNet(src, TINY, 3);
+    const gen = new SceneGenerator(4, { size: R, classes: K });
+    const o = { classes: K, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], batch: 4, headWidth: 8, epochs: 1 };
+    // one epoch of 7 images in batches of 4: the old floor(7/4) batches saw 4 of them
+    const r = await detectEval(g, src, TINY, sceneImages(gen, 0, 7), sceneImages(gen, 7, 5), o);
+    assert.equal(r.train_images, 7);
+    assert.equal(r.test_images, 5);
+    assert.equal(r.steps, 2);
+    assert.ok(r.ap_se >= 0 && r.ap50_se >= 0 && Number.isFinite(r.ap_se));
+    const frozen = await detectEval(g, src, TINY, sceneImages(gen, 0, 3), sceneImages(gen, 7, 5), {
+      ...o,
+      freezeBackbone: true,
+    });
+    assert.equal(frozen.train_images, 3, "fewer images than the batch: each used");
+    assert.equal(frozen.settings.freezeBackbone, true);
+  },
 });

@@ -14,7 +14,7 @@ import {
 } from "../../src/eval/linear.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { labelMap } from "../../src/data/image.ts";
-import { Rng } from "../util.ts";
+import { freshSeed, Rng, runCli } from "../util.ts";
 
 Deno.test("mean IoU on hand-worked cases", () => {
   assert.deepEqual(meanIoU([0, 1, 1, 2], [0, 1, 1, 2], 3), { miou: 1, iou: [1, 1, 1] });
@@ -182,5 +182,73 @@ Deno.test("probePredictor folds the standardisation in: same classes as standard
       return v;
     });
     assert.equal(got[i], s.indexOf(Math.max(...s)), `row ${i}`);
+  }
+});
+
+/** The probe's objective gradient norm at W in float64 (weight decay off the bias row). */
+function probeGradNorm(z: Float64Array, y: Int32Array, W: Float64Array, C: number, K: number, l2: number): number {
+  const N = y.length, grad = new Float64Array(W.length);
+  for (let i = 0; i < N; i++) {
+    const s = Array.from({ length: K }, (_, k) => {
+      let v = W[C * K + k];
+      for (let c = 0; c < C; c++) v += z[i * C + c] * W[c * K + k];
+      return v;
+    });
+    const m = Math.max(...s), e = s.map((v) => Math.exp(v - m)), sum = e.reduce((a, v) => a + v, 0);
+    for (let k = 0; k < K; k++) {
+      const g = (e[k] / sum - (k === y[i] ? 1 : 0)) / N;
+      for (let c = 0; c < C; c++) grad[c * K + k] += g * z[i * C + c];
+      grad[C * K + k] += g;
+    }
+  }
+  return Math.hypot(...grad.map((g, j) => g + (j < C * K ? l2 * W[j] : 0)));
+}
+
+Deno.test("the GPU probe runs until converged, and reports iterations and the gradient norm as float64 does", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed(), N = 500, C = 9, K = 4, l2 = 1e-3;
+  const { z, y } = probeCase(seed, N, C, K);
+  const fit = await fitSoftmax(gpu, z, y, C, K, { l2, tolerance: 1e-5 });
+  assert.ok(fit.converged && fit.iterations < 4096, `seed ${seed}: ${fit.iterations} iterations`);
+  assert.ok(Math.abs(fit.change!) < 1e-5, `seed ${seed}: last change ${fit.change}`);
+  assert.equal(fit.iterations % 64, 0, "checked every 64 iterations");
+  // the reported norm is the gradient at the start of the last iteration: float64 at W after it − 1 steps
+  const before = fitSoftmaxRef(z, y, C, K, { l2, iterations: fit.iterations - 1 }).W;
+  const want = probeGradNorm(z, y, before, C, K, l2);
+  assert.ok(Math.abs(fit.gradNorm - want) < 1e-3 * want + 1e-6, `seed ${seed}: ${fit.gradNorm} vs ${want}`);
+  // converged: far below the gradient at the start (zero weights)
+  assert.ok(fit.gradNorm < 0.01 * probeGradNorm(z, y, new Float64Array((C + 1) * K), C, K, l2), `seed ${seed}`);
+  // one check fewer ends unconverged, after exactly the budget (the same steps: the check before did not stop)
+  assert.ok(fit.iterations >= 128, `seed ${seed}: converged after ${fit.iterations}, too soon to cut short`);
+  const budget = fit.iterations - 64;
+  const short = await fitSoftmax(gpu, z, y, C, K, { l2, tolerance: 1e-5, maxIterations: budget });
+  assert.deepEqual([short.converged, short.iterations], [false, budget]);
+  assert.ok(short.gradNorm > fit.gradNorm);
+});
+
+Deno.test("plrc eval --level c3+c4: linear and knn end to end with the test set's error; bad flags exit 2", async () => {
+  const base = ["eval", "--ckpt", "random", "--train", "8", "--test", "4", "--resolution", "64", "--json"];
+  const lin = await runCli([...base, "--protocol", "linear", "--level", "c3+c4"]);
+  assert.equal(lin.code, 0, lin.stderr);
+  const r = JSON.parse(lin.stdout.trim().split("\n").at(-1)!);
+  // cpu-tiny: ResNet-18 ×0.125, C3 16 + C4 32 channels; the grid follows C4 (4×4 at 64 px, ×4)
+  assert.deepEqual([r.level, r.features, r.grid, r.train_images, r.test_images], ["c3+c4", 48, 16, 8, 4]);
+  assert.ok(r.miou_se > 0 && r.miou_se < 0.5, `miou_se ${r.miou_se}`);
+  assert.ok(typeof r.converged === "boolean" && r.iterations > 0 && r.gradNorm > 0);
+  const knn = await runCli([...base, "--protocol", "knn", "--level", "c3+c4"]);
+  assert.equal(knn.code, 0, knn.stderr);
+  const k = JSON.parse(knn.stdout.trim().split("\n").at(-1)!);
+  assert.equal(k.level, "c3+c4");
+  assert.ok(Math.abs(k.accuracy_se - Math.sqrt(k.accuracy * (1 - k.accuracy) / k.testRegions)) < 1e-12);
+  assert.deepEqual([k.train_images, k.test_images], [8, 4]);
+  const bad = [
+    [["--protocol", "linear", "--level", "c9"], /--level must be c3, c4 or c5.*c3\+c4.*"c9"/],
+    [["--protocol", "knn", "--freeze-backbone"], /--freeze-backbone goes with --protocol detect/],
+    [["--protocol", "detect", "--level", "c4"], /--level goes with --protocol knn or linear/],
+  ] as const;
+  for (const [args, message] of bad) {
+    const out = await runCli(["eval", "--ckpt", "random", ...args]);
+    assert.equal(out.code, 2, args.join(" "));
+    assert.match(out.stderr, message);
   }
 });
