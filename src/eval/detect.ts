@@ -237,8 +237,8 @@ export async function buildDetector(
 function headRange(store: ParamStore) {
   const heads = [...store.entries.entries()].filter(([n, e]) => n.startsWith("head.") && isTrainable(e.spec.kind));
   const first = Math.min(...heads.map(([, e]) => e.offset));
-  const before = [...store.entries.values()].filter((e) => isTrainable(e.spec.kind) && e.offset >= first);
-  if (before.some((e) => !heads.some(([, h]) => h === e))) throw new Error("detector: head entries are not last");
+  const after = [...store.entries.values()].filter((e) => isTrainable(e.spec.kind) && e.offset >= first);
+  if (after.some((e) => !heads.some(([, h]) => h === e))) throw new Error("detector: head entries are not last");
   const f = store.flat(), n = store.trainableSize - first;
   const sub = (t: Tensor) => Tensor.view(t.gpu, t.buffer, first * 4, [n], "f32", `head ${t.name}`);
   return { params: sub(f.params), grads: sub(f.grads), momentum: sub(f.momentum), wdMask: sub(f.wdMask) };
@@ -381,6 +381,7 @@ export async function trainDetector(
 ): Promise<DetectTraining> {
   const o = { ...DETECT_DEFAULTS, ...opts };
   const K = o.classes, R = train[0].image.width, B = o.batch, N = train.length;
+  if (N === 0) throw new Error("detect: no training images");
   const sgd = { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay };
   const det = await withMemoryCheck(gpu, "building the detector", () =>
     buildDetector(gpu, store, cfg, {

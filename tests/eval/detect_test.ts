@@ -306,7 +306,7 @@ Deno.test({
     initResNet(src, TINY, 3);
     const gen = new SceneGenerator(4, { size: R, classes: K });
     const o = { classes: K, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], batch: 4, headWidth: 8, epochs: 1 };
-    // one epoch of 7 images in batches of 4: the old floor(7/4) batches saw 4 of them
+    // one epoch of 7 images in batches of 4: ⌊7/4⌋ batches would leave 3 of them out
     const r = await detectEval(g, src, TINY, sceneImages(gen, 0, 7), sceneImages(gen, 7, 5), o);
     assert.equal(r.train_images, 7);
     assert.equal(r.test_images, 5);
