@@ -147,7 +147,8 @@ export const SIZES: Record<"smoke" | "reduced" | "medium" | "full", CompareSize>
     protocols: ["linear-ml"],
     // every base protocol is sized, so that `--protocols` can pick any variant and stay this small
     evalArgs: {
-      linear: ["--train", "8", "--test", "4"],
+      // a converged probe takes ~1 min per evaluation on the 2-core machine: a check needs no converged fit
+      linear: ["--train", "8", "--test", "4", "--probe-iterations", "256"],
       knn: ["--train", "8", "--test", "4"],
       detect: ["--train", "8", "--test", "4", "--epochs", "1"],
     },
