@@ -316,7 +316,9 @@ export async function compareCommand(argv: string[]): Promise<number> {
       const { kept, usable } = await keptEval(job);
       if (usable) records.set(job.name, kept!), made.evals++;
     }
-  } else if (!(await runPool(poolOrder(plan, pretrain, evaluate), jobs, values["keep-going"]))) return 1;
+  } else if (
+    !(await runPool(poolOrder(plan, pretrain, evaluate, { runsFirst: jobs > 1 }), jobs, values["keep-going"]))
+  ) return 1;
 
   // the adapter the evaluations ran on (a report may be made elsewhere, kept results may come from elsewhere)
   const seen = [...new Set([...records.values()].map((r) => r.result.adapter).filter((a) => typeof a === "string"))];

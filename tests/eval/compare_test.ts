@@ -244,6 +244,25 @@ Deno.test("poolOrder: random evaluations first, each run followed by its evaluat
   assert.deepEqual(new Set(names), new Set([...plan.pretrain.map((p) => p.name), ...plan.evals.map((e) => e.name)]));
 });
 
+Deno.test("poolOrder with runsFirst: every run, then each run's evaluations after it, the random ones last", async () => {
+  const plan = comparePlan(SIZES.full);
+  const started: string[] = [];
+  const tasks = poolOrder(
+    plan,
+    (p) => (started.push(p.name), Promise.resolve(true)),
+    (e) => (started.push(e.name), Promise.resolve(true)),
+    { runsFirst: true },
+  );
+  assert.equal(tasks.length, plan.pretrain.length + plan.evals.length);
+  // two lanes: no evaluation starts while a run is still waiting
+  assert.equal(await runPool(tasks, 2), true);
+  const runs = plan.pretrain.map((p) => p.name);
+  assert.deepEqual(started.slice(0, runs.length), runs);
+  const randoms = plan.evals.filter((e) => e.run === null).map((e) => e.name);
+  assert.deepEqual(started.slice(-randoms.length), randoms);
+  for (const e of plan.evals.filter((e) => e.run)) assert.ok(started.indexOf(e.name) > started.indexOf(e.run!));
+});
+
 /** The smoke size with the plain linear probe only, as `--protocols linear` makes it. */
 const SMOKE_LINEAR = { ...SIZES.smoke, protocols: ["linear"], ablationProtocols: ["linear"] } satisfies CompareSize;
 
@@ -360,7 +379,14 @@ Deno.test({
       const redo = await run(["--size", "smoke", "--no-ablation"]);
       assert.equal(redo.code, 0, redo.text);
       assert.match(redo.text, /eval random-s0\.linear: kept result used --train 9; redoing it with --train 8 --test 4/);
-      assert.deepEqual(JSON.parse(await Deno.readTextFile(stale)).job.args, ["--train", "8", "--test", "4"]);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(stale)).job.args, [
+        "--train",
+        "8",
+        "--test",
+        "4",
+        "--probe-iterations",
+        "256",
+      ]);
       const marker = await Deno.readTextFile(`${out}/runs/moco-grid-s0/done.json`);
       const other = await run(["--size", "smoke", "--no-ablation", "--set", "optim.lr=0.01"]);
       assert.equal(other.code, 1, other.text);
@@ -373,7 +399,7 @@ Deno.test({
 });
 
 Deno.test("every comparison size's pre-training runs are valid configurations of the stated length", () => {
-  const steps: Record<string, number> = { smoke: 2, reduced: 128, medium: 768, full: 64 };
+  const steps: Record<string, number> = { smoke: 2, reduced: 128, medium: 768, full: 256 };
   for (const [name, size] of Object.entries(SIZES)) {
     for (const job of comparePlan(size).pretrain) {
       const cfg = resolveConfig({ sets: job.sets });
