@@ -80,6 +80,7 @@ export function makePlan(
     workers: d.workers,
     prefetch: cfg.data.prefetch,
     totalSteps: d.totalSteps!,
+    stepsPerEpoch: d.stepsPerEpoch!,
     schedules: schedules(cfg, d),
     outDir,
     logInterval: cfg.log.interval,

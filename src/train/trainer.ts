@@ -44,6 +44,11 @@ export interface TrainPlan {
   prefetch?: number;
   /** Steps to run in all (epochs × steps per epoch, or fewer with train.maxSteps). */
   totalSteps: number;
+  /**
+   * Steps per epoch, as the schedules count them (train.stepsPerEpoch, or the drop_last count): the data
+   * order and the logged epoch use the same number.
+   */
+  stepsPerEpoch: number;
   /** Learning rate, EMA momentum and teacher temperature per step. */
   schedules: Schedules;
   outDir: string;
@@ -114,14 +119,17 @@ export function stepsPerEpoch(count: number, b: number): number {
   return Math.max(1, Math.floor(count / b));
 }
 
-/** The image indices of `step`: a per-epoch permutation derived from the seed, so resume needs only the step. */
+/**
+ * The image indices of `step`: a per-epoch permutation derived from the seed, so resume needs only the step.
+ * `spe` is the plan's steps per epoch (by default the drop_last count).
+ */
 export function batchIndices(
   seed: number,
   count: number,
   batch: number,
   step: number,
+  spe = stepsPerEpoch(count, batch),
 ): { epoch: number; indices: number[] } {
-  const spe = stepsPerEpoch(count, batch);
   const epoch = Math.floor(step / spe);
   const order = Rng.derive(seed ^ 0x5eed, epoch).shuffle(Array.from({ length: count }, (_, i) => i));
   const k = step % spe;
@@ -132,11 +140,14 @@ export function batchIndices(
  * The samples of `step`: each image index with its stream key (`epoch · count + index`, so an image's crops
  * differ between epochs and a sample is the same whoever makes it, in any order).
  */
-export function batchRequests(seed: number, count: number, batch: number, step: number): {
-  index: number;
-  key: number;
-}[] {
-  const { epoch, indices } = batchIndices(seed, count, batch, step);
+export function batchRequests(
+  seed: number,
+  count: number,
+  batch: number,
+  step: number,
+  spe = stepsPerEpoch(count, batch),
+): { index: number; key: number }[] {
+  const { epoch, indices } = batchIndices(seed, count, batch, step, spe);
   return indices.map((i) => ({ index: i, key: epoch * count + i }));
 }
 
@@ -280,11 +291,11 @@ export async function train(
     workers: plan.workers ?? 0,
     prefetch: plan.prefetch,
     end: total,
-    requests: (s) => batchRequests(plan.step.seed, count, B, s),
+    requests: (s) => batchRequests(plan.step.seed, count, B, s, plan.stepsPerEpoch),
   });
   try {
     for (let s = start; s < total; s++) {
-      const { epoch } = batchIndices(plan.step.seed, count, B, s);
+      const { epoch } = batchIndices(plan.step.seed, count, B, s, plan.stepsPerEpoch);
       const batch = await feeder.batch(s);
       if (s === start && !plan.quiet) {
         // a picture of the first sample, so a user can see at a glance that crops, masks and points line up

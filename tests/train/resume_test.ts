@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { resolveConfig } from "../../src/train/config.ts";
 import { makePlan } from "../../src/train/plan.ts";
 import { scenesSource } from "../../src/train/sources.ts";
-import { train } from "../../src/train/trainer.ts";
+import { batchIndices, train } from "../../src/train/trainer.ts";
 import { readCheckpointFile } from "../../src/train/checkpoint.ts";
 import { gpu, GPU_TEST, TINY_MODEL } from "../util.ts";
 
@@ -191,6 +191,36 @@ Deno.test({
       const f = await readCheckpointFile(`${dir}/checkpoints/last.safetensors`);
       assert.equal(Number(f.meta.step), Number(m[1]));
       assert.ok(Number(m[1]) < 200);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "train.stepsPerEpoch sets the logged epoch and the data order as it sets the schedules",
+  ...GPU_TEST,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // 16 scenes at batch 4 would be 4 steps an epoch; the key says 3
+      const r = await runTo(`${dir}/a`, 7, 0, undefined, ["train.stepsPerEpoch=3", "train.epochs=3"]);
+      assert.equal(r.steps, 7);
+      const records = (await Deno.readTextFile(`${dir}/a/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+      assert.deepEqual(records.map((x) => x.epoch), [0, 0, 0, 1, 1, 1, 2]);
+      const plan = makePlan(
+        resolveConfig({ sets: [...TINY, "train.stepsPerEpoch=3", "train.epochs=3"] }),
+        scenesSource({ count: 16, size: 48, classes: 6, seed: 0 }),
+        dir,
+      );
+      assert.equal(plan.stepsPerEpoch, 3);
+      // step 3 opens epoch 1: its batch is the start of epoch 1's order
+      const seed = plan.step.seed;
+      const { epoch, indices } = batchIndices(seed, 16, 4, 3, plan.stepsPerEpoch);
+      assert.equal(epoch, 1);
+      // the default count (4 a epoch) reaches epoch 1's first batch at step 4
+      assert.deepEqual(indices, batchIndices(seed, 16, 4, 4).indices);
+      assert.equal(batchIndices(seed, 16, 4, 3).epoch, 0);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
