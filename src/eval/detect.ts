@@ -20,8 +20,10 @@
  * The features then decide the score alone, as in a linear probe, and like the probe's features (see
  * `linear.ts`, `standardise`) C3 is standardised per channel before the head: each channel's mean and
  * standard deviation over the training images (one eval-mode pass before training, float64 on the host)
- * make a fixed affine (x − mean)/max(std, 1e-6) in every training and evaluation forward, with no gradient
- * to it. Without it one head learning rate cannot suit all backbones: a random init's BN (running
+ * make a fixed affine (x − mean)/std in every training and evaluation forward, with no gradient to it.
+ * A channel that barely varies over the training images (std at most 1e-4 of the channels' RMS std: dead
+ * after a ReLU, or rounding noise) is set to 0 instead: it holds nothing to learn from, and dividing by its
+ * tiny std would blow up whatever a held-out image puts there. Without it one head learning rate cannot suit all backbones: a random init's BN (running
  * statistics 0/1) passes large activations, a pre-trained one small ones, and the head learns at a pace
  * set by that scale rather than by what the features tell apart. With it the protocol is invariant to a
  * per-channel scale of C3. The fine-tuned protocol keeps raw C3 (its BN in training mode normalises).
@@ -142,8 +144,18 @@ export interface C3Stats {
   count: number;
 }
 
-/** Floor of the standardising std: a constant channel stays 0 instead of dividing by 0. */
-export const C3_STD_FLOOR = 1e-6;
+/**
+ * A C3 channel whose std is at most this fraction of the channels' RMS std (relative, so that scaling C3
+ * changes nothing), or at most 1e-12, is dead to the standardisation: it maps to 0.
+ */
+export const C3_DEAD_STD = 1e-4;
+
+/** Which channels of `s` are live (not dead, see {@link C3_DEAD_STD}). */
+export function liveC3Channels(s: C3Stats): boolean[] {
+  const rms = Math.sqrt(s.std.reduce((a, v) => a + v * v, 0) / s.std.length);
+  const min = Math.max(C3_DEAD_STD * rms, 1e-12);
+  return Array.from(s.std, (v) => v > min);
+}
 
 /** A bound detector: the backbone up to C3 plus the head (and, for training, loss, backward and SGD). */
 export interface DetectorGraph {
@@ -152,7 +164,7 @@ export interface DetectorGraph {
   features: Tensor;
   /**
    * Sets the standardisation's statistics (`standardise` graphs only; identity until set): the head then
-   * sees (C3 − mean)/max(std, {@link C3_STD_FLOOR}).
+   * sees (C3 − mean)/std, and 0 in dead channels (see {@link C3_DEAD_STD}).
    */
   setC3Stats(s: C3Stats): void;
   /** Head output rows [B·g·g, K + 4]. */
@@ -211,16 +223,16 @@ export async function buildDetector(
   const g1: ConvGeom = { nb: B, ih: g, iw: g, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
   const P = (n: string) => store.value(`head.${n}`), G = (n: string) => store.grad(`head.${n}`);
   const hidden = mk([N, W], "detect head hidden"), out = mk([N, K + 4], "detect head out");
-  // standardisation as an eval-mode BN with γ = 1, β = 0, running mean = mean, running var = floored std²
-  // and ε = 0, so (x − mean)/max(std, floor)
-  let features = net.c5, stats: { mean: Tensor; variance: Tensor } | null = null;
+  // standardisation as an eval-mode BN with running mean = mean, running var = std², ε = 0, β = 0 and
+  // γ = 1, or γ = 0 (and var 1, finite) in dead channels
+  let features = net.c5, stats: { mean: Tensor; variance: Tensor; gamma: Tensor } | null = null;
   const standardise: Dispatch[] = [];
   if (standardiseC3) {
-    stats = { mean: mk([C3], "C3 mean"), variance: mk([C3], "C3 variance") };
-    const ones = mk([C3], "C3 standardise gamma"), zeros = mk([C3], "C3 standardise beta");
-    stats.mean.fill(0), stats.variance.fill(1), ones.fill(1), zeros.fill(0);
+    stats = { mean: mk([C3], "C3 mean"), variance: mk([C3], "C3 variance"), gamma: mk([C3], "C3 live") };
+    const zeros = mk([C3], "C3 standardise beta");
+    stats.mean.fill(0), stats.variance.fill(1), stats.gamma.fill(1), zeros.fill(0);
     features = mk([N, C3], "C3 standardised");
-    const bn = await bnForwardEval(gpu, net.c5, features, ones, zeros, stats.mean, stats.variance, {
+    const bn = await bnForwardEval(gpu, net.c5, features, stats.gamma, zeros, stats.mean, stats.variance, {
       rows: N,
       c: C3,
       groups: 1,
@@ -272,8 +284,10 @@ export async function buildDetector(
     features,
     setC3Stats(s: C3Stats) {
       if (!stats) throw new Error("detector: bound without standardisation");
-      stats.mean.upload(s.mean);
-      stats.variance.upload(Float64Array.from(s.std, (v) => Math.max(v, C3_STD_FLOOR) ** 2));
+      const live = liveC3Channels(s);
+      stats.mean.upload(s.mean.map((v, c) => live[c] ? v : 0));
+      stats.variance.upload(s.std.map((v, c) => live[c] ? v * v : 1));
+      stats.gamma.upload(live.map((l) => l ? 1 : 0));
     },
     out,
     grid: g,

@@ -13,7 +13,7 @@ import { readCoco } from "../../src/data/coco.ts";
 import { cocoImages, sceneImages } from "../../src/eval/datasets.ts";
 import {
   buildDetector,
-  C3_STD_FLOOR,
+  C3_DEAD_STD,
   c3Specs,
   decodeDetections,
   detectEval,
@@ -379,13 +379,15 @@ Deno.test({
     sd.forEach((v, c) => sd[c] = Math.sqrt(v));
     assertClose(stats.mean, m, { rtol: 1e-9, atol: 1e-9 }, `seed ${seed}: measured mean`);
     assertClose(stats.std, sd, { rtol: 1e-9, atol: 1e-9 }, `seed ${seed}: measured std`);
-    const expected = Float64Array.from(raw, (v, i) => (v - m[i % C]) / Math.max(sd[i % C], C3_STD_FLOOR));
+    // dead channels (std ≤ C3_DEAD_STD of the RMS std) map to 0
+    const rms = Math.sqrt(sd.reduce((a, v) => a + v * v, 0) / C);
+    const live = Array.from({ length: C }, (_, c) => sd[c] > Math.max(C3_DEAD_STD * rms, 1e-12));
+    const expected = Float64Array.from(raw, (v, i) => live[i % C] ? (v - m[i % C]) / sd[i % C] : 0);
     assertClose(z, expected, { rtol: 1e-4, atol: 1e-4 }, `seed ${seed}: standardised C3`);
-    // per channel over the training images: mean 0, std 1 (a constant channel stays 0)
+    // per channel over the training images: mean 0, std 1 (a dead channel stays 0)
     const zm = new Float64Array(C), zs = new Float64Array(C);
     for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) zm[c] += z[r * C + c] / rows;
     for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) zs[c] += (z[r * C + c] - zm[c]) ** 2 / rows;
-    const live = Array.from({ length: C }, (_, c) => sd[c] > C3_STD_FLOOR);
     assert.ok(live.filter(Boolean).length > C / 2, `seed ${seed}: most channels vary`);
     assertClose(zm, new Float64Array(C), { rtol: 0, atol: 1e-4 }, `seed ${seed}: standardised means`);
     assertClose(zs.map(Math.sqrt), live.map((l) => (l ? 1 : 0)), { rtol: 0, atol: 1e-4 }, `seed ${seed}: stds`);
