@@ -63,7 +63,11 @@ Evaluates a pre-trained backbone: trained on N labelled images, scored on M held
   --lr LR           detect: SGD learning rate, cosine-decayed (default ${DETECT_DEFAULTS.lr}; momentum 0.9)
   --batch B         detect: batch size (default ${DETECT_DEFAULTS.batch})
   --freeze-backbone detect: train the head only, on the backbone in eval mode (running BN statistics,
-                    no backward pass through it): the features alone decide the score
+                    no backward pass through it): the features alone decide the score. C3 is
+                    standardised per channel (mean and std over the training images, measured once
+                    before training, fixed), as the linear probe standardises its features, so the
+                    score does not depend on the features' scale (a random init's BN passes large
+                    activations, a pre-trained one small ones; one head learning rate suits both)
   --json            one JSON object`;
 
 /** Runs \`plrc eval\`. */

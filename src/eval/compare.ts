@@ -40,7 +40,7 @@ export const VARIANTS = {
   "detect-frozen": {
     protocol: "detect",
     args: ["--freeze-backbone"],
-    doc: "backbone frozen",
+    doc: "backbone frozen, C3 standardised",
   },
 } as const satisfies Record<string, Variant>;
 export type VariantName = keyof typeof VARIANTS;

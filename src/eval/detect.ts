@@ -17,7 +17,16 @@
  * With `freezeBackbone` only the head trains: the backbone runs in eval mode (running statistics, as the
  * frozen-feature protocols and detectron2's FrozenBN) in training and evaluation, and neither its backward
  * pass nor an SGD step over its parameters is bound, so a step costs the forward and the head's backward.
- * The features then decide the score alone, as in a linear probe.
+ * The features then decide the score alone, as in a linear probe, and like the probe's features (see
+ * `linear.ts`, `standardise`) C3 is standardised per channel before the head: each channel's mean and
+ * standard deviation over the training images (one eval-mode pass before training, float64 on the host)
+ * make a fixed affine (x − mean)/std in every training and evaluation forward, with no gradient to it.
+ * A channel that barely varies over the training images (std at most 1e-4 of the channels' RMS std: dead
+ * after a ReLU, or rounding noise) is set to 0 instead: it holds nothing to learn from, and dividing by its
+ * tiny std would blow up whatever a held-out image puts there. Without it one head learning rate cannot suit all backbones: a random init's BN (running
+ * statistics 0/1) passes large activations, a pre-trained one small ones, and the head learns at a pace
+ * set by that scale rather than by what the features tell apart. With it the protocol is invariant to a
+ * per-channel scale of C3. The fine-tuned protocol keeps raw C3 (its BN in training mode normalises).
  *
  * Every epoch visits each training image once: ⌈N/B⌉ batches, the last one filled up from the start of
  * the epoch's order, so that `--train N` means N images even when B does not divide N.
@@ -32,6 +41,7 @@ import { Recorder, sync } from "../gpu/encoder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { RgbImage } from "../data/image.ts";
+import { bnForwardEval } from "../kernels/batchnorm.ts";
 import { reluBackward } from "../kernels/elementwise.ts";
 import { convDgrad, convForward, type ConvGeom, convWgrad } from "../kernels/gemm.ts";
 import { sgdStep } from "../kernels/optim.ts";
@@ -126,9 +136,37 @@ export function initDetectHead(store: ParamStore, c3: number, width: number, K: 
   store.set("head.out.bias", Float32Array.from({ length: K + 4 }, (_, k) => (k < K ? -Math.log(99) : 0)));
 }
 
+/** Per-channel statistics of C3 over a set of images (float64), what the frozen protocol standardises by. */
+export interface C3Stats {
+  mean: Float64Array;
+  std: Float64Array;
+  /** Rows (image cells) they were measured over. */
+  count: number;
+}
+
+/**
+ * A C3 channel whose std is at most this fraction of the channels' RMS std (relative, so that scaling C3
+ * changes nothing), or at most 1e-12, is dead to the standardisation: it maps to 0.
+ */
+export const C3_DEAD_STD = 1e-4;
+
+/** Which channels of `s` are live (not dead, see {@link C3_DEAD_STD}). */
+export function liveC3Channels(s: C3Stats): boolean[] {
+  const rms = Math.sqrt(s.std.reduce((a, v) => a + v * v, 0) / s.std.length);
+  const min = Math.max(C3_DEAD_STD * rms, 1e-12);
+  return Array.from(s.std, (v) => v > min);
+}
+
 /** A bound detector: the backbone up to C3 plus the head (and, for training, loss, backward and SGD). */
 export interface DetectorGraph {
   net: ResNetGraph;
+  /** What the head reads: C3, or with `standardise` C3 standardised per channel ([B·g·g, C3]). */
+  features: Tensor;
+  /**
+   * Sets the standardisation's statistics (`standardise` graphs only; identity until set): the head then
+   * sees (C3 − mean)/std, and 0 in dead channels (see {@link C3_DEAD_STD}).
+   */
+  setC3Stats(s: C3Stats): void;
   /** Head output rows [B·g·g, K + 4]. */
   out: Tensor;
   /** Grid side g = R / 8 (rounded as the convolutions round). */
@@ -155,9 +193,16 @@ export async function buildDetector(
     sgd?: SgdSettings;
     /** Bind the head's training only: the backbone in eval mode, no backward through it, SGD on the head. */
     freezeBackbone?: boolean;
+    /**
+     * Standardise C3 per channel before the head by fixed statistics (see `setC3Stats`; the frozen
+     * protocol's, as nothing flows back into the backbone: no gradient to C3 is bound).
+     */
+    standardise?: boolean;
   },
 ): Promise<DetectorGraph> {
   const B = o.batch, K = o.K, W = o.headWidth, frozen = o.freezeBackbone ?? false;
+  const standardiseC3 = o.standardise ?? false;
+  if (standardiseC3 && o.train && !frozen) throw new Error("detector: standardised C3 goes with a frozen backbone");
   const net = await buildResNet(
     gpu,
     store,
@@ -178,9 +223,28 @@ export async function buildDetector(
   const g1: ConvGeom = { nb: B, ih: g, iw: g, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
   const P = (n: string) => store.value(`head.${n}`), G = (n: string) => store.grad(`head.${n}`);
   const hidden = mk([N, W], "detect head hidden"), out = mk([N, K + 4], "detect head out");
+  // standardisation as an eval-mode BN with running mean = mean, running var = std², ε = 0, β = 0 and
+  // γ = 1, or γ = 0 (and var 1, finite) in dead channels
+  let features = net.c5, stats: { mean: Tensor; variance: Tensor; gamma: Tensor } | null = null;
+  const standardise: Dispatch[] = [];
+  if (standardiseC3) {
+    stats = { mean: mk([C3], "C3 mean"), variance: mk([C3], "C3 variance"), gamma: mk([C3], "C3 live") };
+    const zeros = mk([C3], "C3 standardise beta");
+    stats.mean.fill(0), stats.variance.fill(1), stats.gamma.fill(1), zeros.fill(0);
+    features = mk([N, C3], "C3 standardised");
+    const bn = await bnForwardEval(gpu, net.c5, features, stats.gamma, zeros, stats.mean, stats.variance, {
+      rows: N,
+      c: C3,
+      groups: 1,
+      eps: 0,
+    });
+    tensors.push(...bn.scratch);
+    standardise.push(...bn.dispatches);
+  }
   const forward = [
     ...net.forward,
-    await convForward(gpu, net.c5, P("conv.weight"), hidden, g3, { bias: P("conv.bias"), relu: true }),
+    ...standardise,
+    await convForward(gpu, features, P("conv.weight"), hidden, g3, { bias: P("conv.bias"), relu: true }),
     await convForward(gpu, hidden, P("out.weight"), out, g1, { bias: P("out.bias") }),
   ];
   const train: Dispatch[] = [];
@@ -206,7 +270,7 @@ export async function buildDetector(
       await convDgrad(gpu, dOut, P("out.weight"), dHidden, g1),
       // the hidden map is post-ReLU, positive exactly where the pre-activation was
       await reluBackward(gpu, hidden, dHidden, dPre),
-      ...await wgrad(net.c5, dPre, G("conv.weight"), g3),
+      ...await wgrad(features, dPre, G("conv.weight"), g3),
       ...await bias(dPre, G("conv.bias")),
     );
     if (!frozen) train.push(await convDgrad(gpu, dPre, P("conv.weight"), net.dC5!, g3), ...net.backward);
@@ -217,6 +281,14 @@ export async function buildDetector(
   }
   return {
     net,
+    features,
+    setC3Stats(s: C3Stats) {
+      if (!stats) throw new Error("detector: bound without standardisation");
+      const live = liveC3Channels(s);
+      stats.mean.upload(s.mean.map((v, c) => live[c] ? v : 0));
+      stats.variance.upload(s.std.map((v, c) => live[c] ? v * v : 1));
+      stats.gamma.upload(live.map((l) => l ? 1 : 0));
+    },
     out,
     grid: g,
     forward,
@@ -366,6 +438,44 @@ export interface DetectTraining {
   losses: number[][];
   /** Indices into the training set of the images that went into some batch. */
   used: Set<number>;
+  /** With `freezeBackbone`: the C3 statistics the head's input was standardised by. */
+  c3Stats: C3Stats | null;
+}
+
+/**
+ * Per-channel mean and (population) std of C3 over `images` (unflipped) through `det`'s backbone, in
+ * batches of the graph's size (the last one padded, the padding not counted), merged in float64
+ * (Chan et al.'s pairwise update, so a large mean costs no precision).
+ */
+export async function measureC3Stats(
+  gpu: Gpu,
+  det: DetectorGraph,
+  images: RgbImage[],
+  mean: readonly number[],
+  std: readonly number[],
+): Promise<C3Stats> {
+  const [B, g, , C] = det.net.c5Shape, R = images[0].width, per = g * g;
+  const m = new Float64Array(C), m2 = new Float64Array(C);
+  let n = 0;
+  for (let s = 0; s < images.length; s += B) {
+    const chunk = images.slice(s, s + B);
+    const imgs = Array.from({ length: B }, (_, i) => chunk[i] ?? chunk[0]);
+    det.net.input.upload(batchInput(imgs, imgs.map(() => false), R, mean, std));
+    new Recorder(gpu).runAll(det.net.forward).submit();
+    await sync(gpu);
+    const x = (await det.net.c5.read()) as Float32Array, nb = chunk.length * per;
+    const bm = new Float64Array(C), bm2 = new Float64Array(C);
+    for (let r = 0; r < nb; r++) for (let c = 0; c < C; c++) bm[c] += x[r * C + c];
+    for (let c = 0; c < C; c++) bm[c] /= nb;
+    for (let r = 0; r < nb; r++) for (let c = 0; c < C; c++) bm2[c] += (x[r * C + c] - bm[c]) ** 2;
+    for (let c = 0; c < C; c++) {
+      const d = bm[c] - m[c], t = n + nb;
+      m[c] += d * nb / t;
+      m2[c] += bm2[c] + d * d * n * nb / t;
+    }
+    n += nb;
+  }
+  return { mean: m, std: Float64Array.from(m2, (v) => Math.sqrt(v / n)), count: n };
 }
 
 /**
@@ -392,8 +502,11 @@ export async function trainDetector(
       train: true,
       sgd,
       freezeBackbone: o.freezeBackbone,
+      standardise: o.freezeBackbone,
     }), EVAL_MEMORY_HINT);
   const g = det.grid, loss = det.loss!;
+  const c3Stats = o.freezeBackbone ? await measureC3Stats(gpu, det, train.map((d) => d.image), o.mean, o.std) : null;
+  if (c3Stats) det.setC3Stats(c3Stats);
   const perEpoch = Math.ceil(N / B), total = perEpoch * o.epochs;
   const ring = new MetricsRing(gpu, [loss.loss]);
   const losses: number[][] = Array.from({ length: o.epochs }, () => []);
@@ -434,7 +547,7 @@ export async function trainDetector(
   }
   ring.destroy();
   det.dispose();
-  return { steps: total, losses, used };
+  return { steps: total, losses, used, c3Stats };
 }
 
 /**
@@ -458,9 +571,18 @@ export async function detectEval(
   const ev = await withMemoryCheck(
     gpu,
     "building the detector",
-    () => buildDetector(gpu, store, cfg, { batch: B, resolution: R, K, headWidth: o.headWidth, train: false }),
+    () =>
+      buildDetector(gpu, store, cfg, {
+        batch: B,
+        resolution: R,
+        K,
+        headWidth: o.headWidth,
+        train: false,
+        standardise: o.freezeBackbone,
+      }),
     EVAL_MEMORY_HINT,
   );
+  if (trained.c3Stats) ev.setC3Stats(trained.c3Stats);
   const g = ev.grid;
   const dets: Detection[][] = [], gts: GtBox[][] = [];
   for (let s = 0; s < test.length; s += B) {

@@ -2,8 +2,9 @@
  * The detect protocol: decoding on a hand-worked map, the detector's head gradients and C3 gradient against
  * float64 references (fresh data, poisoned gradients), the whole graph's gradient against the change of the
  * loss (backbone cut after layer2 included), COCO folders read back as the scenes they were written from,
- * a frozen backbone left bit for bit as it was, every training image used, and a trained detector beating
- * the untrained one.
+ * a frozen backbone left bit for bit as it was, the frozen protocol's C3 standardised per channel (against
+ * float64 statistics of the raw map) and so blind to C3's scale, every training image used, and a trained
+ * detector beating the untrained one.
  */
 import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/encoder.ts";
@@ -12,14 +13,17 @@ import { readCoco } from "../../src/data/coco.ts";
 import { cocoImages, sceneImages } from "../../src/eval/datasets.ts";
 import {
   buildDetector,
+  C3_DEAD_STD,
   c3Specs,
   decodeDetections,
   detectEval,
   detectHeadSpecs,
   detectorStore,
   type DetImage,
+  measureC3Stats,
   trainDetector,
 } from "../../src/eval/detect.ts";
+import type { RgbImage } from "../../src/data/image.ts";
 import { convDgradRef, convForwardRef, type ConvGeom, convWgradRef } from "../../src/kernels/gemm.ts";
 import { centerNetLossRef, centerNetTargets, type ClassBox } from "../../src/losses/centernet.ts";
 import { initResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
@@ -318,5 +322,137 @@ Deno.test({
     });
     assert.equal(frozen.train_images, 3, "fewer images than the batch: each used");
     assert.equal(frozen.settings.freezeBackbone, true);
+  },
+});
+
+/** A random backbone with running statistics and BN affines away from 0/1 (so eval-mode BN shows). */
+function randomBackbone(g: Awaited<ReturnType<typeof gpu>>, seed: number): ParamStore {
+  const src = new ParamStore(resnetSpecs(TINY)).allocate(g);
+  initResNet(src, TINY, seed);
+  const rng = new Rng(seed), n = (s: { shape: number[] }) => s.shape[0];
+  for (const s of src.specs) {
+    if (s.kind === "running_mean") src.set(s.name, Float32Array.from({ length: n(s) }, () => rng.normal()));
+    if (s.kind === "running_var") src.set(s.name, Float32Array.from({ length: n(s) }, () => rng.uniform(1, 3)));
+    if (s.kind === "bn_weight") src.set(s.name, Float32Array.from({ length: n(s) }, () => rng.uniform(0.5, 1.5)));
+    if (s.kind === "bn_bias") src.set(s.name, Float32Array.from({ length: n(s) }, () => rng.normal() * 0.1));
+  }
+  return src;
+}
+
+/** The frozen detector's graph with C3 standardised by statistics measured on `images`. */
+async function standardisedDetector(store: ParamStore, images: RgbImage[], B: number, K: number, W: number) {
+  const g = await gpu(), R = images[0].width, mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25];
+  const o = { batch: B, resolution: R, K, headWidth: W, train: true, freezeBackbone: true, standardise: true };
+  const det = await buildDetector(g, store, TINY, o);
+  const stats = await measureC3Stats(g, det, images, mean, std);
+  det.setC3Stats(stats);
+  return { det, stats, mean, std };
+}
+
+Deno.test({
+  name: "--freeze-backbone: C3 standardised per channel to mean 0, std 1 over the training images",
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed(), R = 32, K = 2, W = 8, B = 4, n = 6; // 6: the last batch is padded
+    const g = await gpu();
+    const store = await detectorStore(g, randomBackbone(g, seed), TINY, K, W, seed);
+    const images = sceneImages(new SceneGenerator(seed, { size: R, classes: K }), 0, n).map((d) => d.image);
+    const { det, stats, mean, std } = await standardisedDetector(store, images, B, K, W);
+    const C = det.net.c5Shape[3], per = det.grid * det.grid;
+    // every training image's raw C3 and standardised C3, one batch at a time (padding dropped)
+    const raw: number[] = [], z: number[] = [];
+    for (let s = 0; s < n; s += B) {
+      const chunk = images.slice(s, s + B), imgs = Array.from({ length: B }, (_, i) => chunk[i] ?? chunk[0]);
+      const x = new Float32Array(B * R * R * 3);
+      imgs.forEach((im, i) => im.data.forEach((v, j) => x[i * R * R * 3 + j] = (v / 255 - mean[j % 3]) / std[j % 3]));
+      det.net.input.upload(x);
+      det.features.fill(NaN);
+      await runOnce(g, det.forward);
+      raw.push(...(await readF64(det.net.c5)).subarray(0, chunk.length * per * C));
+      z.push(...(await readF64(det.features)).subarray(0, chunk.length * per * C));
+    }
+    const rows = n * per;
+    assert.equal(stats.count, rows);
+    const m = new Float64Array(C), sd = new Float64Array(C);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) m[c] += raw[r * C + c] / rows;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) sd[c] += (raw[r * C + c] - m[c]) ** 2 / rows;
+    sd.forEach((v, c) => sd[c] = Math.sqrt(v));
+    assertClose(stats.mean, m, { rtol: 1e-9, atol: 1e-9 }, `seed ${seed}: measured mean`);
+    assertClose(stats.std, sd, { rtol: 1e-9, atol: 1e-9 }, `seed ${seed}: measured std`);
+    // dead channels (std ≤ C3_DEAD_STD of the RMS std) map to 0
+    const rms = Math.sqrt(sd.reduce((a, v) => a + v * v, 0) / C);
+    const live = Array.from({ length: C }, (_, c) => sd[c] > Math.max(C3_DEAD_STD * rms, 1e-12));
+    const expected = Float64Array.from(raw, (v, i) => live[i % C] ? (v - m[i % C]) / sd[i % C] : 0);
+    assertClose(z, expected, { rtol: 1e-4, atol: 1e-4 }, `seed ${seed}: standardised C3`);
+    // per channel over the training images: mean 0, std 1 (a dead channel stays 0)
+    const zm = new Float64Array(C), zs = new Float64Array(C);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) zm[c] += z[r * C + c] / rows;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) zs[c] += (z[r * C + c] - zm[c]) ** 2 / rows;
+    assert.ok(live.filter(Boolean).length > C / 2, `seed ${seed}: most channels vary`);
+    assertClose(zm, new Float64Array(C), { rtol: 0, atol: 1e-4 }, `seed ${seed}: standardised means`);
+    assertClose(zs.map(Math.sqrt), live.map((l) => (l ? 1 : 0)), { rtol: 0, atol: 1e-4 }, `seed ${seed}: stds`);
+    det.dispose();
+  },
+});
+
+Deno.test({
+  name: "--freeze-backbone is blind to C3's scale: a backbone whose C3 is 10× gives the same head and AP",
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed(), R = 32, K = 2, W = 8, B = 4, c = 10;
+    const g = await gpu();
+    const src = randomBackbone(g, seed);
+    // C3 × c exactly: the stem's BN affine × c, and every later BN (input already × c, in eval mode) keeps
+    // its slope and scales its offset: β and the running mean × c; convolutions, ReLU, max-pool and the
+    // residual sums are positively homogeneous
+    const scaled = new ParamStore(resnetSpecs(TINY)).allocate(g);
+    for (const s of src.specs) {
+      const v = await src.get(s.name), stem = s.name.startsWith("bn1.");
+      const k = (stem && (s.kind === "bn_weight" || s.kind === "bn_bias")) ||
+          (!stem && (s.kind === "bn_bias" || s.kind === "running_mean"))
+        ? c
+        : 1;
+      scaled.set(s.name, v.map((x) => x * k));
+    }
+    const data = sceneImages(new SceneGenerator(seed, { size: R, classes: K }), 0, 12);
+    const train = data.slice(0, 8), test = data.slice(8), images = train.map((d) => d.image);
+    const rng = new Rng(seed + 1), input = Float32Array.from({ length: B * R * R * 3 }, () => rng.normal());
+    // one forward of the untrained frozen head, raw and standardised, on each backbone
+    const forward = async (backbone: ParamStore, standardise: boolean) => {
+      const store = await detectorStore(g, backbone, TINY, K, W, seed);
+      const det = standardise
+        ? (await standardisedDetector(store, images, B, K, W)).det
+        : await buildDetector(g, store, TINY, {
+          batch: B,
+          resolution: R,
+          K,
+          headWidth: W,
+          train: true,
+          freezeBackbone: true,
+        });
+      det.net.input.upload(input);
+      await runOnce(g, det.forward);
+      const r = { c3: await readF64(det.net.c5), out: await readF64(det.out) };
+      det.dispose();
+      return r;
+    };
+    const [a, b] = [await forward(src, false), await forward(scaled, false)];
+    assertClose(b.c3, a.c3.map((x) => x * c), { rtol: 1e-4, atol: 1e-4 }, `seed ${seed}: C3 × ${c}`);
+    const maxDiff = (u: Float64Array, v: Float64Array) => u.reduce((w, x, i) => Math.max(w, Math.abs(x - v[i])), 0);
+    // the control: on raw C3 the head sees the scale
+    assert.ok(maxDiff(a.out, b.out) > 1e-2, `seed ${seed}: raw heads differ by ${maxDiff(a.out, b.out)}`);
+    const [sa, sb] = [await forward(src, true), await forward(scaled, true)];
+    assertClose(sb.out, sa.out, { rtol: 1e-4, atol: 1e-4 }, `seed ${seed}: standardised heads`);
+    // and so the whole protocol: training losses and AP as good as equal
+    const o = { classes: K, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], batch: B, headWidth: W, seed };
+    const run = (backbone: ParamStore) =>
+      detectEval(g, backbone, TINY, train, test, { ...o, epochs: 3, lr: 0.05, freezeBackbone: true });
+    const [ra, rb] = [await run(src), await run(scaled)];
+    const tol = { rtol: 1e-3, atol: 1e-4 };
+    assertClose([rb.loss.first, rb.loss.last], [ra.loss.first, ra.loss.last], tol, `seed ${seed}: losses`);
+    assert.ok(
+      Math.abs(ra.ap - rb.ap) < 0.01 && Math.abs(ra.ap50 - rb.ap50) < 0.01,
+      `seed ${seed}: AP ${ra.ap} vs ${rb.ap}`,
+    );
   },
 });
