@@ -7,6 +7,12 @@ import { runCli } from "./util.ts";
 
 const plrc = runCli;
 
+Deno.test("a GPU command in an environment without XDG_RUNTIME_DIR prints no warning about it", async () => {
+  const r = await plrc(["info"], { XDG_RUNTIME_DIR: "" });
+  assert.equal(r.code, 0, r.text);
+  assert.doesNotMatch(r.stderr, /XDG_RUNTIME_DIR/);
+});
+
 Deno.test("plrc info --json prints one JSON object naming the adapter and backend", async () => {
   const r = await plrc(["info", "--json"]);
   assert.equal(r.code, 0, r.stderr);

@@ -285,6 +285,7 @@ export async function requestGpu(): Promise<Gpu> {
       }
     }
   }
+  quietRuntimeDir();
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new NoAdapterError(
@@ -370,4 +371,21 @@ export function getGpu(): Promise<Gpu> {
     );
   }
   return shared;
+}
+
+/**
+ * Mesa's window-system code prints "XDG_RUNTIME_DIR is invalid or not set" (twice) when the process has no
+ * runtime directory, as in containers and CI, though plrc never opens a window. Where it is unset on Linux,
+ * point it at a private directory of this user's (created 0700 once, reused) before the first adapter.
+ */
+function quietRuntimeDir(): void {
+  if (Deno.build.os !== "linux") return;
+  try {
+    if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/plrc-runtime-${Deno.uid() ?? "user"}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // no --allow-env or --allow-write: the message stays, nothing else changes
+  }
 }
