@@ -1,6 +1,6 @@
 /**
  * The `plrc` command line: parses the command name and hands the rest to it. Exit codes: 0 success,
- * 1 failure, 2 usage or configuration error.
+ * 1 failure, 2 usage or configuration error, 130 / 143 a pre-training stopped by SIGINT / SIGTERM (checkpoint saved).
  *
  * @module
  */

@@ -240,6 +240,11 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       `outputs: ${outDir}/config.yaml, ${outDir}/metrics.jsonl, ` +
         (monitor ? `${outDir}/monitor.jsonl, ` : "") + `${outDir}/train.log, ${result.checkpoint}`,
     );
+    if (result.stoppedBy === "signal") {
+      // a script must tell an interrupted run from a finished one: the shell's 128 + signal number
+      log(`checkpoint saved at step ${result.steps}: continue with plrc pretrain --out ${outDir} --auto-resume`);
+      return result.signal === "SIGTERM" ? 143 : 130;
+    }
     log(`export the backbone: plrc export --ckpt ${result.checkpoint} --format torchvision --out backbone.safetensors`);
     return 0;
   } finally {

@@ -88,6 +88,8 @@ export interface TrainResult {
   /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
   window: { size: number; firstStart: number };
   stoppedBy: "done" | "signal" | "nan";
+  /** The signal that stopped the run (with `stoppedBy` "signal"). */
+  signal: "SIGINT" | "SIGTERM" | null;
   checkpoint: string;
   imagesPerSecond: number;
 }
@@ -184,11 +186,15 @@ export async function train(
   }
 
   let stop: "signal" | null = null;
-  const onSignal = () => {
-    stop = "signal";
-  };
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  let stopSignal: "SIGINT" | "SIGTERM" | null = null;
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const on = () => {
+      stop = "signal";
+      stopSignal ??= sig;
+    };
+    Deno.addSignalListener(sig, on);
+    return [sig, on] as const;
+  });
 
   const metricsFile = await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true });
   const monitorFile = plan.monitor
@@ -357,7 +363,7 @@ export async function train(
     if (p) lastCkpt = p;
   } finally {
     feeder.close();
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    for (const [sig, on] of listeners) Deno.removeSignalListener(sig, on);
     metricsFile.close();
     monitorFile?.close();
   }
@@ -386,6 +392,7 @@ export async function train(
     distillAlignment: lastAlignment,
     window: { size: win, firstStart },
     stoppedBy: nan ? "nan" : stop ?? "done",
+    signal: stopSignal,
     checkpoint: lastCkpt,
     imagesPerSecond: (B * (done - start)) / Math.max(secs, 1e-9),
   };

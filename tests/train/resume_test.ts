@@ -154,7 +154,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "SIGINT saves a checkpoint at the current step and exits cleanly; the run resumes from it",
+  name: "SIGINT saves a checkpoint at the current step and exits 130 saying how to continue",
   ...GPU_TEST,
   async fn() {
     const dir = await Deno.makeTempDir();
@@ -185,9 +185,11 @@ Deno.test({
       child.kill("SIGINT");
       const out = await child.output();
       const text = new TextDecoder().decode(out.stdout);
-      assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+      // 128 + SIGINT, so that a script can tell an interrupted run from a finished one
+      assert.equal(out.code, 130, text + new TextDecoder().decode(out.stderr));
       const m = /interrupted after (\d+) steps/.exec(text);
       assert.ok(m, text);
+      assert.match(text, new RegExp(`continue with plrc pretrain --out ${dir} --auto-resume`));
       const f = await readCheckpointFile(`${dir}/checkpoints/last.safetensors`);
       assert.equal(Number(f.meta.step), Number(m[1]));
       assert.ok(Number(m[1]) < 200);
