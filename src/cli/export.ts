@@ -43,7 +43,8 @@ Writes the ResNet backbone of a training checkpoint so that PyTorch loads it unc
   --format F       torchvision (default), detectron2 or mmdet
   --encoder E      online (default) or momentum
   --out FILE       output file (default: next to the checkpoint, <name>.<format>[-momentum].pth)
-  --safetensors    write safetensors instead of .pth (torchvision only)
+  --safetensors    write safetensors instead of .pth (torchvision only); an --out named .safetensors
+                   implies it, and one named .pth or .pt refuses it
   -h, --help       this text`;
 
 const ALIASES: Record<string, string[]> = {
@@ -125,10 +126,23 @@ export async function exportCommand(argv: string[]): Promise<number> {
   if (!(encoder in ALIASES)) {
     throw new UsageError(`--encoder must be online or momentum, got "${values.encoder}"`, EXPORT_HELP);
   }
-  if (values.safetensors && format !== "torchvision") {
-    throw new UsageError(`--safetensors is for --format torchvision only (${format} reads .pth files)`, EXPORT_HELP);
+  // the file is what its name says: --out x.safetensors writes safetensors, x.pth a PyTorch zip
+  const named = values.out?.match(/\.(safetensors|pth|pt)$/)?.[1] ?? null;
+  if (values.safetensors && (named === "pth" || named === "pt")) {
+    throw new UsageError(
+      `--safetensors with --out ${values.out}: torch.load cannot read safetensors; name it .safetensors`,
+      EXPORT_HELP,
+    );
   }
-  const ext = values.safetensors ? "safetensors" : "pth";
+  const safetensors = values.safetensors === true || named === "safetensors";
+  if (safetensors && format !== "torchvision") {
+    throw new UsageError(
+      `${values.safetensors ? "--safetensors" : `--out ${values.out}`} is for --format torchvision only ` +
+        `(${format} reads .pth files; name the file .pth)`,
+      EXPORT_HELP,
+    );
+  }
+  const ext = safetensors ? "safetensors" : "pth";
   const out = values.out ??
     join(
       dirname(values.ckpt),
@@ -143,7 +157,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--ckpt ${values.ckpt}: no such file`, EXPORT_HELP);
   }
   try {
-    return await run(values.ckpt, format, encoder, out, values.safetensors ?? false);
+    return await run(values.ckpt, format, encoder, out, safetensors);
   } catch (e) {
     if (e instanceof CheckpointError || e instanceof ExportError) {
       console.error(`plrc export: ${e.message}`);

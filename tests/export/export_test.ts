@@ -193,6 +193,12 @@ Deno.test("plrc export: --help, and usage errors for bad options", async () => {
   await assert.rejects(exportCommand(["--ckpt", "x", "--format", "onnx"]), /--format must be one of/);
   await assert.rejects(exportCommand(["--ckpt", "x", "--encoder", "key"]), /--encoder must be online or momentum/);
   await assert.rejects(exportCommand(["--ckpt", "x", "--format", "mmdet", "--safetensors"]), UsageError);
+  // the file is what its name says
+  await assert.rejects(exportCommand(["--ckpt", "x", "--out", "y.pth", "--safetensors"]), /torch\.load cannot read/);
+  await assert.rejects(
+    exportCommand(["--ckpt", "x", "--format", "detectron2", "--out", "z.safetensors"]),
+    /--out z\.safetensors is for --format torchvision only/,
+  );
   await assert.rejects(exportCommand(["--ckpt", "/nonexistent/c.safetensors"]), /no such file/);
   await assert.rejects(exportCommand(["--ckpt", "x", "--bogus"]), UsageError);
 });
@@ -306,7 +312,8 @@ Deno.test({
         ) {
           const file = `${tag}.${format}.${ext}`;
           const args = ["--ckpt", ckpt, "--format", format, "--out", join(dir, file)];
-          assert.equal(await exportCommand(ext === "safetensors" ? [...args, "--safetensors"] : args), 0);
+          // a .safetensors name alone makes safetensors (no --safetensors)
+          assert.equal(await exportCommand(args), 0);
           exports.push({ format, file });
         }
         // the momentum encoder's backbone, exported by name
@@ -323,6 +330,9 @@ Deno.test({
             else assert.deepEqual(t.data, src.get("backbone." + k)!.data, `${file}: ${k}`);
           }
         }
+        // the .safetensors export is safetensors (named so, without --safetensors)
+        const st = await readSafetensors(join(dir, `${tag}.torchvision.safetensors`));
+        assert.deepEqual([...st.tensors.keys()].sort(), [...torchvisionNames(cfg)].sort());
         manifest.models.push({ ...cfg, c5: `${tag}.c5.safetensors`, num_batches_tracked: NBT, exports });
         for (const s of [online, momentum]) for (const b of Object.values(s.flat())) b.buffer.destroy();
       }
