@@ -266,3 +266,31 @@ Deno.test("plrc bench step --json runs the whole training step at a tiny size an
   assert.ok(m.dispatchesPerStep > 100);
   if (m.gpuMsByFamily) assert.ok(m.gpuMsByFamily["conv forward"] > 0);
 });
+
+Deno.test("pretrain never overwrites a run: --out holding one needs --auto-resume or --force; --resume stays in its run", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/run`, steps = (n: number) => ["--set", `train.maxSteps=${n}`, "--set", "data.workers=0"];
+  const lines = async () => (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n").length;
+  try {
+    const first = await plrc(["pretrain", "--out", out, ...steps(2)]);
+    assert.equal(first.code, 0, first.text);
+    const ckpt = await Deno.readFile(`${out}/checkpoints/last.safetensors`);
+    // again without a flag: exit 2 naming both ways on, and nothing touched
+    const again = await plrc(["pretrain", "--out", out, ...steps(2)]);
+    assert.equal(again.code, 2, again.text);
+    assert.match(again.stderr, /holds a run: continue it with --auto-resume, start it again with --force/);
+    assert.equal(await lines(), 2);
+    assert.deepEqual(await Deno.readFile(`${out}/checkpoints/last.safetensors`), ckpt);
+    // --resume without --out continues in the checkpoint's own run folder
+    const resumed = await plrc(["pretrain", "--resume", `${out}/checkpoints/last.safetensors`, ...steps(3)]);
+    assert.equal(resumed.code, 0, resumed.text);
+    assert.match(resumed.text, new RegExp(`run directory ${out}`));
+    assert.equal(await lines(), 3);
+    // --force starts afresh: the old metrics are gone, not appended to
+    const forced = await plrc(["pretrain", "--out", out, "--force", ...steps(2)]);
+    assert.equal(forced.code, 0, forced.text);
+    assert.equal(await lines(), 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

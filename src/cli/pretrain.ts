@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { getGpu } from "../gpu/device.ts";
 import { selfCheck } from "../kernels/selfcheck.ts";
 import {
@@ -38,6 +38,8 @@ built-in procedural scenes, with the cpu-tiny preset, which finishes in a few mi
   --resume PATH   continue exactly from a checkpoint, with its configuration (--set and --config
                   change it; the log lists what changed)
   --auto-resume   continue from OUT/checkpoints/last.safetensors if it exists (needs --out)
+  --force         start afresh in an --out that holds a run: its checkpoints and metrics are deleted
+                  (without it, or --auto-resume, such an --out is refused)
   --set k=v       override one configuration key, e.g. --set train.batchSize=16 (repeatable)
   --profile       time every kernel of one early step (timestamp queries) and log the breakdown
   -h, --help      this text
@@ -59,6 +61,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     out: { type: "string" },
     resume: { type: "string" },
     "auto-resume": { type: "boolean" },
+    force: { type: "boolean" },
     set: { type: "string", multiple: true },
     profile: { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -111,7 +114,24 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       throw new UsageError(`data.source ${dataArg} is not a directory (or use "scenes")`, PRETRAIN_HELP);
     }
   }
-  const outDir = values.out ?? join("runs", timestamp());
+  // --resume RUN/checkpoints/X continues in RUN, so that one run's metrics stay in one folder
+  const resumeRun = values.resume && basename(dirname(values.resume)) === "checkpoints"
+    ? dirname(dirname(values.resume))
+    : null;
+  const outDir = values.out ?? resumeRun ?? join("runs", timestamp());
+  const holdsRun = (await exists(join(outDir, "metrics.jsonl"))) || (await exists(join(outDir, "checkpoints")));
+  if (holdsRun && !resume && !values["auto-resume"] && !values.force) {
+    throw new UsageError(
+      `${outDir} holds a run: continue it with --auto-resume, start it again with --force (its checkpoints and ` +
+        "metrics are deleted), or choose another --out",
+      PRETRAIN_HELP,
+    );
+  }
+  if (holdsRun && !resume && !values["auto-resume"] && values.force) {
+    for (const f of ["metrics.jsonl", "monitor.jsonl", "checkpoints"]) {
+      await Deno.remove(join(outDir, f), { recursive: true }).catch(() => {});
+    }
+  }
   await Deno.mkdir(outDir, { recursive: true });
   const logFile = await Deno.open(join(outDir, "train.log"), { append: true, create: true });
   const enc = new TextEncoder();
@@ -250,4 +270,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   } finally {
     logFile.close();
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
 }
