@@ -13,6 +13,7 @@ import { visualizeCommand } from "./src/cli/visualize.ts";
 import { evalCommand } from "./src/cli/eval.ts";
 import { compareCommand } from "./src/cli/compare.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
+import { closest } from "./src/util/text.ts";
 import { LimitError, NoAdapterError, OutOfMemoryError } from "./src/gpu/device.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -47,7 +48,15 @@ export async function main(args: string[]): Promise<number> {
   if (name === "--version" || name === "-V") return console.log(VERSION), EXIT.ok;
   const cmd = COMMANDS[name];
   try {
-    if (!cmd) throw new UsageError(`unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`, HELP);
+    if (!cmd) {
+      const near = closest(name, Object.keys(COMMANDS), 2);
+      throw new UsageError(
+        `unknown command "${name}"; ${near ? `did you mean ${near}? ` : ""}commands: ${
+          Object.keys(COMMANDS).join(", ")
+        }`,
+        near ? undefined : HELP,
+      );
+    }
     return await cmd.run(rest);
   } catch (e) {
     if (e instanceof UsageError) {

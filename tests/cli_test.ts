@@ -294,3 +294,17 @@ Deno.test("pretrain never overwrites a run: --out holding one needs --auto-resum
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("typos get a suggestion: a command, and an option", async () => {
+  const cmd = await plrc(["pretrian"]);
+  assert.equal(cmd.code, 2);
+  assert.match(cmd.stderr, /unknown command "pretrian"; did you mean pretrain\?/);
+  const opt = await plrc(["pretrain", "--dat", "/tmp"]);
+  assert.equal(opt.code, 2);
+  assert.match(opt.stderr, /unknown option --dat; did you mean --data\?/);
+  // nothing near: the plain message and the help
+  const far = await plrc(["pretrain", "--zzzzzz"]);
+  assert.equal(far.code, 2);
+  assert.match(far.stderr, /Unknown option '--zzzzzz'/);
+  assert.match(far.stderr, /--auto-resume/);
+});

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { closest } from "../util/text.ts";
 
 /** A problem with the command line or the configuration: printed with usage help, exit code 2. */
 export class UsageError extends Error {
@@ -17,7 +18,7 @@ export class UsageError extends Error {
 /** Exit codes of every command. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
-/** Parses `argv` strictly; unknown options become a {@link UsageError} that names them. */
+/** Parses `argv` strictly; unknown options become a {@link UsageError} that names them and the nearest known one. */
 export function parseOptions<T extends NonNullable<ParseArgsConfig["options"]>>(
   argv: string[],
   options: T,
@@ -27,7 +28,10 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig["options"]>>(
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/^TypeError( \[\w+\])?: /, ""), help);
+    const message = (e as Error).message.replace(/^TypeError( \[\w+\])?: /, "");
+    const unknown = /^Unknown option '(--?[\w-]+)'/.exec(message)?.[1];
+    const near = unknown ? closest(unknown, Object.keys(options).map((o) => `--${o}`), 2) : undefined;
+    throw new UsageError(near ? `unknown option ${unknown}; did you mean ${near}?` : message, near ? undefined : help);
   }
 }
 

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { levenshtein } from "../util/text.ts";
 import { Document, parse as parseYaml, visit } from "yaml";
 import { UsageError } from "../cli/usage.ts";
 import { DEFAULT_PHOTOMETRIC } from "../data/augment.ts";
@@ -648,18 +649,6 @@ function fits(rule: KeyRule, v: unknown): boolean {
       return Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === "number") &&
         inBounds(v[0], { min: rule.min, minExclusive: rule.minExclusive }) && v[0] <= v[1] && v[1] <= rule.max;
   }
-}
-
-function levenshtein(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
 }
 
 /** The key most likely meant by an unknown `path`, if one is close enough. */
