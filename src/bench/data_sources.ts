@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { Image } from "imagescript";
+import { Image } from "npm:imagescript@^1.3.1";
 import { DEFAULT_MAX_SHORT } from "../data/cache.ts";
 import { type DataTask, WorkerPool } from "../data/pool.ts";
 import { SceneGenerator } from "../data/scenes.ts";

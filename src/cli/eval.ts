@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "npm:yaml@^2.8.1";
 import { getGpu } from "../gpu/device.ts";
 import { readCoco } from "../data/coco.ts";
 import { cocoImages, type EvalSet, heldOutScenes } from "../eval/datasets.ts";

@@ -14,7 +14,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "npm:yaml@^2.8.1";
 import { EXPORT_FORMATS, ExportError, type ExportFormat, type HostTensor, writeExport } from "../export/export.ts";
 import { toFloat32 } from "../io/safetensors.ts";
 import { type ResNetConfig, resnetSpecs } from "../models/resnet.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Image } from "imagescript";
+import { Image } from "npm:imagescript@^1.3.1";
 import type { RgbImage } from "./image.ts";
 import { decodePng, isPng, pngHeader, pngToRgb } from "./png.ts";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "npm:yaml@^2.8.1";
 import type { Gpu } from "../gpu/device.ts";
 import { UsageError } from "../cli/usage.ts";
 import { BACKBONE_PREFIX, createEncoderStore, type EncoderConfig, headsConfig } from "../models/encoder.ts";

@@ -11,7 +11,7 @@
  * @module
  */
 import { levenshtein } from "../util/text.ts";
-import { Document, parse as parseYaml, visit } from "yaml";
+import { Document, parse as parseYaml, visit } from "npm:yaml@^2.8.1";
 import { UsageError } from "../cli/usage.ts";
 import { DEFAULT_PHOTOMETRIC } from "../data/augment.ts";
 import { type DataConfig, dataConfig, DEFAULT_DATA_CONFIG } from "../data/batch.ts";
