@@ -308,3 +308,40 @@ Deno.test("typos get a suggestion: a command, and an option", async () => {
   assert.match(far.stderr, /Unknown option '--zzzzzz'/);
   assert.match(far.stderr, /--auto-resume/);
 });
+
+Deno.test("small data is said, not silently trained on: no usable image, fewer images than a batch, steps capped by epochs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // a folder whose only file is not an image: exit 2 with the skip report, and no run directory left behind
+    await Deno.mkdir(`${dir}/junk`);
+    await Deno.writeTextFile(`${dir}/junk/a.jpg`, "not a jpeg");
+    const none = await plrc(["pretrain", "--data", `${dir}/junk`, "--out", `${dir}/r1`]);
+    assert.equal(none.code, 2, none.text);
+    assert.match(none.stderr, /no usable image in .*junk/);
+    await assert.rejects(Deno.stat(`${dir}/r1`));
+    // three images at batch 8: exit 2 naming both numbers
+    await Deno.mkdir(`${dir}/three`);
+    for (let k = 0; k < 3; k++) {
+      const s = new Uint8Array(80 * 80 * 3).map(() => (Math.random() * 255) | 0);
+      await Deno.writeFile(
+        `${dir}/three/im${k}.png`,
+        encodePng({ width: 80, height: 80, channels: 3, depth: 8, samples: s }),
+      );
+    }
+    const few = await plrc(["pretrain", "--data", `${dir}/three`, "--out", `${dir}/r2`]);
+    assert.equal(few.code, 2, few.text);
+    assert.match(few.stderr, /has 3 usable images, fewer than train\.batchSize \(8\)/);
+    // maxSteps past what the epochs allow: a warning, and the run stops at the epochs' end
+    const capped = await plrc([
+      "pretrain",
+      "--out",
+      `${dir}/r3`,
+      ...["--set", "data.scenes.count=16", "--set", "train.maxSteps=4", "--set", "data.workers=0"],
+    ]);
+    assert.equal(capped.code, 0, capped.text);
+    assert.match(capped.text, /warning: train\.maxSteps is 4, but train\.epochs \(1\) × 2 steps per epoch make 2/);
+    assert.match(capped.text, /finished after 2 steps/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

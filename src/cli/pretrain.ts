@@ -18,7 +18,7 @@ import {
   resolveConfig,
 } from "../train/config.ts";
 import { makePlan } from "../train/plan.ts";
-import { folderSource, regionModeOf, scenesSource } from "../train/sources.ts";
+import { folderSource, NoUsableImagesError, regionModeOf, scenesSource } from "../train/sources.ts";
 import { type ImageSource, train } from "../train/trainer.ts";
 import { CheckpointError, latestCheckpoint, readCheckpointMeta } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
@@ -132,6 +132,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       await Deno.remove(join(outDir, f), { recursive: true }).catch(() => {});
     }
   }
+  const newDir = !(await exists(outDir));
   await Deno.mkdir(outDir, { recursive: true });
   const logFile = await Deno.open(join(outDir, "train.log"), { append: true, create: true });
   const enc = new TextEncoder();
@@ -203,11 +204,29 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
         dataArg,
         { maxShort: cfg.data.cacheShortSide, workers: d0.workers, cacheDir: cfg.data.cacheDir },
         regions,
-      );
+      ).catch(async (e) => {
+        // nothing to train on is the user's data, not a crash: exit 2, and no empty run directory left behind
+        if (!(e instanceof NoUsableImagesError)) throw e;
+        if (newDir) await Deno.remove(outDir, { recursive: true }).catch(() => {});
+        throw new UsageError(e.message, PRETRAIN_HELP);
+      });
       log(fs.report);
       source = fs;
+      if (cfg.train.stepsPerEpoch === "auto" && source.count < cfg.train.batchSize) {
+        throw new UsageError(
+          `${dataArg} has ${source.count} usable image${source.count === 1 ? "" : "s"}, fewer than ` +
+            `train.batchSize (${cfg.train.batchSize}): lower train.batchSize or add images`,
+          PRETRAIN_HELP,
+        );
+      }
     }
     const d = deriveConfig(cfg, { datasetSize: source.count });
+    if (cfg.train.maxSteps !== null && d.totalSteps! < cfg.train.maxSteps) {
+      log(
+        `warning: train.maxSteps is ${cfg.train.maxSteps}, but train.epochs (${cfg.train.epochs}) × ` +
+          `${d.stepsPerEpoch} steps per epoch make ${d.totalSteps}: the run stops there (raise train.epochs)`,
+      );
+    }
     const configText = configToYaml(cfg);
     await Deno.writeTextFile(join(outDir, "config.yaml"), configText);
     log(

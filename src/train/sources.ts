@@ -29,6 +29,15 @@ import type { ImageSource } from "./trainer.ts";
  * block noise, src/data/degrade.ts) is applied to the full-image map, from a generator derived from `seed`
  * and the image index (see {@link degradeSeed}); a degraded grid is the grid's label map, degraded.
  */
+
+/** A folder that holds no image the pipeline can read (every file skipped or none found). */
+export class NoUsableImagesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NoUsableImagesError";
+  }
+}
+
 export type RegionMode =
   & (
     | { kind: "grid"; grid?: number }
@@ -306,7 +315,7 @@ export async function folderSource(
   good.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   let report = formatSkipReport({ seen: scan.images.length + scan.skipped.length, used: good.length, skipped });
-  if (!good.length) throw new Error(`no usable image in ${root}\n${report}`);
+  if (!good.length) throw new NoUsableImagesError(`no usable image in ${root}\n${report}`);
   if (regions.kind === "fh") report += `\nFH masks in ${masks}: ${good.length - reused} computed, ${reused} reused`;
   // FH maps on disk are label maps from here on: one way to read them, in this thread or a worker
   const served: RegionMode = regions.kind === "fh"
