@@ -131,7 +131,10 @@ Deno.test("pretrain trains on the built-in scenes, writes its run directory, and
         assert.ok(Number.isFinite(m[k]), `${k} in ${JSON.stringify(m)}`);
       }
       assert.ok(m.gpu_ms_per_step === null || m.gpu_ms_per_step > 0, `gpu_ms_per_step in ${JSON.stringify(m)}`);
+      // the step's own wall time, and the later readback of its losses
+      assert.ok(m.ms_per_step > 0 && m.latency_ms >= m.ms_per_step * 0.999, JSON.stringify(m));
     }
+
     const ex = await plrc([
       "export",
       "--ckpt",

@@ -111,7 +111,13 @@ export interface MetricRecord {
   distill_alignment?: number;
   distill_entropy?: number;
   images_per_s: number;
+  /** Wall-clock milliseconds of the step: from its start to the next step's start (data, upload, GPU). */
   ms_per_step: number;
+  /**
+   * Milliseconds from the step's start to its losses being read back: the metrics ring reads a few steps
+   * late so that no step waits for the GPU, so this is several steps' worth, not the step's own time.
+   */
+  latency_ms: number;
   /** GPU time of the step from timestamp queries (null where the adapter has none). */
   gpu_ms_per_step: number | null;
 }
@@ -238,7 +244,8 @@ export async function train(
       loss_distill: ld,
       ...(distills ? { distill_alignment: align, distill_entropy: entropy / uniformEntropy } : {}),
       images_per_s: (B * (r.step + 1 - start)) / ((now - t0) / 1000),
-      ms_per_step: now - info.t,
+      ms_per_step: (lrs.get(r.step + 1)?.t ?? lastT) - info.t,
+      latency_ms: now - info.t,
       gpu_ms_per_step: r.gpuMs,
     };
     losses[r.step] = loss;
