@@ -23,9 +23,10 @@
  * make a fixed affine (x − mean)/std in every training and evaluation forward, with no gradient to it.
  * A channel that barely varies over the training images (std at most 1e-4 of the channels' RMS std: dead
  * after a ReLU, or rounding noise) is set to 0 instead: it holds nothing to learn from, and dividing by its
- * tiny std would blow up whatever a held-out image puts there. Without it one head learning rate cannot suit all backbones: a random init's BN (running
- * statistics 0/1) passes large activations, a pre-trained one small ones, and the head learns at a pace
- * set by that scale rather than by what the features tell apart. With it the protocol is invariant to a
+ * tiny std would blow up whatever a held-out image puts there. Without the standardisation one head
+ * learning rate cannot suit all backbones: a random init's BN (running statistics 0/1) passes large
+ * activations, a pre-trained one small ones, and the head learns at a pace set by that scale rather than
+ * by what the features tell apart. With it the protocol is invariant to a
  * per-channel scale of C3. The fine-tuned protocol keeps raw C3 (its BN in training mode normalises).
  *
  * Every epoch visits each training image once: ⌈N/B⌉ batches, the last one filled up from the start of
