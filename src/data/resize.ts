@@ -99,3 +99,32 @@ export function resizeNearest(map: LabelMap, width: number, height: number): Lab
   }
   return { width, height, data: out };
 }
+
+/**
+ * Bilinear resampling (align_corners = false, edges clamped) of an h×w map of C channels (rows y·w + x,
+ * channels last) to outH×outW, in float64: the one implementation behind image upscaling and the feature
+ * upsampling of the evaluation protocols.
+ */
+export function bilinearResize(
+  f: ArrayLike<number>,
+  h: number,
+  w: number,
+  C: number,
+  outH: number,
+  outW: number,
+): Float64Array {
+  const out = new Float64Array(outH * outW * C);
+  for (let y = 0; y < outH; y++) {
+    const sy = Math.min(Math.max((y + 0.5) * h / outH - 0.5, 0), h - 1);
+    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, h - 1), fy = sy - y0;
+    for (let x = 0; x < outW; x++) {
+      const sx = Math.min(Math.max((x + 0.5) * w / outW - 0.5, 0), w - 1);
+      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, w - 1), fx = sx - x0;
+      for (let c = 0; c < C; c++) {
+        out[(y * outW + x) * C + c] = (1 - fy) * ((1 - fx) * f[(y0 * w + x0) * C + c] + fx * f[(y0 * w + x1) * C + c]) +
+          fy * ((1 - fx) * f[(y1 * w + x0) * C + c] + fx * f[(y1 * w + x1) * C + c]);
+      }
+    }
+  }
+  return out;
+}

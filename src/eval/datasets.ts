@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { annotationMask, type CocoDataset } from "../data/coco.ts";
 import { decodeFile } from "../data/decode.ts";
 import { type LabelMap, labelMap, type RgbImage, rgbImage } from "../data/image.ts";
-import { resizeArea, resizeNearest } from "../data/resize.ts";
+import { bilinearResize, resizeArea, resizeNearest } from "../data/resize.ts";
 import { sceneClassNames, SceneGenerator } from "../data/scenes.ts";
 import type { ClassBox } from "../losses/centernet.ts";
 
@@ -67,20 +67,8 @@ export function heldOutScenes(scenes: { seed: number; classes: number }, R: numb
 
 /** Bilinear RGB resize (align_corners = false); used for upscaling, where area averaging does not apply. */
 export function resizeBilinear(img: RgbImage, width: number, height: number): RgbImage {
-  const out = rgbImage(width, height), W = img.width, H = img.height;
-  for (let y = 0; y < height; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * H / height - 0.5, 0), H - 1);
-    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, H - 1), fy = sy - y0;
-    for (let x = 0; x < width; x++) {
-      const sx = Math.min(Math.max((x + 0.5) * W / width - 0.5, 0), W - 1);
-      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, W - 1), fx = sx - x0;
-      for (let c = 0; c < 3; c++) {
-        const p = (yy: number, xx: number) => img.data[(yy * W + xx) * 3 + c];
-        const v = (1 - fy) * ((1 - fx) * p(y0, x0) + fx * p(y0, x1)) + fy * ((1 - fx) * p(y1, x0) + fx * p(y1, x1));
-        out.data[(y * width + x) * 3 + c] = Math.round(v);
-      }
-    }
-  }
+  const out = rgbImage(width, height), v = bilinearResize(img.data, img.height, img.width, 3, height, width);
+  for (let i = 0; i < v.length; i++) out.data[i] = Math.round(v[i]);
   return out;
 }
 

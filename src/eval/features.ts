@@ -9,6 +9,7 @@
 import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Recorder, sync } from "../gpu/encoder.ts";
 import type { RgbImage } from "../data/image.ts";
+import { bilinearResize } from "../data/resize.ts";
 import { buildResNet, type ResNetConfig, resnetWidths } from "../models/resnet.ts";
 import type { ParamStore } from "../nn/params.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -138,21 +139,7 @@ export async function frozenBackbone(
 
 /** Bilinear upsampling (align_corners = false) of one h×w×C map (NHWC rows) to T×T. */
 export function upsampleBilinear(f: ArrayLike<number>, h: number, w: number, C: number, T: number): Float64Array {
-  const out = new Float64Array(T * T * C);
-  for (let y = 0; y < T; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * h / T - 0.5, 0), h - 1);
-    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, h - 1), fy = sy - y0;
-    for (let x = 0; x < T; x++) {
-      const sx = Math.min(Math.max((x + 0.5) * w / T - 0.5, 0), w - 1);
-      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, w - 1), fx = sx - x0;
-      for (let c = 0; c < C; c++) {
-        const v = (1 - fy) * ((1 - fx) * f[(y0 * w + x0) * C + c] + fx * f[(y0 * w + x1) * C + c]) +
-          fy * ((1 - fx) * f[(y1 * w + x0) * C + c] + fx * f[(y1 * w + x1) * C + c]);
-        out[(y * T + x) * C + c] = v;
-      }
-    }
-  }
-  return out;
+  return bilinearResize(f, h, w, C, T, T);
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   ablationTable,
   aggregate,
   collapseLine,
+  type ComparePlan,
   comparePlan,
   type CompareSize,
   distillCollapseStep,
@@ -223,14 +224,16 @@ Deno.test("runPool: a task waits for its dependencies, and a ready task goes bef
   assert.deepEqual(log.filter((l) => l.startsWith("start")), ["start A", "start B", "start B.e"]);
 });
 
+/** The pool order of `plan`, with tasks that only record their job's name into `names` when they run. */
+function recordingOrder(plan: ComparePlan, o: { runsFirst?: boolean } = {}) {
+  const names: string[] = [];
+  const record = (job: { name: string }) => (names.push(job.name), Promise.resolve(true));
+  return { names, tasks: poolOrder(plan, record, record, o) };
+}
+
 Deno.test("poolOrder: random evaluations first, each run followed by its evaluations, which wait for it", () => {
   const plan = comparePlan(SIZES.reduced);
-  const names: string[] = [];
-  const tasks = poolOrder(
-    plan,
-    (p) => (names.push(p.name), Promise.resolve(true)),
-    (e) => (names.push(e.name), Promise.resolve(true)),
-  );
+  const { names, tasks } = recordingOrder(plan);
   assert.equal(tasks.length, plan.pretrain.length + plan.evals.length);
   for (const t of tasks) t.run();
   const randoms = plan.evals.filter((e) => e.run === null).length;
@@ -246,13 +249,7 @@ Deno.test("poolOrder: random evaluations first, each run followed by its evaluat
 
 Deno.test("poolOrder with runsFirst: every run, then each run's evaluations after it, the random ones last", async () => {
   const plan = comparePlan(SIZES.full);
-  const started: string[] = [];
-  const tasks = poolOrder(
-    plan,
-    (p) => (started.push(p.name), Promise.resolve(true)),
-    (e) => (started.push(e.name), Promise.resolve(true)),
-    { runsFirst: true },
-  );
+  const { names: started, tasks } = recordingOrder(plan, { runsFirst: true });
   assert.equal(tasks.length, plan.pretrain.length + plan.evals.length);
   // two lanes: no evaluation starts while a run is still waiting
   assert.equal(await runPool(tasks, 2), true);
