@@ -16,6 +16,7 @@ import {
   collapseLine,
   comparePlan,
   distillCollapseStep,
+  divergedLine,
   type EvalRecord,
   isVariant,
   mainTable,
@@ -388,6 +389,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
       ? [`Outside backbones, evaluated as they are: ${baselines.map((b) => `${b.name} = \`${b.file}\``).join(", ")}.`]
       : []),
     ...(Object.keys(collapse).length ? [collapseLine(collapse)] : []),
+    ...(divergedLine(ordered) ? [divergedLine(ordered)] : []),
     "",
     mainTable(cells, size, shown),
     "",

@@ -64,10 +64,10 @@ Evaluates a pre-trained backbone: trained on N labelled images, scored on M held
   --batch B         detect: batch size (default ${DETECT_DEFAULTS.batch})
   --freeze-backbone detect: train the head only, on the backbone in eval mode (running BN statistics,
                     no backward pass through it): the features alone decide the score. C3 is
-                    standardised per channel (mean and std over the training images, measured once
-                    before training, fixed), as the linear probe standardises its features, so the
-                    score does not depend on the features' scale (a random init's BN passes large
-                    activations, a pre-trained one small ones; one head learning rate suits both)
+                    centred per channel and divided by one scale (the RMS of its channels' stds over
+                    the training images, measured once before training, fixed), so the score does
+                    not depend on the features' scale (a random init's BN passes large activations,
+                    a pre-trained one small ones; one head learning rate suits both)
   --json            one JSON object`;
 
 /** Runs \`plrc eval\`. */
@@ -234,6 +234,12 @@ export async function evalCommand(argv: string[]): Promise<number> {
       freezeBackbone: freeze,
     });
     const perClass = r.perClass.map((c, i) => ({ name: set.classNames[i], ...c }));
+    if (r.diverged) {
+      console.error(
+        `warning: the detection head diverged (training loss ${r.loss.first.toPrecision(4)} → ` +
+          `${r.loss.last.toPrecision(4)}): its AP ranks nothing; try a lower --lr (now ${lr})`,
+      );
+    }
     if (values.json) console.log(JSON.stringify({ ...r, perClass, ...meta, seconds: seconds() }));
     else {
       const pct = (v: number | null) => (v === null ? "   –" : (100 * v).toFixed(1).padStart(5));

@@ -10,6 +10,7 @@
  * @module
  */
 import { DistillCollapseMonitor } from "../losses/distill.ts";
+import { detectDiverged } from "./detect.ts";
 
 /** Transfer protocols (`plrc eval --protocol`) and the metrics each one is compared by. */
 export const PROTOCOL_METRICS = { linear: ["miou"], detect: ["ap", "ap50"], knn: ["accuracy"] } as const;
@@ -40,7 +41,7 @@ export const VARIANTS = {
   "detect-frozen": {
     protocol: "detect",
     args: ["--freeze-backbone"],
-    doc: "backbone frozen, C3 standardised",
+    doc: "backbone frozen, C3 centred and scaled",
   },
 } as const satisfies Record<string, Variant>;
 export type VariantName = keyof typeof VARIANTS;
@@ -914,6 +915,22 @@ export function distillCollapseStep(records: { step: number; distill_alignment?:
   const monitor = new DistillCollapseMonitor(DistillCollapseMonitor.patienceFor(steps.length));
   for (const s of steps) monitor.observe(s, byStep.get(s)!);
   return { at: monitor.collapsedAt, last: byStep.get(steps[steps.length - 1])! };
+}
+
+/**
+ * One line for the table naming the detection evaluations whose head diverged (see `detectDiverged`; read
+ * from the loss each record keeps, so records written before the flag count too), or "" for none: their
+ * AP is no ranking.
+ */
+export function divergedLine(records: EvalRecord[]): string {
+  const bad = records.filter((r) => {
+    const loss = r.result.loss as { first?: unknown; last?: unknown } | undefined;
+    return r.job.protocol === "detect" && loss !== undefined &&
+      detectDiverged({ first: Number(loss.first), last: Number(loss.last ?? NaN) });
+  }).map((r) => r.job.name);
+  if (!bad.length) return "";
+  return `In ${bad.length} detection evaluation${bad.length > 1 ? "s" : ""} the head's training loss ended above ` +
+    `where it began (diverged), so ${bad.length > 1 ? "their" : "its"} AP ranks nothing: ${bad.join(", ")}.`;
 }
 
 /** One line for the table: the plrc runs' final bottleneck alignment, and in how many it collapsed, when. */

@@ -17,17 +17,17 @@
  * With `freezeBackbone` only the head trains: the backbone runs in eval mode (running statistics, as the
  * frozen-feature protocols and detectron2's FrozenBN) in training and evaluation, and neither its backward
  * pass nor an SGD step over its parameters is bound, so a step costs the forward and the head's backward.
- * The features then decide the score alone, as in a linear probe, and like the probe's features (see
- * `linear.ts`, `standardise`) C3 is standardised per channel before the head: each channel's mean and
- * standard deviation over the training images (one eval-mode pass before training, float64 on the host)
- * make a fixed affine (x − mean)/std in every training and evaluation forward, with no gradient to it.
- * A channel that barely varies over the training images (std at most 1e-4 of the channels' RMS std: dead
- * after a ReLU, or rounding noise) is set to 0 instead: it holds nothing to learn from, and dividing by its
- * tiny std would blow up whatever a held-out image puts there. Without the standardisation one head
- * learning rate cannot suit all backbones: a random init's BN (running statistics 0/1) passes large
- * activations, a pre-trained one small ones, and the head learns at a pace set by that scale rather than
- * by what the features tell apart. With it the protocol is invariant to a
- * per-channel scale of C3. The fine-tuned protocol keeps raw C3 (its BN in training mode normalises).
+ * The features then decide the score alone, as in a linear probe, so C3 is normalised before the head by
+ * fixed statistics measured over the training images (one eval-mode pass before training, float64 on the
+ * host): each channel is centred on its mean and every channel is divided by one scale, the RMS of the
+ * channels' standard deviations, with no gradient to either. Without it one head learning rate cannot
+ * suit all backbones: a random init's BN (running statistics 0/1) passes large activations, a pre-trained
+ * one small ones, and the head learns at a pace set by that scale rather than by what the features tell
+ * apart. The scale is one number, not one per channel: after a ReLU many channels fire in a few cells
+ * only, and dividing each by its own small std turns those cells into values in the hundreds (a ResNet-50
+ * ×0.5's 256 C3 channels made the head's loss diverge that way in most runs). So the protocol is
+ * invariant to a scale of C3, and a channel keeps its size relative to the others.
+ * The fine-tuned protocol keeps raw C3 (its BN in training mode normalises).
  *
  * Every epoch visits each training image once: ⌈N/B⌉ batches, the last one filled up from the start of
  * the epoch's order, so that `--train N` means N images even when B does not divide N.
@@ -137,7 +137,7 @@ export function initDetectHead(store: ParamStore, c3: number, width: number, K: 
   store.set("head.out.bias", Float32Array.from({ length: K + 4 }, (_, k) => (k < K ? -Math.log(99) : 0)));
 }
 
-/** Per-channel statistics of C3 over a set of images (float64), what the frozen protocol standardises by. */
+/** Per-channel statistics of C3 over a set of images (float64), what the frozen protocol normalises by. */
 export interface C3Stats {
   mean: Float64Array;
   std: Float64Array;
@@ -145,27 +145,20 @@ export interface C3Stats {
   count: number;
 }
 
-/**
- * A C3 channel whose std is at most this fraction of the channels' RMS std (relative, so that scaling C3
- * changes nothing), or at most 1e-12, is dead to the standardisation: it maps to 0.
- */
-export const C3_DEAD_STD = 1e-4;
-
-/** Which channels of `s` are live (not dead, see {@link C3_DEAD_STD}). */
-export function liveC3Channels(s: C3Stats): boolean[] {
+/** The one scale C3 is divided by: the RMS of the channels' standard deviations (1 if all are 0). */
+export function c3Scale(s: C3Stats): number {
   const rms = Math.sqrt(s.std.reduce((a, v) => a + v * v, 0) / s.std.length);
-  const min = Math.max(C3_DEAD_STD * rms, 1e-12);
-  return Array.from(s.std, (v) => v > min);
+  return rms > 0 ? rms : 1;
 }
 
 /** A bound detector: the backbone up to C3 plus the head (and, for training, loss, backward and SGD). */
 export interface DetectorGraph {
   net: ResNetGraph;
-  /** What the head reads: C3, or with `standardise` C3 standardised per channel ([B·g·g, C3]). */
+  /** What the head reads: C3, or with `normalise` C3 centred per channel and scaled ([B·g·g, C3]). */
   features: Tensor;
   /**
-   * Sets the standardisation's statistics (`standardise` graphs only; identity until set): the head then
-   * sees (C3 − mean)/std, and 0 in dead channels (see {@link C3_DEAD_STD}).
+   * Sets the normalisation's statistics (`normalise` graphs only; identity until set): the head then
+   * sees (C3 − mean) / {@link c3Scale}: each channel centred, all divided by one scale.
    */
   setC3Stats(s: C3Stats): void;
   /** Head output rows [B·g·g, K + 4]. */
@@ -195,15 +188,15 @@ export async function buildDetector(
     /** Bind the head's training only: the backbone in eval mode, no backward through it, SGD on the head. */
     freezeBackbone?: boolean;
     /**
-     * Standardise C3 per channel before the head by fixed statistics (see `setC3Stats`; the frozen
+     * Centre C3 per channel and divide it by one scale before the head, by fixed statistics (see `setC3Stats`; the frozen
      * protocol's, as nothing flows back into the backbone: no gradient to C3 is bound).
      */
-    standardise?: boolean;
+    normalise?: boolean;
   },
 ): Promise<DetectorGraph> {
   const B = o.batch, K = o.K, W = o.headWidth, frozen = o.freezeBackbone ?? false;
-  const standardiseC3 = o.standardise ?? false;
-  if (standardiseC3 && o.train && !frozen) throw new Error("detector: standardised C3 goes with a frozen backbone");
+  const normaliseC3 = o.normalise ?? false;
+  if (normaliseC3 && o.train && !frozen) throw new Error("detector: normalised C3 goes with a frozen backbone");
   const net = await buildResNet(
     gpu,
     store,
@@ -224,27 +217,27 @@ export async function buildDetector(
   const g1: ConvGeom = { nb: B, ih: g, iw: g, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
   const P = (n: string) => store.value(`head.${n}`), G = (n: string) => store.grad(`head.${n}`);
   const hidden = mk([N, W], "detect head hidden"), out = mk([N, K + 4], "detect head out");
-  // standardisation as an eval-mode BN with running mean = mean, running var = std², ε = 0, β = 0 and
-  // γ = 1, or γ = 0 (and var 1, finite) in dead channels
-  let features = net.c5, stats: { mean: Tensor; variance: Tensor; gamma: Tensor } | null = null;
-  const standardise: Dispatch[] = [];
-  if (standardiseC3) {
-    stats = { mean: mk([C3], "C3 mean"), variance: mk([C3], "C3 variance"), gamma: mk([C3], "C3 live") };
-    const zeros = mk([C3], "C3 standardise beta");
-    stats.mean.fill(0), stats.variance.fill(1), stats.gamma.fill(1), zeros.fill(0);
-    features = mk([N, C3], "C3 standardised");
-    const bn = await bnForwardEval(gpu, net.c5, features, stats.gamma, zeros, stats.mean, stats.variance, {
+  // the normalisation as an eval-mode BN with running mean = mean, running var = scale² in every
+  // channel, ε = 0, β = 0 and γ = 1
+  let features = net.c5, stats: { mean: Tensor; variance: Tensor } | null = null;
+  const normalise: Dispatch[] = [];
+  if (normaliseC3) {
+    stats = { mean: mk([C3], "C3 mean"), variance: mk([C3], "C3 scale squared") };
+    const ones = mk([C3], "C3 normalise gamma"), zeros = mk([C3], "C3 normalise beta");
+    stats.mean.fill(0), stats.variance.fill(1), ones.fill(1), zeros.fill(0);
+    features = mk([N, C3], "C3 normalised");
+    const bn = await bnForwardEval(gpu, net.c5, features, ones, zeros, stats.mean, stats.variance, {
       rows: N,
       c: C3,
       groups: 1,
       eps: 0,
     });
     tensors.push(...bn.scratch);
-    standardise.push(...bn.dispatches);
+    normalise.push(...bn.dispatches);
   }
   const forward = [
     ...net.forward,
-    ...standardise,
+    ...normalise,
     await convForward(gpu, features, P("conv.weight"), hidden, g3, { bias: P("conv.bias"), relu: true }),
     await convForward(gpu, hidden, P("out.weight"), out, g1, { bias: P("out.bias") }),
   ];
@@ -284,11 +277,9 @@ export async function buildDetector(
     net,
     features,
     setC3Stats(s: C3Stats) {
-      if (!stats) throw new Error("detector: bound without standardisation");
-      const live = liveC3Channels(s);
-      stats.mean.upload(s.mean.map((v, c) => live[c] ? v : 0));
-      stats.variance.upload(s.std.map((v, c) => live[c] ? v * v : 1));
-      stats.gamma.upload(live.map((l) => l ? 1 : 0));
+      if (!stats) throw new Error("detector: bound without the normalisation");
+      stats.mean.upload(Float32Array.from(s.mean));
+      stats.variance.upload(new Float32Array(s.std.length).fill(c3Scale(s) ** 2));
     },
     out,
     grid: g,
@@ -430,6 +421,11 @@ export interface DetectResult {
   steps: number;
   /** Mean training loss of the first and the last epoch (as read back; NaN with no epochs). */
   loss: { first: number; last: number };
+  /**
+   * The last epoch's mean training loss is above the first's, or not finite: the head did not learn, so
+   * its AP ranks nothing (see {@link detectDiverged}).
+   */
+  diverged: boolean;
   settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
 }
 
@@ -439,7 +435,7 @@ export interface DetectTraining {
   losses: number[][];
   /** Indices into the training set of the images that went into some batch. */
   used: Set<number>;
-  /** With `freezeBackbone`: the C3 statistics the head's input was standardised by. */
+  /** With `freezeBackbone`: the C3 statistics the head's input was normalised by. */
   c3Stats: C3Stats | null;
 }
 
@@ -503,7 +499,7 @@ export async function trainDetector(
       train: true,
       sgd,
       freezeBackbone: o.freezeBackbone,
-      standardise: o.freezeBackbone,
+      normalise: o.freezeBackbone,
     }), EVAL_MEMORY_HINT);
   const g = det.grid, loss = det.loss!;
   const c3Stats = o.freezeBackbone ? await measureC3Stats(gpu, det, train.map((d) => d.image), o.mean, o.std) : null;
@@ -579,7 +575,7 @@ export async function detectEval(
         K,
         headWidth: o.headWidth,
         train: false,
-        standardise: o.freezeBackbone,
+        normalise: o.freezeBackbone,
       }),
     EVAL_MEMORY_HINT,
   );
@@ -602,6 +598,7 @@ export async function detectEval(
   const ap = evaluateDetections(dets.flat(), gts.flat(), K);
   const se = apBootstrapSE(dets, gts, K);
   const { onEpoch: _, mean: _m, std: _s, ...settings } = o;
+  const loss = { first: mean(trained.losses[0] ?? []), last: mean(trained.losses[o.epochs - 1] ?? []) };
   return {
     protocol: "detect",
     ap: ap.ap,
@@ -620,9 +617,15 @@ export async function detectEval(
     testObjects: gts.reduce((a, v) => a + v.length, 0),
     grid: g,
     steps: trained.steps,
-    loss: { first: mean(trained.losses[0] ?? []), last: mean(trained.losses[o.epochs - 1] ?? []) },
+    loss,
+    diverged: detectDiverged(loss),
     settings,
   };
+}
+
+/** Whether a detection head's training diverged: its last epoch's mean loss above the first's, or not finite. */
+export function detectDiverged(loss: { first: number; last: number }): boolean {
+  return !Number.isFinite(loss.last) || loss.last > loss.first;
 }
 
 const mean = (v: number[]) => v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;

@@ -9,6 +9,7 @@ import {
   comparePlan,
   type CompareSize,
   distillCollapseStep,
+  divergedLine,
   type EvalRecord,
   mainTable,
   meanStd,
@@ -577,4 +578,20 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("divergedLine names the detection evaluations whose training loss ended above where it began", () => {
+  const rec = (name: string, protocol: string, loss?: { first: number; last: number | null }) => ({
+    job: { name, protocol } as EvalRecord["job"],
+    result: loss ? { loss } : {},
+  });
+  assert.equal(divergedLine([rec("a.detect", "detect", { first: 5, last: 2 }), rec("b.knn", "knn")]), "");
+  const line = divergedLine([
+    rec("a.detect", "detect", { first: 5, last: 2 }),
+    rec("b.detect-frozen", "detect", { first: 13.5, last: 2.8e5 }),
+    // a NaN loss reads back as null in JSON
+    rec("c.detect-50", "detect", { first: 5, last: null }),
+    rec("d.linear", "linear", { first: 1, last: 9 }),
+  ]);
+  assert.match(line, /^In 2 detection evaluations .*diverged.*: b\.detect-frozen, c\.detect-50\.$/);
 });
