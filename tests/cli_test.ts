@@ -251,6 +251,16 @@ Deno.test("plrc bench kernels --json prints one JSON measurement per case", asyn
   }
 });
 
+Deno.test("plrc bench gemm announces each case on stderr and prints its row as soon as it is measured", async () => {
+  const r = await plrc(["bench", "gemm", "--size", "32,48", "--reps", "2", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^\[1\/2\] gemm 32 …$/m);
+  assert.match(r.stderr, /^\[2\/2\] gemm 48 …$/m);
+  const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rows.map((m) => m.name), ["gemm 32", "gemm 48"]);
+  for (const m of rows) assert.ok(m.ms > 0 && m.gflops > 0 && typeof m.shape.kernel === "string", JSON.stringify(m));
+});
+
 Deno.test("plrc bench step --json runs the whole training step at a tiny size and reports the breakdown", async () => {
   const r = await plrc([
     "bench",
@@ -344,6 +354,46 @@ Deno.test("small data is said, not silently trained on: no usable image, fewer i
     assert.equal(capped.code, 0, capped.text);
     assert.match(capped.text, /warning: train\.maxSteps is 4, but train\.epochs \(1\) × 2 steps per epoch make 2/);
     assert.match(capped.text, /finished after 2 steps/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrain --log-format json prints one JSON object per log line; a step line carries its metrics record", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = await plrc(["pretrain", "--out", dir, "--log-format", "xml"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--log-format: "xml" is not one of text, json/);
+    const run = await plrc([
+      "pretrain",
+      "--out",
+      `${dir}/run`,
+      "--log-format",
+      "json",
+      "--set",
+      "train.maxSteps=2",
+      "--set",
+      "data.workers=0",
+    ]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    const lines = run.stdout.trim().split("\n");
+    const objects = lines.map((l) =>
+      JSON.parse(l) as { time: string; level: string; message: string; record?: Record<string, unknown> }
+    );
+    for (const o of objects) {
+      assert.ok(!Number.isNaN(Date.parse(o.time)), o.time);
+      assert.ok(["info", "warning", "error"].includes(o.level), o.level);
+      assert.equal(typeof o.message, "string");
+    }
+    assert.ok(objects.some((o) => /finished after 2 steps/.test(o.message)));
+    const steps = objects.filter((o) => o.record);
+    assert.deepEqual(steps.map((o) => o.record!.step), [0, 1]);
+    // the same records as metrics.jsonl
+    const metrics = (await Deno.readTextFile(`${dir}/run/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(steps.map((o) => o.record), metrics);
+    // train.log stays text
+    assert.match(await Deno.readTextFile(`${dir}/run/train.log`), /^step 1\/2 /m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

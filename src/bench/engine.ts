@@ -62,6 +62,14 @@ function measurement(
   };
 }
 
+/** Progress of a benchmark that measures case after case (a large one compiles and runs for seconds). */
+export interface BenchProgress {
+  /** Before case `index` of `total` is compiled and timed. */
+  onStart?: (name: string, index: number, total: number) => void;
+  /** Each measurement as soon as it is made. */
+  onRow?: (row: EngineMeasurement) => void;
+}
+
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
 const single = (dispatches: Dispatch[]) => ({ kernel: "", variant: "", shape: [], bytes: 0, dispatches });
 
@@ -69,15 +77,17 @@ const single = (dispatches: Dispatch[]) => ({ kernel: "", variant: "", shape: []
 export async function benchGemm(
   gpu: Gpu,
   sizes: number[],
-  o: { reps?: number; tile?: Partial<GemmTile> } = {},
+  o: BenchProgress & { reps?: number; tile?: Partial<GemmTile> } = {},
 ): Promise<EngineMeasurement[]> {
   const out: EngineMeasurement[] = [];
-  for (const n of sizes) {
+  for (const [i, n] of sizes.entries()) {
+    o.onStart?.(`gemm ${n}`, i, sizes.length);
     const a = Tensor.from(gpu, [n, n], rand(n * n)), b = Tensor.from(gpu, [n, n], rand(n * n));
     const c = Tensor.empty(gpu, [n, n]);
     const d = await matmul(gpu, a, b, c, n, n, n, { tile: o.tile });
     const t = await timeCase(gpu, single([d]), o.reps ?? 5);
     out.push(measurement(gpu, "gemm", `gemm ${n}`, { m: n, n, k: n, kernel: d.kernel.spec.key ?? "" }, t, 2 * n ** 3));
+    o.onRow?.(out[out.length - 1]);
     for (const x of [a, b, c]) x.dispose();
   }
   return out;
@@ -112,10 +122,11 @@ export async function benchConv(
   cfg: ResNetConfig,
   batch: number,
   resolution: number,
-  o: { reps?: number; tile?: Partial<GemmTile> } = {},
+  o: BenchProgress & { reps?: number; tile?: Partial<GemmTile> } = {},
 ): Promise<EngineMeasurement[]> {
   const out: EngineMeasurement[] = [];
-  for (const g of distinctConvs(cfg, batch, resolution)) {
+  const geoms = distinctConvs(cfg, batch, resolution);
+  for (const [i, g] of geoms.entries()) {
     const [oh, ow] = convOutSize(g);
     const x = Tensor.from(gpu, [g.nb * g.ih * g.iw * g.cin], rand(g.nb * g.ih * g.iw * g.cin));
     const w = Tensor.from(gpu, [g.kh * g.kw * g.cin * g.cout], rand(g.kh * g.kw * g.cin * g.cout));
@@ -123,6 +134,7 @@ export async function benchConv(
     const dx = Tensor.empty(gpu, [x.numel]), dw = Tensor.empty(gpu, [w.numel]), yo = Tensor.empty(gpu, [y.numel]);
     const shape = { n: g.nb, h: g.ih, w: g.iw, cin: g.cin, cout: g.cout, k: g.kh, stride: g.stride };
     const tag = `${g.kh}x${g.kw}/${g.stride} ${g.cin}->${g.cout} @${g.ih}`;
+    o.onStart?.(`conv ${tag}`, i, geoms.length);
     const flops = convFlops(g);
     const fwd = await convForward(gpu, x, w, yo, g, { tile: o.tile });
     out.push(measurement(gpu, "conv", `fwd ${tag}`, shape, await timeCase(gpu, single([fwd]), o.reps ?? 3), flops));
@@ -132,6 +144,7 @@ export async function benchConv(
     out.push(
       measurement(gpu, "conv", `wgrad ${tag}`, shape, await timeCase(gpu, single(wg.dispatches), o.reps ?? 3), flops),
     );
+    for (const r of out.slice(-3)) o.onRow?.(r);
     for (const t of [x, w, y, dx, dw, yo, ...wg.scratch]) t.dispose();
   }
   return out;

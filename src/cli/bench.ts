@@ -122,15 +122,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const sizes = (values.size ?? "1024,2048").split(",").map((s) =>
       int("size", s, 0, (n) => Number.isInteger(n) && n >= 16)
     );
-    let rows: EngineMeasurement[];
-    if (suite === "gemm") rows = await benchGemm(gpu, sizes, { reps });
-    else if (suite === "conv") rows = await benchConv(gpu, { depth, width }, batch, resolution, { reps });
-    else {
-      const best = (await benchGemm(gpu, [sizes[0]], { reps })).at(0)!;
-      rows = await benchResnetStep(gpu, { depth, width }, batch, resolution, { reps });
-      rows = [best, ...rows.map((r) => ({ ...r, shape: { ...r.shape, fractionOfGemm: r.gflops / best.gflops } }))];
-    }
-    for (const r of rows) {
+    const print = (r: EngineMeasurement) => {
       if (values.json) console.log(JSON.stringify(r));
       else {
         const extra = typeof r.shape.imagesPerS === "number"
@@ -143,6 +135,19 @@ export async function benchCommand(argv: string[]): Promise<number> {
             `  (${r.timing}${extra})`,
         );
       }
+    };
+    // each case is printed when measured, and announced on stderr before (a large one takes seconds to
+    // compile and time), so that a long benchmark shows its progress and stdout stays one row per line
+    const progress = {
+      onStart: (name: string, i: number, n: number) => console.error(`[${i + 1}/${n}] ${name} …`),
+      onRow: print,
+    };
+    if (suite === "gemm") await benchGemm(gpu, sizes, { reps, ...progress });
+    else if (suite === "conv") await benchConv(gpu, { depth, width }, batch, resolution, { reps, ...progress });
+    else {
+      const best = (await benchGemm(gpu, [sizes[0]], { reps, onStart: progress.onStart })).at(0)!;
+      const rows = await benchResnetStep(gpu, { depth, width }, batch, resolution, { reps });
+      for (const r of [best, ...rows]) print({ ...r, shape: { ...r.shape, fractionOfGemm: r.gflops / best.gflops } });
     }
     return 0;
   }

@@ -27,7 +27,7 @@ import { knnMonitor } from "../eval/monitor.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
-              [--resume PATH | --auto-resume | --force] [--set key=value ...]
+              [--resume PATH | --auto-resume | --force] [--set key=value ...] [--log-format text|json]
 
 Pre-trains a detection backbone with Point-Level Region Contrast on the images in DIR (default: the
 built-in procedural scenes, with the cpu-tiny preset: 128 steps, 30 s to 2.5 min on a 2-core CPU machine).
@@ -42,12 +42,21 @@ built-in procedural scenes, with the cpu-tiny preset: 128 steps, 30 s to 2.5 min
                   (without it, or --auto-resume, such an --out is refused)
   --set k=v       override one configuration key, e.g. --set train.batchSize=16 (repeatable)
   --profile       time every kernel of one early step (timestamp queries) and log the breakdown
+  --log-format F  text (default) or json: one JSON object per log line on stdout, {"time", "level"
+                  (info|warning|error), "message"}, and for a step line "record" (its metrics.jsonl
+                  record); no progress bar. train.log stays text
   -h, --help      this text
 
 The run directory gets config.yaml (the resolved configuration), metrics.jsonl, train.log and
 checkpoints/ (last.safetensors and periodic ones). Ctrl-C saves a checkpoint and exits; export the
 backbone for PyTorch with \`plrc export\`. A batch larger than the GPU holds runs as micro-batches:
 --set train.accumulate=M (the paper preset runs its 256 images as 8 x 32).`;
+
+/** One log line as `--log-format json` prints it; the level is read from the line's "warning:"/"error:" prefix. */
+export function jsonLogLine(line: string, record?: object): string {
+  const level = /^\s*warning:/.test(line) ? "warning" : /^\s*error:/.test(line) ? "error" : "info";
+  return JSON.stringify({ time: new Date().toISOString(), level, message: line, ...(record ? { record } : {}) });
+}
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[:T]/g, "-").replace(/\..*/, "");
@@ -64,9 +73,14 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     force: { type: "boolean" },
     set: { type: "string", multiple: true },
     profile: { type: "boolean" },
+    "log-format": { type: "string" },
     help: { type: "boolean", short: "h" },
   }, PRETRAIN_HELP);
   if (values.help) return console.log(PRETRAIN_HELP), 0;
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new UsageError(`--log-format: "${logFormat}" is not one of text, json`, PRETRAIN_HELP);
+  }
   if (values.resume && values["auto-resume"]) {
     throw new UsageError("--resume and --auto-resume exclude each other", PRETRAIN_HELP);
   }
@@ -137,8 +151,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const logFile = await Deno.open(join(outDir, "train.log"), { append: true, create: true });
   const enc = new TextEncoder();
   const fileLog = (line: string) => logFile.writeSync(enc.encode(line + "\n"));
-  const log = (line: string) => {
-    console.log(line);
+  const log = (line: string, record?: object) => {
+    console.log(logFormat === "json" ? jsonLogLine(line, record) : line);
     fileLog(line);
   };
 
@@ -242,7 +256,14 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const result = await train(
       gpu,
-      makePlan(cfg, source, outDir, { configText, resume, profile: values.profile, init, monitor }),
+      makePlan(cfg, source, outDir, {
+        configText,
+        resume,
+        profile: values.profile,
+        init,
+        monitor,
+        progressBar: logFormat === "text",
+      }),
       log,
       fileLog,
     );

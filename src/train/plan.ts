@@ -67,6 +67,7 @@ export function makePlan(
     configText?: string;
     resume?: string;
     quiet?: boolean;
+    progressBar?: boolean;
     profile?: boolean;
     init?: Map<string, Float32Array>;
     monitor?: Monitor;
@@ -91,6 +92,7 @@ export function makePlan(
     configText: o.configText ?? configToYaml(cfg),
     resume: o.resume,
     quiet: o.quiet,
+    progressBar: o.progressBar,
     profile: o.profile,
     init: o.init,
     monitor: o.monitor,

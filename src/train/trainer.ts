@@ -66,8 +66,10 @@ export interface TrainPlan {
   init?: Map<string, Float32Array>;
   /** Runs every `every` steps and after the last on the online store; results go to RUN/monitor.jsonl. */
   monitor?: Monitor;
-  /** Print progress (a bar on a TTY, lines otherwise). */
+  /** Print no progress. */
   quiet?: boolean;
+  /** Draw a progress bar when stdout is a terminal (default), with the step lines going to the file log. */
+  progressBar?: boolean;
   /** Time every kernel of one step (the third of this run) with timestamp queries and log the breakdown. */
   profile?: boolean;
 }
@@ -159,14 +161,20 @@ export function batchRequests(
   return indices.map((i) => ({ index: i, key: epoch * count + i }));
 }
 
+/**
+ * Where training's log lines go. A step line comes with its metrics record (what metrics.jsonl gets), for a
+ * sink that writes structured logs.
+ */
+export type LogSink = (line: string, record?: object) => void;
+
 /** Runs (or continues) training. */
 export async function train(
   gpu: Gpu,
   plan: TrainPlan,
-  log: (line: string) => void,
-  fileLog: (line: string) => void = log,
+  log: LogSink,
+  fileLog: LogSink = log,
 ): Promise<TrainResult> {
-  const tty = Deno.stdout.isTerminal();
+  const tty = (plan.progressBar ?? true) && Deno.stdout.isTerminal();
   const B = plan.step.batch;
   const total = plan.totalSteps;
   const ckptDir = join(plan.outDir, "checkpoints");
@@ -279,6 +287,7 @@ export async function train(
           `(image ${li.toFixed(3)} point ${lp.toFixed(3)} distill ${ld.toFixed(3)}${
             distills ? ` align ${align.toFixed(3)} H ${(entropy / uniformEntropy).toFixed(3)}` : ""
           }) ${rec.images_per_s.toFixed(1)} img/s${left > 0 ? ` ETA ${formatDuration(eta)}` : ""}`,
+        rec,
       );
     }
   };
