@@ -61,6 +61,9 @@ Evaluates a pre-trained backbone: trained on N labelled images, scored on M held
                     a GPU but ~15 ms on a 2-core CPU adapter, where a smaller cap keeps checks short
   --epochs E        detect: training epochs (default ${DETECT_DEFAULTS.epochs})
   --lr LR           detect: SGD learning rate, cosine-decayed (default ${DETECT_DEFAULTS.lr}; momentum 0.9)
+                    if the head's training diverges (its last epoch's loss above its first's), it
+                    starts again from the same weights at LR ÷ 4, up to ${DETECT_DEFAULTS.divergenceRetries} times; the result
+                    gives the rate used (lrUsed) and the retries
   --batch B         detect: batch size (default ${DETECT_DEFAULTS.batch})
   --freeze-backbone detect: train the head only, on the backbone in eval mode (running BN statistics,
                     no backward pass through it): the features alone decide the score. C3 is
@@ -234,10 +237,16 @@ export async function evalCommand(argv: string[]): Promise<number> {
       freezeBackbone: freeze,
     });
     const perClass = r.perClass.map((c, i) => ({ name: set.classNames[i], ...c }));
+    if (r.retries > 0) {
+      console.error(
+        `note: the detection head diverged at --lr ${lr}; ` +
+          (r.diverged ? `it diverged again at each ÷ 4 down to ${r.lrUsed}` : `trained at ${r.lrUsed} instead`),
+      );
+    }
     if (r.diverged) {
       console.error(
         `warning: the detection head diverged (training loss ${r.loss.first.toPrecision(4)} → ` +
-          `${r.loss.last.toPrecision(4)}): its AP ranks nothing; try a lower --lr (now ${lr})`,
+          `${r.loss.last.toPrecision(4)}): its AP ranks nothing; try a lower --lr`,
       );
     }
     if (values.json) console.log(JSON.stringify({ ...r, perClass, ...meta, seconds: seconds() }));
@@ -255,7 +264,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const w = Math.max(5, ...set.classNames.map((n) => n.length));
       console.log(`  ${"class".padEnd(w)}     AP   AP50`);
       for (const c of perClass) console.log(`  ${c.name.padEnd(w)}  ${pct(c.ap)}  ${pct(c.ap50)}`);
-      console.log(`  training loss ${r.loss.first.toFixed(3)} → ${r.loss.last.toFixed(3)}; ${seconds()} s`);
+      console.log(
+        `  training loss ${r.loss.first.toFixed(3)} → ${r.loss.last.toFixed(3)} at lr ${r.lrUsed}` +
+          `${r.retries ? ` (after ${r.retries} diverged at larger ones)` : ""}; ${seconds()} s`,
+      );
     }
     return 0;
   }

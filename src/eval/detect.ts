@@ -83,6 +83,12 @@ export interface DetectOptions {
   seed?: number;
   /** Train the head only, on the backbone in eval mode (see the module's notes). */
   freezeBackbone?: boolean;
+  /**
+   * Times training starts again from the same initial weights with the learning rate ÷ 4 when it
+   * diverged ({@link detectDiverged}): one learning rate does not suit every backbone's features, and a
+   * diverged head's AP ranks nothing. The result says which learning rate was used.
+   */
+  divergenceRetries?: number;
   /** Called after each epoch with the mean training loss read back so far in it. */
   onEpoch?: (epoch: number, loss: number) => void;
 }
@@ -98,6 +104,7 @@ export const DETECT_DEFAULTS = {
   maxDetections: 100,
   seed: 0,
   freezeBackbone: false,
+  divergenceRetries: 2,
 } as const;
 
 /** Names of the backbone's parameters up to C3 (stem, layer1, layer2). */
@@ -426,6 +433,10 @@ export interface DetectResult {
    * its AP ranks nothing (see {@link detectDiverged}).
    */
   diverged: boolean;
+  /** The learning rate of the training reported: `settings.lr`, or less after retries. */
+  lrUsed: number;
+  /** Trainings that diverged and were started again with a smaller learning rate. */
+  retries: number;
   settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
 }
 
@@ -562,8 +573,14 @@ export async function detectEval(
 ): Promise<DetectResult> {
   const o = { ...DETECT_DEFAULTS, ...opts };
   const K = o.classes, R = train[0].image.width, B = o.batch;
-  const store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
-  const trained = await trainDetector(gpu, store, cfg, train, o);
+  let lr = o.lr, retries = 0;
+  let store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
+  let trained = await trainDetector(gpu, store, cfg, train, o);
+  while (o.epochs > 0 && detectDiverged(epochLoss(trained, o.epochs)) && retries < o.divergenceRetries) {
+    retries++, lr /= 4;
+    store = await detectorStore(gpu, backbone, cfg, K, o.headWidth, o.seed);
+    trained = await trainDetector(gpu, store, cfg, train, { ...o, lr });
+  }
   // held-out images through the eval-mode graph
   const ev = await withMemoryCheck(
     gpu,
@@ -598,7 +615,7 @@ export async function detectEval(
   const ap = evaluateDetections(dets.flat(), gts.flat(), K);
   const se = apBootstrapSE(dets, gts, K);
   const { onEpoch: _, mean: _m, std: _s, ...settings } = o;
-  const loss = { first: mean(trained.losses[0] ?? []), last: mean(trained.losses[o.epochs - 1] ?? []) };
+  const loss = epochLoss(trained, o.epochs);
   return {
     protocol: "detect",
     ap: ap.ap,
@@ -618,9 +635,16 @@ export async function detectEval(
     grid: g,
     steps: trained.steps,
     loss,
-    diverged: detectDiverged(loss),
+    diverged: o.epochs > 0 && detectDiverged(loss),
+    lrUsed: lr,
+    retries,
     settings,
   };
+}
+
+/** Mean training loss of the first and the last epoch (NaN with no epochs). */
+function epochLoss(t: DetectTraining, epochs: number): { first: number; last: number } {
+  return { first: mean(t.losses[0] ?? []), last: mean(t.losses[epochs - 1] ?? []) };
 }
 
 /** Whether a detection head's training diverged: its last epoch's mean loss above the first's, or not finite. */

@@ -458,8 +458,16 @@ Deno.test({
       `seed ${seed}: AP ${ra.ap} vs ${rb.ap}`,
     );
     assert.ok(!ra.diverged && ra.loss.last < ra.loss.first, `seed ${seed}: ${JSON.stringify(ra.loss)}`);
-    // a learning rate far too large: the record says the head diverged
-    const wild = await detectEval(g, src, TINY, train, test, { ...o, epochs: 3, lr: 500, freezeBackbone: true });
+    assert.equal(ra.retries, 0);
+    assert.equal(ra.lrUsed, 0.05);
+    // a learning rate far too large, with no retry: the record says the head diverged
+    const frozen = { ...o, epochs: 3, freezeBackbone: true };
+    const wild = await detectEval(g, src, TINY, train, test, { ...frozen, lr: 500, divergenceRetries: 0 });
     assert.ok(wild.diverged, `seed ${seed}: lr 500 gave ${JSON.stringify(wild.loss)}`);
+    assert.equal(wild.retries, 0);
+    // with retries: started again at ÷ 4 until it trains (0.05 trains, above; 50 ÷ 4⁶ ≈ 0.012)
+    const high = await detectEval(g, src, TINY, train, test, { ...frozen, lr: 50, divergenceRetries: 6 });
+    assert.ok(!high.diverged && high.retries >= 1, `seed ${seed}: ${JSON.stringify(high.loss)}, ${high.retries}`);
+    assert.equal(high.lrUsed, 50 / 4 ** high.retries);
   },
 });
