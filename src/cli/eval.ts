@@ -245,8 +245,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     if (r.diverged) {
       console.error(
-        `warning: the detection head diverged (training loss ${r.loss.first.toPrecision(4)} → ` +
-          `${r.loss.last.toPrecision(4)}): its AP ranks nothing; try a lower --lr`,
+        `warning: the detection head diverged (training loss ${r.loss.initial?.toPrecision(4)} untrained, ` +
+          `${r.loss.peak?.toPrecision(4)} at most in an epoch, ${r.loss.last.toPrecision(4)} in the last): its AP ` +
+          "ranks nothing; try a lower --lr",
       );
     }
     if (values.json) console.log(JSON.stringify({ ...r, perClass, ...meta, seconds: seconds() }));

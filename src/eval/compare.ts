@@ -919,18 +919,24 @@ export function distillCollapseStep(records: { step: number; distill_alignment?:
 
 /**
  * One line for the table naming the detection evaluations whose head diverged (see `detectDiverged`; read
- * from the loss each record keeps, so records written before the flag count too), or "" for none: their
+ * from the losses each record keeps, so records written before the flag count too), or "" for none: their
  * AP is no ranking.
  */
 export function divergedLine(records: EvalRecord[]): string {
   const bad = records.filter((r) => {
-    const loss = r.result.loss as { first?: unknown; last?: unknown } | undefined;
-    return r.job.protocol === "detect" && loss !== undefined &&
-      detectDiverged({ first: Number(loss.first), last: Number(loss.last ?? NaN) });
+    const loss = r.result.loss as Record<string, number | null | undefined> | undefined;
+    const num = (v: number | null | undefined) => v ?? NaN;
+    return r.job.protocol === "detect" && loss !== undefined && detectDiverged({
+      first: num(loss.first),
+      last: num(loss.last),
+      initial: loss.initial === undefined ? undefined : num(loss.initial),
+      peak: loss.peak === undefined ? undefined : num(loss.peak),
+    });
   }).map((r) => r.job.name);
   if (!bad.length) return "";
-  return `In ${bad.length} detection evaluation${bad.length > 1 ? "s" : ""} the head's training loss ended above ` +
-    `where it began (diverged), so ${bad.length > 1 ? "their" : "its"} AP ranks nothing: ${bad.join(", ")}.`;
+  return `In ${bad.length} detection evaluation${bad.length > 1 ? "s" : ""} the head's training diverged (its loss ` +
+    `ended above where it began, or blew up), so ${bad.length > 1 ? "their" : "its"} AP ranks nothing: ` +
+    `${bad.join(", ")}.`;
 }
 
 /** One line for the table: the plrc runs' final bottleneck alignment, and in how many it collapsed, when. */

@@ -426,8 +426,8 @@ export interface DetectResult {
   testObjects: number;
   grid: number;
   steps: number;
-  /** Mean training loss of the first and the last epoch (as read back; NaN with no epochs). */
-  loss: { first: number; last: number };
+  /** The training's losses (as read back; see {@link detectDiverged}). */
+  loss: DetectLoss;
   /**
    * The last epoch's mean training loss is above the first's, or not finite: the head did not learn, so
    * its AP ranks nothing (see {@link detectDiverged}).
@@ -642,14 +642,36 @@ export async function detectEval(
   };
 }
 
-/** Mean training loss of the first and the last epoch (NaN with no epochs). */
-function epochLoss(t: DetectTraining, epochs: number): { first: number; last: number } {
-  return { first: mean(t.losses[0] ?? []), last: mean(t.losses[epochs - 1] ?? []) };
+/** A detection training's losses: see {@link DetectResult}'s `loss`. */
+export interface DetectLoss {
+  /** Mean training loss of the first and the last epoch (NaN with no epochs). */
+  first: number;
+  last: number;
+  /** The first step's loss, the untrained head's (absent from records written before it was kept). */
+  initial?: number;
+  /** The largest epoch mean. */
+  peak?: number;
 }
 
-/** Whether a detection head's training diverged: its last epoch's mean loss above the first's, or not finite. */
-export function detectDiverged(loss: { first: number; last: number }): boolean {
-  return !Number.isFinite(loss.last) || loss.last > loss.first;
+function epochLoss(t: DetectTraining, epochs: number): DetectLoss {
+  const means = t.losses.slice(0, epochs).map(mean);
+  return {
+    first: means[0] ?? NaN,
+    last: means[epochs - 1] ?? NaN,
+    initial: t.losses[0]?.[0] ?? NaN,
+    peak: Math.max(...means),
+  };
+}
+
+/**
+ * Whether a detection head's training diverged: its last epoch's mean loss not finite or above where it
+ * began (the untrained head's loss, else the first epoch's mean), or some epoch's mean above twice the
+ * untrained head's loss, a blow-up it may have half recovered from (its AP then is as bad).
+ */
+export function detectDiverged(loss: DetectLoss): boolean {
+  const start = Number.isFinite(loss.initial) ? loss.initial! : loss.first;
+  return !Number.isFinite(loss.last) || loss.last > start ||
+    (Number.isFinite(loss.initial) && loss.peak !== undefined && !(loss.peak <= 2 * loss.initial!));
 }
 
 const mean = (v: number[]) => v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;

@@ -580,8 +580,9 @@ Deno.test({
   },
 });
 
-Deno.test("divergedLine names the detection evaluations whose training loss ended above where it began", () => {
-  const rec = (name: string, protocol: string, loss?: { first: number; last: number | null }) => ({
+Deno.test("divergedLine names the detection evaluations whose head diverged, from the losses each record keeps", () => {
+  type Loss = { first: number; last: number | null; initial?: number; peak?: number };
+  const rec = (name: string, protocol: string, loss?: Loss) => ({
     job: { name, protocol } as EvalRecord["job"],
     result: loss ? { loss } : {},
   });
@@ -592,6 +593,9 @@ Deno.test("divergedLine names the detection evaluations whose training loss ende
     // a NaN loss reads back as null in JSON
     rec("c.detect-50", "detect", { first: 5, last: null }),
     rec("d.linear", "linear", { first: 1, last: 9 }),
+    // a blow-up half recovered from: the first epoch's mean far above the untrained head's loss
+    rec("e.detect", "detect", { first: 12311, last: 2280, initial: 5.2, peak: 12311 }),
+    rec("f.detect", "detect", { first: 5.3, last: 2.1, initial: 5.4, peak: 5.3 }),
   ]);
-  assert.match(line, /^In 2 detection evaluations .*diverged.*: b\.detect-frozen, c\.detect-50\.$/);
+  assert.match(line, /^In 3 detection evaluations .*diverged.*: b\.detect-frozen, c\.detect-50, e\.detect\.$/);
 });
