@@ -40,7 +40,7 @@ import {
 import { resolve } from "node:path";
 import { readCoco } from "../data/coco.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
-import { readConfigFile, resolveConfig } from "../train/config.ts";
+import { configToYaml, readConfigFile, resolveConfig } from "../train/config.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";
@@ -255,14 +255,27 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const pretrain = async (job: (typeof plan.pretrain)[number]) => {
     const dir = `${out}/runs/${job.name}`, marker = `${dir}/done.json`;
     if (await exists(marker)) {
-      const kept = JSON.parse(await Deno.readTextFile(marker)).job as PretrainJob;
-      if (sameList(kept.sets, job.sets)) return progress(`pretrain ${job.name}`, null), true;
-      // resuming it would continue a run of another configuration: never overwrite a finished run
-      console.error(
-        `plrc compare: ${dir} was pre-trained with --set ${kept.sets.join(" ")}, but this plan needs ` +
-          `--set ${job.sets.join(" ")}; use another --out, or remove that folder to redo it`,
-      );
-      return false;
+      const done = JSON.parse(await Deno.readTextFile(marker)) as { job: PretrainJob; config?: string };
+      const kept = done.job;
+      if (!sameList(kept.sets, job.sets)) {
+        // resuming it would continue a run of another configuration: never overwrite a finished run
+        console.error(
+          `plrc compare: ${dir} was pre-trained with --set ${kept.sets.join(" ")}, but this plan needs ` +
+            `--set ${job.sets.join(" ")}; use another --out, or remove that folder to redo it`,
+        );
+        return false;
+      }
+      // the same --set list over other defaults or presets (another plrc version) is another configuration
+      // too (a marker written before fingerprints were kept is taken as it is)
+      if (done.config !== undefined && done.config !== await configFingerprint(job.sets)) {
+        console.error(
+          `plrc compare: ${dir} was pre-trained with --set ${kept.sets.join(" ")} when those resolved to another ` +
+            "configuration (the defaults or a preset have changed since); use another --out, or remove that " +
+            "folder and its evaluations to redo it",
+        );
+        return false;
+      }
+      return progress(`pretrain ${job.name}`, null), true;
     }
     const t = performance.now();
     const args = ["pretrain", "--out", dir, "--auto-resume", ...job.sets.flatMap((s) => ["--set", s]), ...runtimeSets];
@@ -271,17 +284,33 @@ export async function compareCommand(argv: string[]): Promise<number> {
       return failed(`pre-training ${job.name}`, r.code, r.stdout, logOf(job.name));
     }
     const secs = (performance.now() - t) / 1000;
-    await writeAtomic(marker, JSON.stringify({ job, seconds: secs, log: r.stdout.split("\n").slice(-6) }, null, 1));
+    const config = await configFingerprint(job.sets);
+    await writeAtomic(
+      marker,
+      JSON.stringify({ job, seconds: secs, config, log: r.stdout.split("\n").slice(-6) }, null, 1),
+    );
     progress(`pretrain ${job.name}`, secs);
     made.runs++;
+    madeNow.add(job.name);
     return true;
   };
   const records = new Map<string, EvalRecord>();
   // a kept result counts only if it was made with this plan's arguments (a size's may have changed)
+  // runs pre-trained by this invocation: an evaluation kept from before cannot be of them
+  const madeNow = new Set<string>();
+  // the run an evaluation scored, by its done.json (a run made again gets another)
+  const runStamp = async (run: string | null) =>
+    run === null
+      ? undefined
+      : await fingerprint(await Deno.readTextFile(`${out}/runs/${run}/done.json`).catch(() => ""));
   const keptEval = async (job: (typeof plan.evals)[number]) => {
     const file = `${out}/evals/${job.name}.json`;
-    const kept: EvalRecord | null = (await exists(file)) ? JSON.parse(await Deno.readTextFile(file)) : null;
-    const usable = kept !== null && sameList(kept.job.args, job.args) && kept.job.ckpt === job.ckpt;
+    const kept: (EvalRecord & { run_done?: string }) | null = (await exists(file))
+      ? JSON.parse(await Deno.readTextFile(file))
+      : null;
+    const sameRun = job.run === null ||
+      (kept?.run_done !== undefined ? kept.run_done === await runStamp(job.run) : !madeNow.has(job.run));
+    const usable = kept !== null && sameList(kept.job.args, job.args) && kept.job.ckpt === job.ckpt && sameRun;
     return { file, kept, usable };
   };
   const evaluate = async (job: (typeof plan.evals)[number]) => {
@@ -302,7 +331,11 @@ export async function compareCommand(argv: string[]): Promise<number> {
     const r = await runSelf(args, logOf(job.name));
     const line = r.stdout.split("\n").filter((l) => l.startsWith("{")).pop();
     if (r.code !== 0 || !line) return failed(`evaluation ${job.name}`, r.code, r.stdout, logOf(job.name));
-    const rec: EvalRecord = { job, result: JSON.parse(line) };
+    const rec: EvalRecord & { run_done?: string } = {
+      job,
+      run_done: await runStamp(job.run),
+      result: JSON.parse(line),
+    };
     await writeAtomic(file, JSON.stringify(rec, null, 1));
     records.set(job.name, rec);
     progress(`eval ${job.name}`, (performance.now() - t) / 1000);
@@ -451,6 +484,17 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The first 16 hex digits of the SHA-256 of `text`. */
+async function fingerprint(text: string): Promise<string> {
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(hash).subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What a run's `--set` list resolves to now, fingerprinted: a kept run must have been made from the same. */
+async function configFingerprint(sets: string[]): Promise<string> {
+  return await fingerprint(configToYaml(resolveConfig({ sets })));
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {

@@ -390,6 +390,25 @@ Deno.test({
       assert.equal(other.code, 1, other.text);
       assert.match(other.text, /runs\/moco-grid-s0 was pre-trained with --set .*but this plan needs .*optim\.lr=0\.01/);
       assert.equal(await Deno.readTextFile(`${out}/runs/moco-grid-s0/done.json`), marker);
+
+      // the same --set list over other defaults (a newer plrc): the kept run's fingerprint differs, an error
+      const done = JSON.parse(marker);
+      assert.match(done.config, /^[0-9a-f]{16}$/);
+      await Deno.writeTextFile(
+        `${out}/runs/moco-grid-s0/done.json`,
+        JSON.stringify({ ...done, config: "0".repeat(16) }),
+      );
+      const newer = await run(["--size", "smoke", "--no-ablation"]);
+      assert.equal(newer.code, 1, newer.text);
+      assert.match(newer.text, /runs\/moco-grid-s0 was pre-trained .* when those resolved to another configuration/);
+      await Deno.writeTextFile(`${out}/runs/moco-grid-s0/done.json`, marker);
+      // a run removed to be made again: its kept evaluations scored the old one, so they are redone too
+      await Deno.remove(`${out}/runs/plrc-grid-s0`, { recursive: true });
+      const remade = await run(["--size", "smoke", "--no-ablation"]);
+      assert.equal(remade.code, 0, remade.text);
+      assert.match(remade.text, /pretrain plrc-grid-s0 \d+ s/);
+      assert.match(remade.text, /eval plrc-grid-s0\.linear \d+ s/);
+      assert.match(remade.text, /eval moco-grid-s0\.linear \(kept from an earlier run\)/);
     } finally {
       await Deno.remove(out, { recursive: true });
     }
