@@ -164,22 +164,17 @@ export {
   type ThreadPoolOptions,
   type ThreadReply,
 } from "./src/data/threads.ts";
-export {
-  BatchFeeder,
-  type FeederOptions,
-  type SampleInit,
-  SamplePool,
-  type SampleRequest,
-} from "./src/train/feeder.ts";
+export { BatchFeeder, type FeederOptions, type SampleInit, SamplePool, type SampleRequest } from "./src/data/feeder.ts";
 export {
   fhMasksDir,
   folderSource,
+  type ImageSource,
   labelMapCandidates,
   type RegionMode,
   scenesSource,
   sourceFromSpec,
   type SourceSpec,
-} from "./src/train/sources.ts";
+} from "./src/data/sources.ts";
 export { exportScenes, type Scene, sceneClassNames, SceneGenerator } from "./src/data/scenes.ts";
 export {
   annotationMask,

@@ -1,5 +1,5 @@
 /**
- * `deno bench` for region maps of a folder source (src/train/sources.ts): what a training sample pays for
+ * `deno bench` for region maps of a folder source (src/data/sources.ts): what a training sample pays for
  * its regions. FH is computed once per image into the masks folder, then every read decodes the label-map
  * PNG (and a user's label map the same way), so the per-sample cost is the PNG read + decode, set here
  * beside computing FH on the same decoded image (what each epoch paid per worker before the maps went to

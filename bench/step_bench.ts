@@ -6,9 +6,9 @@
 import { getGpu } from "../src/gpu/device.ts";
 import { sync } from "../src/gpu/encoder.ts";
 import { makeBatch } from "../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config.ts";
+import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config/mod.ts";
 import { stepConfigOf } from "../src/train/plan.ts";
-import { scenesSource } from "../src/train/sources.ts";
+import { scenesSource } from "../src/data/sources.ts";
 import { PlrcStep } from "../src/train/step.ts";
 
 const gpu = await getGpu();

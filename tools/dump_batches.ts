@@ -10,8 +10,9 @@
  */
 import { parseArgs } from "node:util";
 import { makeBatch } from "../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config.ts";
-import { regionModeOf, scenesSource } from "../src/train/sources.ts";
+import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config/mod.ts";
+import { scenesSource } from "../src/data/sources.ts";
+import { regionModeOf } from "../src/train/config/mod.ts";
 import { batchRequests } from "../src/train/trainer.ts";
 
 const { values } = parseArgs({

@@ -22,7 +22,7 @@ import {
 } from "../src/eval/linear.ts";
 import { initResNet, resnetSpecs } from "../src/models/resnet.ts";
 import { ParamStore } from "../src/nn/params.ts";
-import { dataConfigOf, resnetConfigOf, resolveConfig } from "../src/train/config.ts";
+import { dataConfigOf, resnetConfigOf, resolveConfig } from "../src/train/config/mod.ts";
 
 const preset = Deno.args[0] ?? "gpu-small", seed = Number(Deno.args[1] ?? 1);
 const cfg = resolveConfig({ sets: [`preset=${preset}`, `seed=${seed}`] });

@@ -6,8 +6,8 @@
  * @module
  */
 import { dataConfig } from "../data/batch.ts";
-import { BatchFeeder } from "../train/feeder.ts";
-import { scenesSource } from "../train/sources.ts";
+import { BatchFeeder } from "../data/feeder.ts";
+import { scenesSource } from "../data/sources.ts";
 import { batchRequests } from "../train/trainer.ts";
 
 /** One measurement (one JSON object per line with `--json`). */

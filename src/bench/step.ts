@@ -9,9 +9,9 @@
 import { type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Profiler, Recorder, summarise, sync } from "../gpu/encoder.ts";
 import { makeBatch } from "../data/batch.ts";
-import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config.ts";
+import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config/mod.ts";
 import { stepConfigOf } from "../train/plan.ts";
-import { scenesSource } from "../train/sources.ts";
+import { scenesSource } from "../data/sources.ts";
 import { PlrcStep, STEP_SCALARS } from "../train/step.ts";
 import { kernelFamily } from "../train/profile.ts";
 

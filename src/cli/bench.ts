@@ -10,7 +10,7 @@ import { benchDataSources } from "../bench/data_sources.ts";
 import { benchDataViews } from "../bench/data_views.ts";
 import { benchDataFeeder } from "../bench/data_feeder.ts";
 import { benchStep } from "../bench/step.ts";
-import { resolveConfig } from "../train/config.ts";
+import { resolveConfig } from "../train/config/mod.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 const SUITES = ["kernels", "gemm", "conv", "resnet", "step", "data"];

@@ -40,7 +40,7 @@ import {
 import { resolve } from "node:path";
 import { readCoco } from "../data/coco.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
-import { configToYaml, readConfigFile, resolveConfig } from "../train/config.ts";
+import { configToYaml, readConfigFile, resolveConfig } from "../train/config/mod.ts";
 import { renderBarChart } from "../viz/charts.ts";
 import { VERSION } from "../version.ts";
 import { parseOptions, UsageError } from "./usage.ts";

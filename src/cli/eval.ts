@@ -17,7 +17,7 @@ import { initResNet, resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
 import { CheckpointError, readCheckpointFile } from "../train/checkpoint.ts";
 import { type ImportedBackbone, readTorchvisionBackbone, withModel } from "../export/import.ts";
-import { dataConfigOf, type PlrcConfig, resnetConfigOf, resolveConfig } from "../train/config.ts";
+import { dataConfigOf, type PlrcConfig, resnetConfigOf, resolveConfig } from "../train/config/mod.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const EVAL_HELP =

@@ -16,14 +16,16 @@ import {
   type PlrcConfig,
   readConfigFile,
   resolveConfig,
-} from "../train/config.ts";
+} from "../train/config/mod.ts";
 import { makePlan } from "../train/plan.ts";
-import { folderSource, NoUsableImagesError, regionModeOf, scenesSource } from "../train/sources.ts";
-import { type ImageSource, train } from "../train/trainer.ts";
+import { folderSource, type ImageSource, NoUsableImagesError, scenesSource } from "../data/sources.ts";
+import { regionModeOf } from "../train/config/mod.ts";
+import { train } from "../train/trainer.ts";
 import { CheckpointError, latestCheckpoint, readCheckpointMeta } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
 import { knnMonitor } from "../eval/monitor.ts";
+import { renderSample } from "../viz/pictures.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
@@ -254,19 +256,21 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
           : "batches made on the main thread"),
     );
     const t0 = performance.now();
-    const result = await train(
-      gpu,
-      makePlan(cfg, source, outDir, {
-        configText,
-        resume,
-        profile: values.profile,
-        init,
-        monitor,
-        progressBar: logFormat === "text",
-      }),
-      log,
-      fileLog,
-    );
+    const plan = makePlan(cfg, source, outDir, {
+      configText,
+      resume,
+      profile: values.profile,
+      init,
+      monitor,
+      progressBar: logFormat === "text",
+    });
+    // a picture of the first sample, so a user can see at a glance that crops, masks and points line up
+    plan.firstBatch = (batch) =>
+      Deno.writeFile(
+        join(outDir, "sample.png"),
+        renderSample(batch, 0, { mean: plan.data.mean, std: plan.data.std }).png(),
+      );
+    const result = await train(gpu, plan, log, fileLog);
     const secs = (performance.now() - t0) / 1000;
     if (result.stoppedBy === "nan") return 1;
     const verb = result.stoppedBy === "signal" ? "interrupted" : "finished";

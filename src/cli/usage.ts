@@ -1,19 +1,15 @@
 /**
- * Shared pieces of the command line: usage errors (exit code 2) and option parsing through
+ * Shared pieces of the command line: usage errors (the library throws them; here they mean exit code 2) and option
+ * parsing through
  * `node:util`'s `parseArgs` (the design card's `@std/cli` lives on JSR, which cannot be reached here).
  *
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { closest } from "../util/text.ts";
+import { UsageError } from "../util/errors.ts";
 
-/** A problem with the command line or the configuration: printed with usage help, exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string, readonly help?: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError };
 
 /** Exit codes of every command. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;

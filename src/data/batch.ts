@@ -374,12 +374,6 @@ export function makeKeyedSample(item: BatchItem & { key: number }, cfg: DataConf
   return makeSample(item, cfg, Rng.derive(cfg.seed, item.key));
 }
 
-/**
- * The sample worker's module (src/train/feeder.ts starts it). Resolved from this directory, so the bundle
- * (dist/plrc.js) finds it as dist/sample_worker.ts, as the decode pool finds dist/decode_worker.ts.
- */
-export const SAMPLE_WORKER_URL: string = new URL("./sample_worker.ts", import.meta.url).href;
-
 /** The distinct buffers of a sample's arrays, to transfer it between threads without copying. */
 export function sampleBuffers(s: PlrcSample): ArrayBuffer[] {
   const arrays = [s.a0, s.a1, s.b0, s.maskA0, s.maskA1, s.coords, s.regionLabel, s.valid, s.pointsA0, s.pointsA1];

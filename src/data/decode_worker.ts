@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type DataTask, runTask, type TaskResult } from "./pool.ts";
+import { type DataTask, runTask, type TaskResult } from "./tasks.ts";
 import { serveThread } from "./threads.ts";
 
 serveThread<unknown, DataTask, TaskResult>(() => async (task) => {

@@ -1,14 +1,25 @@
 /**
- * The sample worker (src/train/feeder.ts): rebuilds the training source from its {@link SourceSpec} once,
+ * The sample worker (src/data/feeder.ts starts it): rebuilds the training source from its {@link SourceSpec} once,
  * then makes one sample per request, `makeKeyedSample(source.get(index), key)` exactly as the main thread
  * would, and answers it with its arrays transferred.
  *
  * @module
  */
-import { makeKeyedSample, type PlrcSample, sampleBuffers } from "./batch.ts";
+import { type DataConfig, makeKeyedSample, type PlrcSample, sampleBuffers } from "./batch.ts";
+import { sourceFromSpec, type SourceSpec } from "./sources.ts";
 import { serveThread } from "./threads.ts";
-import { sourceFromSpec } from "../train/sources.ts";
-import type { SampleInit, SampleRequest } from "../train/feeder.ts";
+
+/** What a sample worker is started with. */
+export interface SampleInit {
+  spec: SourceSpec;
+  data: DataConfig;
+}
+
+/** One sample to make: source image `index`, stream key `key`. */
+export interface SampleRequest {
+  index: number;
+  key: number;
+}
 
 serveThread<SampleInit, SampleRequest, PlrcSample>(({ spec, data }) => {
   const source = sourceFromSpec(spec);

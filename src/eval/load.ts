@@ -6,13 +6,13 @@
  */
 import { parse as parseYaml } from "npm:yaml@^2.8.1";
 import type { Gpu } from "../gpu/device.ts";
-import { UsageError } from "../cli/usage.ts";
+import { UsageError } from "../util/errors.ts";
 import { BACKBONE_PREFIX, createEncoderStore, type EncoderConfig, headsConfig } from "../models/encoder.ts";
 import { headSpecs } from "../models/heads.ts";
 import { resnetSpecs } from "../models/resnet.ts";
 import { ParamStore } from "../nn/params.ts";
 import { readCheckpointFile } from "../train/checkpoint.ts";
-import { deriveConfig, type PlrcConfig, resolveConfig } from "../train/config.ts";
+import { deriveConfig, type PlrcConfig, resolveConfig } from "../train/config/mod.ts";
 import { stepConfigOf } from "../train/plan.ts";
 
 /** A loaded encoder: its configuration and a store holding `backbone.*` and the heads. */

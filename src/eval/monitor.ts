@@ -11,20 +11,13 @@
  */
 import { dirname } from "node:path";
 import { readCoco } from "../data/coco.ts";
-import type { Gpu } from "../gpu/device.ts";
 import { BACKBONE_PREFIX } from "../models/encoder.ts";
-import type { ParamStore } from "../nn/params.ts";
-import { dataConfigOf, type PlrcConfig, resnetConfigOf } from "../train/config.ts";
+import { dataConfigOf, type PlrcConfig, resnetConfigOf } from "../train/config/mod.ts";
+import type { Monitor } from "../train/trainer.ts";
 import { cocoImages, type EvalImage, heldOutScenes } from "./datasets.ts";
 import { knnEval } from "./knn.ts";
 
-/** What the trainer runs every `every` steps: a few named numbers for RUN/monitor.jsonl. */
-export interface Monitor {
-  every: number;
-  /** One line for the log: what is measured on which images. */
-  description: string;
-  run(gpu: Gpu, store: ParamStore): Promise<Record<string, number>>;
-}
+export type { Monitor };
 
 /** The k-NN monitor of a configuration, or null when `eval.knnEvery` is 0. */
 export async function knnMonitor(cfg: PlrcConfig): Promise<Monitor | null> {

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import type { Monitor } from "../eval/monitor.ts";
-import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config.ts";
+import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config/mod.ts";
 import type { StepConfig } from "./step.ts";
-import type { ImageSource, TrainPlan } from "./trainer.ts";
+import type { ImageSource } from "../data/sources.ts";
+import type { Monitor, TrainPlan } from "./trainer.ts";
 
 /** The step's binding parameters from a resolved configuration. */
 export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>): StepConfig {

@@ -38,12 +38,9 @@ import { buildPointContrast, pointInputsFromBatch } from "../losses/point_contra
 import { buildEncoder, createEncoderStore, type EncoderConfig, type EncoderGraph } from "../models/encoder.ts";
 import type { ParamStore } from "../nn/params.ts";
 import { MetricsRing, type StepScalars } from "./metrics_ring.ts";
+import type { Method } from "./config/schema.ts";
 
-/**
- * Training method: full PLRC; the image-level MoCo baseline; or the DetCon-style baseline (region
- * features averaged from the points sampled in each region, contrasted region against region).
- */
-export type Method = "plrc" | "moco" | "detcon";
+export type { Method };
 
 /** Everything the step needs to bind its kernels. */
 export interface StepConfig {

@@ -8,29 +8,29 @@
  */
 import { join } from "node:path";
 import { formatBytes, type Gpu, withMemoryCheck } from "../gpu/device.ts";
+import type { ParamStore } from "../nn/params.ts";
 import { Profiler, summarise, sync } from "../gpu/encoder.ts";
 import { kernelFamily } from "./profile.ts";
-import type { DataConfig } from "../data/batch.ts";
-import type { LabelMap, RgbImage } from "../data/image.ts";
+import type { DataConfig, PlrcBatch } from "../data/batch.ts";
 import { Rng } from "../util/rng.ts";
 import { DistillCollapseMonitor } from "../losses/distill.ts";
 import { BACKBONE_PREFIX } from "../models/encoder.ts";
-import { renderSample } from "../viz/pictures.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { BatchFeeder } from "./feeder.ts";
-import type { Schedules } from "./config.ts";
+import { BatchFeeder } from "../data/feeder.ts";
+import { dropLastSteps, type Schedules } from "./config/derive.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
 import type { StepScalars } from "./metrics_ring.ts";
-import type { SourceSpec } from "./sources.ts";
-import type { Monitor } from "../eval/monitor.ts";
+import type { ImageSource } from "../data/sources.ts";
 
-/** Where training images come from (scenes or a folder); `get` may be called in any order. */
-export interface ImageSource {
-  readonly count: number;
-  readonly description: string;
-  get(index: number): Promise<{ image: RgbImage; regions?: LabelMap }>;
-  /** How to rebuild this source in a worker thread; without it, samples are made on the main thread. */
-  readonly spec?: SourceSpec;
+/**
+ * What the trainer runs every `every` steps and after the last on the online store: a few named numbers for
+ * RUN/monitor.jsonl (the k-NN monitor of src/eval/monitor.ts is one).
+ */
+export interface Monitor {
+  every: number;
+  /** One line for the log: what is measured on which images. */
+  description: string;
+  run(gpu: Gpu, store: ParamStore): Promise<Record<string, number>>;
 }
 
 /** Everything the loop needs. */
@@ -66,6 +66,8 @@ export interface TrainPlan {
   init?: Map<string, Float32Array>;
   /** Runs every `every` steps and after the last on the online store; results go to RUN/monitor.jsonl. */
   monitor?: Monitor;
+  /** Called with the first batch of the run before its step (the CLI writes RUN/sample.png from it). */
+  firstBatch?: (batch: PlrcBatch) => Promise<void>;
   /** Print no progress. */
   quiet?: boolean;
   /** Draw a progress bar when stdout is a terminal (default), with the step lines going to the file log. */
@@ -124,11 +126,6 @@ export interface MetricRecord {
   gpu_ms_per_step: number | null;
 }
 
-/** Steps per epoch for `count` images at batch `b` (incomplete batches dropped, as drop_last). */
-export function stepsPerEpoch(count: number, b: number): number {
-  return Math.max(1, Math.floor(count / b));
-}
-
 /**
  * The image indices of `step`: a per-epoch permutation derived from the seed, so resume needs only the step.
  * `spe` is the plan's steps per epoch (by default the drop_last count).
@@ -138,7 +135,7 @@ export function batchIndices(
   count: number,
   batch: number,
   step: number,
-  spe = stepsPerEpoch(count, batch),
+  spe = dropLastSteps(count, batch),
 ): { epoch: number; indices: number[] } {
   const epoch = Math.floor(step / spe);
   const order = Rng.derive(seed ^ 0x5eed, epoch).shuffle(Array.from({ length: count }, (_, i) => i));
@@ -155,7 +152,7 @@ export function batchRequests(
   count: number,
   batch: number,
   step: number,
-  spe = stepsPerEpoch(count, batch),
+  spe = dropLastSteps(count, batch),
 ): { index: number; key: number }[] {
   const { epoch, indices } = batchIndices(seed, count, batch, step, spe);
   return indices.map((i) => ({ index: i, key: epoch * count + i }));
@@ -319,11 +316,7 @@ export async function train(
     for (let s = start; s < total; s++) {
       const { epoch } = batchIndices(plan.step.seed, count, B, s, plan.stepsPerEpoch);
       const batch = await feeder.batch(s);
-      if (s === start && !plan.quiet) {
-        // a picture of the first sample, so a user can see at a glance that crops, masks and points line up
-        const pic = renderSample(batch, 0, { mean: plan.data.mean, std: plan.data.std });
-        await Deno.writeFile(join(plan.outDir, "sample.png"), pic.png());
-      }
+      if (s === start && plan.firstBatch && !plan.quiet) await plan.firstBatch(batch);
       const lr = plan.schedules.lr(s);
       lrs.set(s, { lr, epoch, t: lastT });
       step.upload(batch, s);

@@ -4,8 +4,9 @@ import { blockNoise, degradeLabels, shiftLabels, translateLabels } from "../../s
 import { type LabelMap, labelMap } from "../../src/data/image.ts";
 import { regionLabelMap } from "../../src/data/regions.ts";
 import { SceneGenerator } from "../../src/data/scenes.ts";
-import { ConfigError, resolveConfig } from "../../src/train/config.ts";
-import { regionModeOf, scenesSource } from "../../src/train/sources.ts";
+import { ConfigError, resolveConfig } from "../../src/train/config/mod.ts";
+import { scenesSource } from "../../src/data/sources.ts";
+import { regionModeOf } from "../../src/train/config/mod.ts";
 import { freshSeed, Rng } from "../util.ts";
 
 const SEED = freshSeed();

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { decodeScene, encodeScene, SceneCache } from "../../src/data/scene_cache.ts";
 import { SceneGenerator } from "../../src/data/scenes.ts";
-import { scenesSource, sourceFromSpec } from "../../src/train/sources.ts";
+import { scenesSource, sourceFromSpec } from "../../src/data/sources.ts";
 
 Deno.test("a cached scenes source serves the rendered bytes, from the cache once written", async () => {
   const dir = await Deno.makeTempDir({ prefix: "plrc-scenes-" });

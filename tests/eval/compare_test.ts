@@ -22,7 +22,7 @@ import {
 } from "../../src/eval/compare.ts";
 import { exportScenes, SceneGenerator } from "../../src/data/scenes.ts";
 import { getGpu } from "../../src/gpu/device.ts";
-import { deriveConfig, resolveConfig } from "../../src/train/config.ts";
+import { deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { niceCeil, renderBarChart } from "../../src/viz/charts.ts";
 import { glyph, textWidth } from "../../src/viz/font.ts";
 import { Canvas } from "../../src/viz/draw.ts";

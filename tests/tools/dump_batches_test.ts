@@ -1,8 +1,9 @@
 /** tools/dump_batches.ts writes exactly the batches the trainer makes (the PyTorch twin trains on them). */
 import assert from "node:assert/strict";
 import { makeBatch } from "../../src/data/batch.ts";
-import { dataConfigOf, resolveConfig } from "../../src/train/config.ts";
-import { regionModeOf, scenesSource } from "../../src/train/sources.ts";
+import { dataConfigOf, resolveConfig } from "../../src/train/config/mod.ts";
+import { scenesSource } from "../../src/data/sources.ts";
+import { regionModeOf } from "../../src/train/config/mod.ts";
 import { batchIndices } from "../../src/train/trainer.ts";
 
 Deno.test("dump_batches: the trainer's first batches, views NHWC float32 and pairs [3, M] uint32", async () => {

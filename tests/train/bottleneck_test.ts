@@ -5,9 +5,9 @@
  * is what shows the first assertion can fail.
  */
 import assert from "node:assert/strict";
-import { resolveConfig } from "../../src/train/config.ts";
+import { resolveConfig } from "../../src/train/config/mod.ts";
 import { makePlan } from "../../src/train/plan.ts";
-import { scenesSource } from "../../src/train/sources.ts";
+import { scenesSource } from "../../src/data/sources.ts";
 import { train } from "../../src/train/trainer.ts";
 import { gpu, GPU_TEST } from "../util.ts";
 

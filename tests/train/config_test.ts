@@ -18,7 +18,7 @@ import {
   resolveConfig,
   schedules,
   validateConfig,
-} from "../../src/train/config.ts";
+} from "../../src/train/config/mod.ts";
 
 /** The problems of a call that must fail with a ConfigError. */
 function problems(f: () => unknown): string[] {
@@ -356,7 +356,7 @@ Deno.test("docs/config.md is generated from the schema and up to date", async ()
   assert.equal(
     onDisk,
     doc,
-    "docs/config.md is stale: run `deno run -A src/train/config.ts docs/config.md`",
+    "docs/config.md is stale: run `deno run -A src/train/config/doc.ts docs/config.md`",
   );
 });
 

@@ -7,12 +7,18 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Image } from "imagescript";
 import { type DataConfig, dataConfig, makeBatch, type PlrcBatch } from "../../src/data/batch.ts";
-import { BatchFeeder, SamplePool, type SampleRequest } from "../../src/train/feeder.ts";
+import { BatchFeeder, SamplePool, type SampleRequest } from "../../src/data/feeder.ts";
 import { labelMap } from "../../src/data/image.ts";
 import { encodeLabelMapPng } from "../../src/data/labelmap_png.ts";
 import { pngHeader } from "../../src/data/png.ts";
-import { folderSource, type RegionMode, scenesSource, sourceFromSpec } from "../../src/train/sources.ts";
-import { batchIndices, type ImageSource } from "../../src/train/trainer.ts";
+import {
+  folderSource,
+  type ImageSource,
+  type RegionMode,
+  scenesSource,
+  sourceFromSpec,
+} from "../../src/data/sources.ts";
+import { batchIndices } from "../../src/train/trainer.ts";
 import { benchDataFeeder } from "../../src/bench/data_feeder.ts";
 import { freshSeed, Rng } from "../util.ts";
 

@@ -5,9 +5,9 @@
  *   `--auto-resume` continues from it to the end.
  */
 import assert from "node:assert/strict";
-import { resolveConfig } from "../../src/train/config.ts";
+import { resolveConfig } from "../../src/train/config/mod.ts";
 import { makePlan } from "../../src/train/plan.ts";
-import { scenesSource } from "../../src/train/sources.ts";
+import { scenesSource } from "../../src/data/sources.ts";
 import { batchIndices, train } from "../../src/train/trainer.ts";
 import { readCheckpointFile } from "../../src/train/checkpoint.ts";
 import { gpu, GPU_TEST, TINY_MODEL } from "../util.ts";

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { Recorder, sync } from "../../src/gpu/encoder.ts";
 import { makeBatch } from "../../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config.ts";
+import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { stepConfigOf } from "../../src/train/plan.ts";
-import { scenesSource } from "../../src/train/sources.ts";
+import { scenesSource } from "../../src/data/sources.ts";
 import { PlrcStep } from "../../src/train/step.ts";
 import { assertClose, gpu, GPU_TEST, maxRelErr, TINY_MODEL } from "../util.ts";
 

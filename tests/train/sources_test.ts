@@ -12,8 +12,9 @@ import { encodeLabelMapPng } from "../../src/data/labelmap_png.ts";
 import { cacheEntryPath, loadImage } from "../../src/data/cache.ts";
 import { encodePng } from "../../src/data/png.ts";
 import { resizeNearest } from "../../src/data/resize.ts";
-import { ConfigError, resolveConfig } from "../../src/train/config.ts";
-import { fhMasksDir, folderSource, labelMapCandidates, regionModeOf } from "../../src/train/sources.ts";
+import { ConfigError, resolveConfig } from "../../src/train/config/mod.ts";
+import { fhMasksDir, folderSource, labelMapCandidates } from "../../src/data/sources.ts";
+import { regionModeOf } from "../../src/train/config/mod.ts";
 import { freshSeed, Rng } from "../util.ts";
 
 /** A W×H RGB PNG of noisy colour bands (so FH finds several regions). */

@@ -8,7 +8,7 @@ import { buildHeads } from "../../src/models/heads.ts";
 import { createEncoderStore, headsConfig } from "../../src/models/encoder.ts";
 import { loadEncoder, pointHeadWeights } from "../../src/eval/load.ts";
 import { saveCheckpoint } from "../../src/train/checkpoint.ts";
-import { configToYaml, deriveConfig, resolveConfig } from "../../src/train/config.ts";
+import { configToYaml, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { stepConfigOf } from "../../src/train/plan.ts";
 import {
   affinityMap,

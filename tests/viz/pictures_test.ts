@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { makeBatch } from "../../src/data/batch.ts";
 import { decodePng } from "../../src/data/png.ts";
-import { dataConfigOf, resolveConfig } from "../../src/train/config.ts";
-import { scenesSource } from "../../src/train/sources.ts";
+import { dataConfigOf, resolveConfig } from "../../src/train/config/mod.ts";
+import { scenesSource } from "../../src/data/sources.ts";
 import { labelColor } from "../../src/viz/draw.ts";
 import { renderCurves, renderSample } from "../../src/viz/pictures.ts";
 

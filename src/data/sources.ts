@@ -5,21 +5,28 @@
  * @module
  */
 import { extname, join, resolve } from "node:path";
-import { loadImage } from "../data/cache.ts";
-import { felzenszwalb } from "../data/felzenszwalb.ts";
-import { formatSkipReport, scanFolder, type Skipped } from "../data/folder.ts";
-import { type Degradation, degradeLabels, degrades } from "../data/degrade.ts";
-import { type LabelMap, labelMap, type RgbImage } from "../data/image.ts";
-import { readLabelMapPng } from "../data/labelmap_png.ts";
-import { regionLabelMap } from "../data/regions.ts";
-import { resizeNearest } from "../data/resize.ts";
-import { type DataTask, maskPathFor, WorkerPool } from "../data/pool.ts";
-import { SceneGenerator } from "../data/scenes.ts";
-import { SceneCache } from "../data/scene_cache.ts";
+import { loadImage } from "./cache.ts";
+import { felzenszwalb } from "./felzenszwalb.ts";
+import { formatSkipReport, scanFolder, type Skipped } from "./folder.ts";
+import { type Degradation, degradeLabels, degrades } from "./degrade.ts";
+import { type LabelMap, labelMap, type RgbImage } from "./image.ts";
+import { readLabelMapPng } from "./labelmap_png.ts";
+import { regionLabelMap } from "./regions.ts";
+import { resizeNearest } from "./resize.ts";
+import { type DataTask, maskPathFor, WorkerPool } from "./pool.ts";
+import { SceneGenerator } from "./scenes.ts";
+import { SceneCache } from "./scene_cache.ts";
 import { Rng } from "../util/rng.ts";
-import { UsageError } from "../cli/usage.ts";
-import { deriveConfig, type PlrcConfig } from "./config.ts";
-import type { ImageSource } from "./trainer.ts";
+import { UsageError } from "../util/errors.ts";
+
+/** Where training images come from (scenes or a folder); `get` may be called in any order. */
+export interface ImageSource {
+  readonly count: number;
+  readonly description: string;
+  get(index: number): Promise<{ image: RgbImage; regions?: LabelMap }>;
+  /** How to rebuild this source in a worker thread; without it, samples are made on the main thread. */
+  readonly spec?: SourceSpec;
+}
 
 /**
  * Region maps per image: the default grid (none supplied), Felzenszwalb–Huttenlocher computed once, the
@@ -81,21 +88,6 @@ export function degradeSeed(seed: number): number {
   return (seed ^ 0x6a09e667) >>> 0;
 }
 
-/** The region mode of a configuration (data.regions.*). */
-export function regionModeOf(cfg: PlrcConfig): RegionMode {
-  const rs = cfg.data.regions;
-  const degrade = { noise: rs.noise, block: rs.noiseBlock, shift: rs.shift, seed: cfg.seed };
-  const extra = degrades(degrade) ? { degrade } : {};
-  if (rs.source === "grid") return { kind: "grid", grid: rs.grid, ...extra };
-  if (rs.source === "gt") return { kind: "gt", ...extra };
-  if (rs.source === "fh") {
-    const d0 = deriveConfig(cfg, { datasetSize: 1 });
-    return { kind: "fh", scale: rs.fhScale, sigma: rs.fhSigma, minSize: d0.fhMinSize, ...extra };
-  }
-  if (rs.labelmaps === null) throw new UsageError("data.regions.labelmaps: a folder is required with source labelmaps");
-  return { kind: "labelmaps", dir: rs.labelmaps, ...extra };
-}
-
 /** Memory for computed FH maps of the built-in scenes, per thread. */
 const FH_CACHE_BYTES = 256 * 2 ** 20;
 
@@ -154,7 +146,7 @@ function withRegions(
 
 /**
  * A serialisable description of a source: enough for a worker thread to rebuild it and serve the same
- * `get(i)` (src/train/feeder.ts). {@link scenesSource} and {@link folderSource} carry theirs.
+ * `get(i)` (src/data/feeder.ts). {@link scenesSource} and {@link folderSource} carry theirs.
  */
 export type SourceSpec =
   | {

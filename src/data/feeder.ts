@@ -10,30 +10,18 @@
  *
  * @module
  */
-import {
-  collate,
-  type DataConfig,
-  makeBatch,
-  makeKeyedSample,
-  type PlrcBatch,
-  type PlrcSample,
-  SAMPLE_WORKER_URL,
-} from "../data/batch.ts";
-import { ThreadCrashError, ThreadPool } from "../data/threads.ts";
-import type { SourceSpec } from "./sources.ts";
-import type { ImageSource } from "./trainer.ts";
+import { collate, type DataConfig, makeBatch, makeKeyedSample, type PlrcBatch, type PlrcSample } from "./batch.ts";
+import type { SampleInit, SampleRequest } from "./sample_worker.ts";
+import type { ImageSource } from "./sources.ts";
+import { ThreadCrashError, ThreadPool } from "./threads.ts";
 
-/** What a sample worker is started with. */
-export interface SampleInit {
-  spec: SourceSpec;
-  data: DataConfig;
-}
+export type { SampleInit, SampleRequest };
 
-/** One sample to make: source image `index`, stream key `key`. */
-export interface SampleRequest {
-  index: number;
-  key: number;
-}
+/**
+ * The sample worker's module. Resolved from this directory, so the bundle (dist/plrc.js) finds it as
+ * dist/sample_worker.ts, as the decode pool finds dist/decode_worker.ts.
+ */
+export const SAMPLE_WORKER_URL: string = new URL("./sample_worker.ts", import.meta.url).href;
 
 /**
  * Makes samples in `workers` threads, or on the calling thread when `workers` is 0 or the source has no
