@@ -15,7 +15,7 @@ import {
   type GemmShape,
   gemmSpec,
   gemmWorkgroup,
-} from "../../shaders/gemm.ts";
+} from "./wgsl/gemm.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ROW_KERNELS, ROW_WG, type RowKernel, rowSpec, type RowVariant } from "../../shaders/rows.ts";
+import { ROW_KERNELS, ROW_WG, type RowKernel, rowSpec, type RowVariant } from "./wgsl/rows.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";

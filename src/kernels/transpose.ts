@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { TRANSPOSE_TILE, transposeSpec, type TransposeVariant } from "../../shaders/transpose.ts";
+import { TRANSPOSE_TILE, transposeSpec, type TransposeVariant } from "./wgsl/transpose.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";

@@ -35,7 +35,7 @@ import {
   hmatSpec,
   pairBackwardSpec,
   pairForwardSpec,
-} from "../../shaders/distill.ts";
+} from "../kernels/wgsl/distill.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type KernelSpec, read, u32, write } from "../src/gpu/kernel.ts";
+import { type KernelSpec, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Which transpose kernel to use. */
 export type TransposeVariant = "naive" | "tiled";

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type BufferDecl, BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { type BufferDecl, BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** How a row is spread over invocations. */
 export type RowVariant = "thread" | "workgroup";

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { type KernelSpec, read, u32, write } from "../src/gpu/kernel.ts";
+import { type KernelSpec, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Which product. */
 export type GemmMode = "fwd" | "dgrad" | "wgrad";

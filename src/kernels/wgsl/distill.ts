@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** How a pair is spread over invocations (as the row kernels). */
 export type DistillVariant = "thread" | "workgroup";
