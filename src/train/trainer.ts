@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { formatBytes, type Gpu, withMemoryCheck } from "../gpu/device.ts";
-import { Profiler, summarise, sync } from "../gpu/encoder.ts";
+import { Profiler, summarise, sync } from "../gpu/recorder.ts";
 import { kernelFamily } from "./profile.ts";
 import type { DataConfig } from "../data/batch.ts";
 import type { LabelMap, RgbImage } from "../data/image.ts";
