@@ -53,7 +53,7 @@ export interface GemmConfig extends GemmTile {
   bLayout: BLayout;
   /** 1×1, stride 1, no padding: plain matrix indexing. */
   dense: boolean;
-  /** cols is not a multiple of 4·V: clamp column loads. */
+  /** Column groups are not whole ({@link gemmEdge}): clamp column loads. */
   edge: boolean;
   epilogue: Epilogue;
 }
