@@ -39,7 +39,7 @@ export {
   pipelineCount,
 } from "./src/gpu/kernel.ts";
 export type { BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl } from "./src/gpu/kernel.ts";
-export { Profiler, Recorder, summarise, sync } from "./src/gpu/encoder.ts";
+export { Profiler, Recorder, summarise, sync } from "./src/gpu/recorder.ts";
 export { add, axpy, elementwise, elementwiseRef, mul, relu, reluBackward, scale } from "./src/kernels/elementwise.ts";
 export {
   axisView,

@@ -5,7 +5,7 @@
  * work with GPU timestamps and GFLOP/s.
  */
 import { getGpu } from "../src/gpu/device.ts";
-import { Recorder, sync } from "../src/gpu/encoder.ts";
+import { Recorder, sync } from "../src/gpu/recorder.ts";
 import type { Dispatch } from "../src/gpu/kernel.ts";
 import { Tensor } from "../src/gpu/tensor.ts";
 import { convForward, convOutSize, convWgrad, matmul } from "../src/kernels/gemm.ts";

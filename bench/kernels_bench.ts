@@ -4,7 +4,7 @@
  * wait). `plrc bench kernels` reports the same cases with GPU timestamps.
  */
 import { getGpu } from "../src/gpu/device.ts";
-import { Recorder, sync } from "../src/gpu/encoder.ts";
+import { Recorder, sync } from "../src/gpu/recorder.ts";
 import { kernelCases } from "../src/bench/kernels.ts";
 
 const gpu = await getGpu();

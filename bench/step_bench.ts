@@ -4,7 +4,7 @@
  * `plrc bench step` reports the same step with a per-family breakdown.
  */
 import { getGpu } from "../src/gpu/device.ts";
-import { sync } from "../src/gpu/encoder.ts";
+import { sync } from "../src/gpu/recorder.ts";
 import { makeBatch } from "../src/data/batch.ts";
 import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config/mod.ts";
 import { stepConfigOf } from "../src/train/plan.ts";

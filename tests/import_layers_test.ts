@@ -64,7 +64,7 @@ Deno.test("imports: specifiers in strings count, those in comments do not; layer
   ].join("\n");
   assert.deepEqual(relativeImports(src).sort(), ["../b.ts", "./a.ts", "./c.ts", "./e.ts", "./w.ts"]);
   assert.equal(layerOf("src/version.ts")?.name, "util");
-  assert.equal(layerOf("shaders/gemm.ts")?.name, "kernels");
+  assert.equal(layerOf("src/kernels/wgsl/gemm.ts")?.name, "kernels");
   assert.equal(layerOf("src/train/config/schema.ts")?.name, "train");
   assert.equal(layerOf("tests/x_test.ts"), undefined);
 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
-import { Recorder } from "../src/gpu/encoder.ts";
+import { Recorder } from "../src/gpu/recorder.ts";
 import type { Dispatch } from "../src/gpu/kernel.ts";
 import { type DType, Tensor } from "../src/gpu/tensor.ts";
 export { Rng } from "../src/util/rng.ts";

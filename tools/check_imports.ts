@@ -1,7 +1,7 @@
 /**
  * Checks that the source tree's imports only look down the layer table below and that no import circle exists.
  *
- * Every `.ts` file under `src/` and `shaders/`, plus `cli.ts` and `mod.ts`, is read for its relative module
+ * Every `.ts` file under `src/`, plus `cli.ts` and `mod.ts`, is read for its relative module
  * references: static `import`/`export ... from`, side-effect `import "..."`, dynamic `import("...")` with a literal
  * specifier (type-level `import("...").T` included) and `new URL("...ts", import.meta.url)` (how workers are
  * started). Each file gets the layer of the longest folder prefix in {@link LAYERS}; an import of a file in a
@@ -24,7 +24,7 @@ export interface Layer {
 export const LAYERS: Layer[] = [
   { rank: 0, name: "util", prefixes: ["src/util/", "src/version.ts"] },
   { rank: 1, name: "gpu", prefixes: ["src/gpu/"] },
-  { rank: 2, name: "kernels", prefixes: ["shaders/", "src/kernels/"] },
+  { rank: 2, name: "kernels", prefixes: ["src/kernels/"] },
   { rank: 3, name: "nn", prefixes: ["src/nn/"] },
   {
     rank: 4,
@@ -161,7 +161,7 @@ function resolveRelative(from: string, spec: string): string {
   return parts.join("/");
 }
 
-/** The `.ts` files the check covers under root: `src/**`, `shaders/**`, `cli.ts`, `mod.ts`. */
+/** The `.ts` files the check covers under root: `src/**`, `cli.ts`, `mod.ts`. */
 async function listFiles(root: string): Promise<string[]> {
   const files: string[] = [];
   const walk = async (dir: string) => {
@@ -179,7 +179,6 @@ async function listFiles(root: string): Promise<string[]> {
     }
   };
   await walk("src");
-  await walk("shaders");
   for (const top of ["cli.ts", "mod.ts"]) {
     try {
       if (Deno.statSync(`${root}/${top}`).isFile) files.push(top);

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { Profiler, Recorder, sync } from "../gpu/encoder.ts";
+import { Profiler, Recorder, sync } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import * as ew from "../kernels/elementwise.ts";

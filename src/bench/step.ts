@@ -7,7 +7,7 @@
  * @module
  */
 import { type Gpu, withMemoryCheck } from "../gpu/device.ts";
-import { Profiler, Recorder, summarise, sync } from "../gpu/encoder.ts";
+import { Profiler, Recorder, summarise, sync } from "../gpu/recorder.ts";
 import { makeBatch } from "../data/batch.ts";
 import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config/mod.ts";
 import { stepConfigOf } from "../train/plan.ts";

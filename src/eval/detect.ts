@@ -38,7 +38,7 @@
  * @module
  */
 import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
-import { Recorder, sync } from "../gpu/encoder.ts";
+import { Recorder, sync } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { RgbImage } from "../data/image.ts";

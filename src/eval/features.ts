@@ -7,7 +7,7 @@
  * @module
  */
 import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
-import { Recorder, sync } from "../gpu/encoder.ts";
+import { Recorder, sync } from "../gpu/recorder.ts";
 import type { RgbImage } from "../data/image.ts";
 import { bilinearResize } from "../data/resize.ts";
 import { buildResNet, type ResNetConfig, resnetWidths } from "../models/resnet.ts";

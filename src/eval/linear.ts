@@ -12,7 +12,7 @@ import type { ResNetConfig } from "../models/resnet.ts";
 import { concatLevels, frozenBackbone } from "./features.ts";
 import { bootstrapSE, type ImageCounts, imageCounts, miouOfImages } from "./bootstrap.ts";
 import type { ParamStore } from "../nn/params.ts";
-import { Recorder } from "../gpu/encoder.ts";
+import { Recorder } from "../gpu/recorder.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { matmul, matmulTA } from "../kernels/gemm.ts";
 import { crossEntropy, crossEntropyBackward } from "../kernels/rows.ts";

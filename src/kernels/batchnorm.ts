@@ -16,7 +16,7 @@ import {
   bnMeanSpec,
   bnPartialSpec,
   bnVarSpec,
-} from "../../shaders/batchnorm.ts";
+} from "./wgsl/batchnorm.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

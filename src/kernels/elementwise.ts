@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ELEMENTWISE, ELEMENTWISE_WG, type ElementwiseOp, elementwiseSpec } from "../../shaders/elementwise.ts";
+import { ELEMENTWISE, ELEMENTWISE_WG, type ElementwiseOp, elementwiseSpec } from "./wgsl/elementwise.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";

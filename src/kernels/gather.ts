@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { GATHER_WG, gatherBlocksSpec } from "../../shaders/gather.ts";
+import { GATHER_WG, gatherBlocksSpec } from "./wgsl/gather.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";

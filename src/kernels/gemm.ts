@@ -11,17 +11,19 @@ import {
   type BLayout,
   type Epilogue,
   type GemmConfig,
+  gemmEdge,
+  gemmGrid,
   type GemmMode,
   type GemmShape,
   gemmSpec,
-  gemmWorkgroup,
-} from "../../shaders/gemm.ts";
+  type GemmTile,
+} from "./wgsl/gemm.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { reduceAxis } from "./reduce.ts";
 
-export type { BLayout, Epilogue, GemmMode, GemmShape };
+export type { BLayout, Epilogue, GemmMode, GemmShape, GemmTile };
 
 /** A 2-D convolution's geometry (no dilation, no groups, no bias). */
 export interface ConvGeom {
@@ -47,13 +49,6 @@ export function convFlops(g: ConvGeom): number {
   return 2 * g.nb * oh * ow * g.cout * g.kh * g.kw * g.cin;
 }
 
-/** Register-block and kernel shape for a product with `rows` × `cols` outputs on `gpu`. */
-export interface GemmTile {
-  shape: GemmShape;
-  rm: number;
-  v: number;
-}
-
 /** Tile choice per adapter: register blocks on CPU adapters, workgroup-memory tiles on GPUs. */
 export function chooseTile(gpu: Gpu, _rows: number, cols: number, override?: Partial<GemmTile>): GemmTile {
   const shape = override?.shape ?? (gpu.summary.adapterClass === "cpu" ? "register" : "tiled");
@@ -63,13 +58,6 @@ export function chooseTile(gpu: Gpu, _rows: number, cols: number, override?: Par
     return { shape, rm: override?.rm ?? 8, v: override?.v ?? v };
   }
   return { shape, rm: override?.rm ?? 8, v: override?.v ?? (cols >= 128 ? 2 : 1) };
-}
-
-function grid(tile: GemmTile, rows: number, cols: number, z: number): [number, number, number] {
-  const wg = gemmWorkgroup(tile.shape);
-  const perX = tile.shape === "register" ? wg * 4 * tile.v : 64 * tile.v;
-  const perY = tile.shape === "register" ? wg * tile.rm : 16 * tile.rm;
-  return [Math.ceil(cols / perX), Math.ceil(rows / perY), z];
 }
 
 function params(g: ConvGeom, rows: number, cols: number, kin: number, extra: Record<string, number> = {}) {
@@ -97,8 +85,6 @@ function params(g: ConvGeom, rows: number, cols: number, kin: number, extra: Rec
 const isDense = (g: ConvGeom) => g.kh === 1 && g.kw === 1 && g.stride === 1 && g.pad === 0;
 
 function config(mode: GemmMode, tile: GemmTile, cols: number, g: ConvGeom, e: Epilogue, b: BLayout): GemmConfig {
-  const perThreadCols = 4 * tile.v;
-  const perGroupCols = tile.shape === "register" ? perThreadCols : 64 * tile.v;
   return {
     mode,
     shape: tile.shape,
@@ -106,7 +92,7 @@ function config(mode: GemmMode, tile: GemmTile, cols: number, g: ConvGeom, e: Ep
     v: tile.v,
     bLayout: b,
     dense: isDense(g),
-    edge: cols % perGroupCols !== 0 || cols % perThreadCols !== 0,
+    edge: gemmEdge(tile, cols),
     epilogue: e,
   };
 }
@@ -154,7 +140,7 @@ export function convForward(
     gemmSpec(config("fwd", tile, cols, g, e, "kn")),
     [x, w, out, ...extras(e, o.bias, o.residual, o.affine)],
     params(g, rows, cols, g.cin),
-    grid(tile, rows, cols, 1),
+    gemmGrid(tile, rows, cols),
     "conv_fwd",
   );
 }
@@ -179,7 +165,7 @@ export function convDgrad(
     gemmSpec(config("dgrad", tile, cols, g, e, "nk")),
     [dy, w, dx, ...extras(e, undefined, o.residual)],
     params(g, rows, cols, g.cout),
-    grid(tile, rows, cols, 1),
+    gemmGrid(tile, rows, cols),
     "conv_dgrad",
   );
 }
@@ -192,7 +178,7 @@ export interface SplitOp {
 
 /** Number of reduction splits so that enough workgroups run (CPU adapters need few, GPUs many). */
 export function chooseSplits(gpu: Gpu, tile: GemmTile, rows: number, cols: number, red: number): number {
-  const [gx, gy] = grid(tile, rows, cols, 1);
+  const [gx, gy] = gemmGrid(tile, rows, cols);
   const want = gpu.summary.adapterClass === "cpu" ? 16 : 264;
   const minChunk = 256;
   return Math.max(1, Math.min(Math.ceil(want / (gx * gy)), Math.floor(red / minChunk), 64));
@@ -219,12 +205,12 @@ export async function convWgrad(
   const p = params(g, rows, cols, 0, { mred: red, chunk });
   if (splits === 1) {
     return {
-      dispatches: [await bind(gpu, spec, [x, dy, dw], p, grid(tile, rows, cols, 1), "conv_wgrad")],
+      dispatches: [await bind(gpu, spec, [x, dy, dw], p, gemmGrid(tile, rows, cols), "conv_wgrad")],
       scratch: [],
     };
   }
   const partial = Tensor.empty(gpu, [splits, rows, cols], "f32", `${dw.name} split-K partials`);
-  const d = await bind(gpu, spec, [x, dy, partial], p, grid(tile, rows, cols, splits), "conv_wgrad");
+  const d = await bind(gpu, spec, [x, dy, partial], p, gemmGrid(tile, rows, cols, splits), "conv_wgrad");
   const sum = await reduceAxis(gpu, partial, 0, "sum", dw, false);
   return { dispatches: [d, ...sum.dispatches], scratch: [partial] };
 }
@@ -254,7 +240,7 @@ export function matmul(
     gemmSpec(config("fwd", tile, n, g, e, o.transB ? "nk" : "kn")),
     [a, b, out, ...extras(e, o.bias, o.residual)],
     params(g, m, n, k),
-    grid(tile, m, n, 1),
+    gemmGrid(tile, m, n),
     "matmul",
   );
 }

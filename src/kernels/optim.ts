@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { emaSpec, larsSgdSpec, larsTrustSpec, OPTIM_WG, sgdSpec } from "../../shaders/optim.ts";
+import { emaSpec, larsSgdSpec, larsTrustSpec, OPTIM_WG, sgdSpec } from "./wgsl/optim.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

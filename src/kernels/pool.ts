@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { maxPoolBackwardSpec, maxPoolSpec, POOL_WG } from "../../shaders/pool.ts";
+import { maxPoolBackwardSpec, maxPoolSpec, POOL_WG } from "./wgsl/pool.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { broadcastSpec, REDUCE_WG, reduceSumSpec } from "../../shaders/reduce.ts";
+import { broadcastSpec, REDUCE_WG, reduceSumSpec } from "./wgsl/reduce.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { ROW_KERNELS, ROW_WG, type RowKernel, rowSpec, type RowVariant } from "../../shaders/rows.ts";
+import { ROW_KERNELS, rowGrid, type RowKernel, rowSpec, type RowVariant } from "./wgsl/rows.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
+import { bind, type Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 
 export type { RowVariant };
@@ -34,8 +34,7 @@ export function rowOp(
   variant: RowVariant = rowVariantFor(gpu),
 ): Promise<Dispatch> {
   const [rows, cols] = rowsCols(tensors[0]);
-  const grid = variant === "thread" ? grid1d(rows, ROW_WG) : grid1d(rows, 1);
-  return bind(gpu, rowSpec(k, variant), tensors, { rows, cols, ...scalars }, grid);
+  return bind(gpu, rowSpec(k, variant), tensors, { rows, cols, ...scalars }, rowGrid(variant, rows));
 }
 
 type V = RowVariant | undefined;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { Recorder, sync } from "../gpu/encoder.ts";
+import { Recorder, sync } from "../gpu/recorder.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import * as ew from "./elementwise.ts";
 import { reduceAxis, reduceAxisRef } from "./reduce.ts";

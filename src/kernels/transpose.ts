@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { TRANSPOSE_TILE, transposeSpec, type TransposeVariant } from "../../shaders/transpose.ts";
+import { transposeGrid, transposeSpec, type TransposeVariant } from "./wgsl/transpose.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -26,8 +26,7 @@ export function transpose(
   const rows = x.shape[x.shape.length - 2], cols = x.shape[x.shape.length - 1];
   const batch = x.numel / Math.max(rows * cols, 1);
   if (y.numel !== x.numel) throw new Error(`transpose: output "${y.name}" must have ${x.numel} elements`);
-  const t = TRANSPOSE_TILE;
-  return bind(gpu, transposeSpec(variant), [x, y], { rows, cols }, [Math.ceil(rows / t), Math.ceil(cols / t), batch]);
+  return bind(gpu, transposeSpec(variant), [x, y], { rows, cols }, transposeGrid(rows, cols, batch));
 }
 
 /** Float64 reference of {@link transpose}. */

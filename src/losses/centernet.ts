@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { CENTERNET_WG, centerNetLossSpec } from "../../shaders/centernet.ts";
+import { CENTERNET_WG, centerNetLossSpec } from "../kernels/wgsl/centernet.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

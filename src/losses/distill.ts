@@ -35,7 +35,8 @@ import {
   hmatSpec,
   pairBackwardSpec,
   pairForwardSpec,
-} from "../../shaders/distill.ts";
+  pairGrid,
+} from "../kernels/wgsl/distill.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -261,14 +262,13 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
     alpha: o.alpha,
     mu: o.centerMomentum,
   };
-  const pairGrid = variant === "thread" ? grid1d(cap, DISTILL_WG) : grid1d(cap, 1);
   const gram = await bind(gpu, gramSpec(), [o.zq, o.zt, o.za, gq, gt], params, grid1d(B * n * n, DISTILL_WG));
   const fwd = await bind(
     gpu,
     pairForwardSpec(variant, n),
     [gq, gt, o.lq, o.lt, center, pairs, lseS, lseT, part, entPart],
     params,
-    pairGrid,
+    pairGrid(variant, cap),
   );
   const red = await reduceAxis(gpu, part, 0, "sum", loss);
   const entRed = await reduceAxis(gpu, entPart, 0, "sum", entropy);
@@ -278,7 +278,7 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
     pairBackwardSpec(variant, n, S * w),
     [gq, gt, center, pairs, lseS, lseT, q],
     params,
-    pairGrid,
+    pairGrid(variant, cap),
   );
   const dl = await bind(
     gpu,

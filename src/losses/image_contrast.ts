@@ -19,7 +19,7 @@ import {
   INFO_NCE_BACKWARD,
   infoNcePosGradSpec,
   rowDotSpec,
-} from "../../shaders/image_contrast.ts";
+} from "../kernels/wgsl/image_contrast.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

@@ -32,7 +32,7 @@ import {
   SUPCON_ROWS,
   supconGradSpec,
   supconLossSpec,
-} from "../../shaders/point_contrast.ts";
+} from "../kernels/wgsl/point_contrast.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import type { Recorder } from "../gpu/encoder.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 
 /** Values read back for one step. */

@@ -24,7 +24,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import { type Profiler, Recorder } from "../gpu/encoder.ts";
+import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";

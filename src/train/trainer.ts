@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { formatBytes, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import type { ParamStore } from "../nn/params.ts";
-import { Profiler, summarise, sync } from "../gpu/encoder.ts";
+import { Profiler, summarise, sync } from "../gpu/recorder.ts";
 import { kernelFamily } from "./profile.ts";
 import type { DataConfig, PlrcBatch } from "../data/batch.ts";
 import { Rng } from "../util/rng.ts";

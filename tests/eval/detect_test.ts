@@ -7,7 +7,7 @@
  * detector beating the untrained one.
  */
 import assert from "node:assert/strict";
-import { Recorder } from "../../src/gpu/encoder.ts";
+import { Recorder } from "../../src/gpu/recorder.ts";
 import { exportScenes, SceneGenerator } from "../../src/data/scenes.ts";
 import { readCoco } from "../../src/data/coco.ts";
 import { cocoImages, sceneImages } from "../../src/eval/datasets.ts";

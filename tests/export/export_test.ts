@@ -19,7 +19,7 @@ import {
   torchvisionStateDict,
   writeExport,
 } from "../../src/export/export.ts";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.ts";
 import { readPth } from "../../src/io/torch_pth.ts";
 import type { PthTensor } from "../../src/io/torch_pth.ts";

@@ -13,7 +13,7 @@ import {
   torchvisionBackbone,
   withModel,
 } from "../../src/export/import.ts";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../../src/io/safetensors.ts";
 import { type PthTensor, readPth } from "../../src/io/torch_pth.ts";
 import { buildResNet, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";

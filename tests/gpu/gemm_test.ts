@@ -12,7 +12,16 @@ import {
   matmulRef,
   matmulTA,
 } from "../../src/kernels/gemm.ts";
+import {
+  gemmEdge,
+  gemmGrid,
+  gemmSpec,
+  type GemmTile,
+  gemmTileSize,
+  gemmWorkgroup,
+} from "../../src/kernels/wgsl/gemm.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
+import assert from "node:assert/strict";
 import { assertClose, freshSeed, gpu, GPU_TEST, poisoned, readF64, Rng, runOnce, skipTiled } from "../util.ts";
 
 // f32 sums of K products of N(0,1) values: errors grow like √K·2^-24 of the terms' scale.
@@ -115,3 +124,31 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
     },
   });
 }
+
+Deno.test("gemm geometry: the grid covers every output with whole tiles, the kernels use the same tile", () => {
+  const tiles: GemmTile[] = [];
+  for (const shape of ["register", "tiled"] as GemmShape[]) {
+    for (const rm of [1, 2, 8]) for (const v of [1, 2, 4]) tiles.push({ shape, rm, v });
+  }
+  for (const t of tiles) {
+    const side = gemmWorkgroup(t.shape), size = gemmTileSize(t);
+    assert.deepEqual(size, { rows: side * t.rm, cols: side * 4 * t.v });
+    for (const [rows, cols] of [[1, 1], [37, 23], [256, 128], [257, 129], [12544, 64]]) {
+      const [gx, gy, gz] = gemmGrid(t, rows, cols, 3);
+      assert(gx * size.cols >= cols && (gx - 1) * size.cols < cols, `${JSON.stringify(t)} x for ${cols}`);
+      assert(gy * size.rows >= rows && (gy - 1) * size.rows < rows, `${JSON.stringify(t)} y for ${rows}`);
+      assert.equal(gz, 3);
+    }
+    // whole column groups: 4V per invocation (register), the workgroup's tile width (tiled)
+    const whole = t.shape === "register" ? 4 * t.v : size.cols;
+    assert.equal(gemmEdge(t, 4 * whole), false);
+    assert.equal(gemmEdge(t, 4 * whole + 1), true);
+    const spec = gemmSpec({ ...t, mode: "fwd", bLayout: "kn", dense: true, edge: false, epilogue: {} });
+    assert(spec.body.includes(`@workgroup_size(${side}, ${side})`), `${JSON.stringify(t)} workgroup size`);
+    if (t.shape === "tiled") {
+      assert(spec.body.includes(`let row0 = wid.y * ${size.rows}u; let col0 = wid.x * ${size.cols}u;`));
+    } else {
+      assert(spec.body.includes(`let c0 = g.x * ${4 * t.v}u;`) && spec.body.includes(`let r0 = g.y * ${t.rm}u;`));
+    }
+  }
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EVAL_MEMORY_HINT, LimitError, OutOfMemoryError, withMemoryCheck } from "../../src/gpu/device.ts";
-import { Profiler, Recorder, summarise } from "../../src/gpu/encoder.ts";
+import { Profiler, Recorder, summarise } from "../../src/gpu/recorder.ts";
 import {
   bind,
   compileKernel,

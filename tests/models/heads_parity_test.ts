@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readSafetensors, toFloat32 } from "../../src/io/safetensors.ts";
 import { buildHeads, type HeadsConfig, headSpecs } from "../../src/models/heads.ts";
 import { isTrainable, ParamStore } from "../../src/nn/params.ts";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
 import { gpu, GPU_TEST } from "../util.ts";
 import { fixtureValue } from "./fixture_values.ts";

@@ -10,7 +10,7 @@ import { readSafetensors, toFloat32 } from "../../src/io/safetensors.ts";
 import { sgdStep } from "../../src/kernels/optim.ts";
 import { buildResNet, lastBnNames, type ResNetConfig, resnetSpecs } from "../../src/models/resnet.ts";
 import { isTrainable, ParamStore } from "../../src/nn/params.ts";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
 import type { GemmShape } from "../../src/kernels/gemm.ts";
 import { assertClose, gpu, GPU_TEST, skipTiled } from "../util.ts";

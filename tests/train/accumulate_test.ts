@@ -4,7 +4,7 @@
  * values, centre moves and updated parameters, and both sets of keys in the queue.
  */
 import assert from "node:assert/strict";
-import { sync } from "../../src/gpu/encoder.ts";
+import { sync } from "../../src/gpu/recorder.ts";
 import { makeBatch, splitBatch } from "../../src/data/batch.ts";
 import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { stepConfigOf } from "../../src/train/plan.ts";

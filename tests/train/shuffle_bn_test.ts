@@ -4,7 +4,7 @@
  * must match an unshuffled run (to float rounding of the reordered sums); with two groups they differ.
  */
 import assert from "node:assert/strict";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { makeBatch } from "../../src/data/batch.ts";
 import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { stepConfigOf } from "../../src/train/plan.ts";

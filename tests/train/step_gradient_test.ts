@@ -5,7 +5,7 @@
  * three losses, their weights, the heads and the backbone together.
  */
 import assert from "node:assert/strict";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { makeBatch } from "../../src/data/batch.ts";
 import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
 import { stepConfigOf } from "../../src/train/plan.ts";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { decodePng } from "../../src/data/png.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
-import { Recorder, sync } from "../../src/gpu/encoder.ts";
+import { Recorder, sync } from "../../src/gpu/recorder.ts";
 import { buildHeads } from "../../src/models/heads.ts";
 import { createEncoderStore, headsConfig } from "../../src/models/encoder.ts";
 import { loadEncoder, pointHeadWeights } from "../../src/eval/load.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BUILTINS, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Workgroup size of the gather kernel. */
 export const GATHER_WG = 256;

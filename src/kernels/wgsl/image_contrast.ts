@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 import type { RowKernel } from "./rows.ts";
 
 /** Workgroup size of the element-wise kernels here. */

@@ -12,7 +12,7 @@
  * `nk` weight layout), `dgrad` is A·Bᵀ / A·B, `wgrad` is Aᵀ·B. `wgrad` reduces over the long axis and
  * is split along it (grid z), writing partial sums that a deterministic reduction adds up.
  *
- * Two code shapes, chosen per adapter (see webgpu-notes.md):
+ * Two code shapes, chosen per adapter:
  * - `register` (CPU adapters): no workgroup memory; each invocation owns an RM × 4V block of outputs in
  *   named variables (straight-line code, never an indexed private array) and loads straight from storage.
  * - `tiled` (GPUs): 16×16 invocations, A and B tiles staged in workgroup memory, an RM × 4V register
@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { type KernelSpec, read, u32, write } from "../src/gpu/kernel.ts";
+import { type Grid, type KernelSpec, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Which product. */
 export type GemmMode = "fwd" | "dgrad" | "wgrad";
@@ -38,18 +38,22 @@ export interface Epilogue {
   relu?: boolean;
 }
 
-/** Everything that specialises a GEMM pipeline (shapes travel in uniforms). */
-export interface GemmConfig {
-  mode: GemmMode;
+/** Kernel shape and register block: what fixes a GEMM pipeline's tile geometry. */
+export interface GemmTile {
   shape: GemmShape;
   /** Rows per invocation. */
   rm: number;
   /** vec4 column groups per invocation (4·V columns). */
   v: number;
+}
+
+/** Everything that specialises a GEMM pipeline (shapes travel in uniforms). */
+export interface GemmConfig extends GemmTile {
+  mode: GemmMode;
   bLayout: BLayout;
   /** 1×1, stride 1, no padding: plain matrix indexing. */
   dense: boolean;
-  /** cols is not a multiple of 4·V: clamp column loads. */
+  /** Column groups are not whole ({@link gemmEdge}): clamp column loads. */
   edge: boolean;
   epilogue: Epilogue;
 }
@@ -80,6 +84,31 @@ export function gemmWorkgroup(shape: GemmShape): number {
 
 /** Tile K-depth of the tiled shape. */
 export const TILE_K = 16;
+
+/**
+ * Outputs one workgroup computes: each of its side × side invocations owns an RM × 4V register block, so
+ * (side·RM) rows × (side·4V) columns (the tiled shape stages exactly this tile in workgroup memory).
+ */
+export function gemmTileSize(t: GemmTile): { rows: number; cols: number } {
+  const side = gemmWorkgroup(t.shape);
+  return { rows: side * t.rm, cols: side * 4 * t.v };
+}
+
+/** Workgroups of a `rows` × `cols` product: one per output tile, `z` along grid z (wgrad's splits). */
+export function gemmGrid(t: GemmTile, rows: number, cols: number, z = 1): Grid {
+  const tile = gemmTileSize(t);
+  return [Math.ceil(cols / tile.cols), Math.ceil(rows / tile.rows), z];
+}
+
+/**
+ * Whether `cols` needs the `edge` variant (clamped column loads). Unclamped loads need whole column groups:
+ * one invocation's 4V columns for `register` (invocations past the last column return early), the
+ * workgroup's whole tile width for `tiled` (B is staged a full tile row at a time).
+ */
+export function gemmEdge(t: GemmTile, cols: number): boolean {
+  const whole = t.shape === "register" ? 4 * t.v : gemmTileSize(t).cols;
+  return cols % whole !== 0;
+}
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -125,20 +154,36 @@ function vec4B(c: GemmConfig): boolean {
   return c.mode === "wgrad" || c.bLayout === "kn";
 }
 
-/** Epilogue + guarded stores of the register block; `row(r)` and `col(j)` give output coordinates. */
-function stores(c: GemmConfig, acc: (r: number, j: number) => string, outRow: (r: number) => string, col0: string) {
+/**
+ * The fused epilogue on accumulator expression `v` of output column `col`, in the output row starting at
+ * offset `o` (row × cols): + bias, × scale + shift, + residual, ReLU, in that order.
+ */
+function epilogue(e: Epilogue, v: string, col: string, o: string): string {
+  if (e.bias) v = `${v} + bias[${col}]`;
+  if (e.affine) v = `(${v}) * scale[${col}] + shift[${col}]`;
+  if (e.residual) v = `${v} + res[${o} + ${col}]`;
+  if (e.relu) v = `max(${v}, 0.0)`;
+  return v;
+}
+
+/**
+ * Epilogue and guarded stores of an invocation's RM × 4V register block, for both shapes: `acc(r, j)` is
+ * the accumulator of block row r and column j, `outRow(r)` and `outCol(j)` their output coordinates.
+ * wgrad's splits write their partial sums `zoff` apart.
+ */
+function stores(
+  c: GemmConfig,
+  acc: (r: number, j: number) => string,
+  outRow: (r: number) => string,
+  outCol: (j: number) => string,
+): string {
   const lines: string[] = [];
-  const CN = 4 * c.v;
   for (const r of range(c.rm)) {
     lines.push(`if (${outRow(r)} < P.rows) {`);
     lines.push(`  let o${r} = ${outRow(r)} * P.cols;`);
-    for (const j of range(CN)) {
-      const col = `${col0} + ${j}u`;
-      let v = acc(r, j);
-      if (c.epilogue.bias) v = `${v} + bias[${col}]`;
-      if (c.epilogue.affine) v = `(${v}) * scale[${col}] + shift[${col}]`;
-      if (c.epilogue.residual) v = `${v} + res[o${r} + ${col}]`;
-      if (c.epilogue.relu) v = `max(${v}, 0.0)`;
+    for (const j of range(4 * c.v)) {
+      const col = outCol(j);
+      const v = epilogue(c.epilogue, acc(r, j), col, `o${r}`);
       lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? `zoff + ` : ""}o${r} + ${col}] = ${v}; }`);
     }
     lines.push(`}`);
@@ -241,8 +286,9 @@ function registerBody(c: GemmConfig): string {
   }`;
   }
   const acc = (r: number, j: number) => `acc${r}_${Math.floor(j / 4)}[${j % 4}]`;
+  const side = gemmWorkgroup(c.shape);
   return `
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(${side}, ${side})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let c0 = g.x * ${CN}u;
   let r0 = g.y * ${RM}u;
@@ -250,53 +296,41 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let zoff = g.z * P.rows * P.cols;
   ${decl}
   ${loop}
-  ${stores(c, acc, (r) => `(r0 + ${r}u)`, "c0")}
+  ${stores(c, acc, (r) => `(r0 + ${r}u)`, (j) => `c0 + ${j}u`)}
 }`;
 }
 
 /**
- * The tiled shape: each workgroup computes a (16·RM) × (64·V) tile; A and B tiles of depth TILE_K are
- * staged in workgroup memory (zero outside) by {@link productStaging}. Thread (tx, ty) owns rows ty + 16·r and
- * vec4 column groups tx + 16·v, so that neighbouring threads touch neighbouring addresses.
+ * The tiled shape: each workgroup of 16×16 threads computes a (16·RM) × (64·V) tile ({@link gemmTileSize});
+ * A and B tiles of depth TILE_K are staged in workgroup memory (zero outside) by {@link productStaging}.
+ * Thread (tx, ty) owns rows ty + 16·r and vec4 column groups tx + 16·v, so that neighbouring threads touch
+ * neighbouring addresses.
  */
 function tiledBody(c: GemmConfig): string {
-  const RM = c.rm, V = c.v, TM = 16 * RM, TN = 64 * V, TK = TILE_K;
+  const RM = c.rm, V = c.v, TK = TILE_K;
+  const { rows: TM, cols: TN } = gemmTileSize(c);
+  const side = gemmWorkgroup(c.shape);
   const R = range(RM), VV = range(V);
   const decl = R.flatMap((r) => VV.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join("\n  ");
   // reduction length: taps × input channels, or (wgrad) this split's chunk of output pixels
   const red = c.mode === "wgrad" ? "m1 - m0" : "P.segs * P.kin";
   const prod = productStaging(c, TM, TN);
   const body = [
-    ...VV.map((v) => `let b${v} = Bs[k][tx + ${16 * v}u];`),
-    ...R.map((r) => `let a${r} = As[k][ty + ${16 * r}u];`),
+    ...VV.map((v) => `let b${v} = Bs[k][tx + ${side * v}u];`),
+    ...R.map((r) => `let a${r} = As[k][ty + ${side * r}u];`),
     ...R.flatMap((r) => VV.map((v) => `acc${r}_${v} = fma(vec4<f32>(a${r}), b${v}, acc${r}_${v});`)),
   ].join("\n      ");
   const acc = (r: number, j: number) => `acc${r}_${Math.floor(j / 4)}[${j % 4}]`;
-  // stores: thread column group v covers columns col0 + (tx + 16v)·4 .. +3
-  const lines: string[] = [];
-  for (const r of R) {
-    const row = `(row0 + ty + ${16 * r}u)`;
-    lines.push(`if (${row} < P.rows) {`, `  let o${r} = ${row} * P.cols;`);
-    for (const v of VV) {
-      for (const q of range(4)) {
-        const col = `(col0 + (tx + ${16 * v}u) * 4u + ${q}u)`;
-        let val = acc(r, 4 * v + q);
-        if (c.epilogue.bias) val = `${val} + bias[${col}]`;
-        if (c.epilogue.affine) val = `(${val}) * scale[${col}] + shift[${col}]`;
-        if (c.epilogue.residual) val = `${val} + res[o${r} + ${col}]`;
-        if (c.epilogue.relu) val = `max(${val}, 0.0)`;
-        lines.push(`  if (${col} < P.cols) { out[${c.mode === "wgrad" ? "zoff + " : ""}o${r} + ${col}] = ${val}; }`);
-      }
-    }
-    lines.push("}");
-  }
+  // thread column group v covers columns col0 + (tx + 16v)·4 .. +3
+  const outRow = (r: number) => `(row0 + ty + ${side * r}u)`;
+  const outCol = (j: number) => `(col0 + (tx + ${side * Math.floor(j / 4)}u) * 4u + ${j % 4}u)`;
   return `
 // rows padded by one element / one vec4 so that the k-major stores of stageProduct avoid bank conflicts
 var<workgroup> As: array<array<f32, ${TM + 1}>, ${TK}>;
 var<workgroup> Bs: array<array<vec4<f32>, ${TN / 4 + 1}>, ${TK}>;
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(${side}, ${side})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let tx = lid.x; let ty = lid.y; let tid = ty * ${side}u + tx;
   let row0 = wid.y * ${TM}u; let col0 = wid.x * ${TN}u;
   let zoff = wid.z * P.rows * P.cols;
   let m0 = ${c.mode === "wgrad" ? "wid.z * P.chunk" : "0u"};
@@ -312,7 +346,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
   }
-  ${lines.join("\n  ")}
+  ${stores(c, acc, outRow, outCol)}
 }`;
 }
 

@@ -11,7 +11,18 @@
  *
  * @module
  */
-import { type BufferDecl, BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import {
+  type BufferDecl,
+  BUILTINS,
+  f32,
+  type Grid,
+  grid1d,
+  type KernelSpec,
+  LINEAR_ID,
+  read,
+  u32,
+  write,
+} from "../../gpu/kernel.ts";
 
 /** How a row is spread over invocations. */
 export type RowVariant = "thread" | "workgroup";
@@ -68,7 +79,12 @@ export interface RowKernel {
   code: (r: RowCode) => string;
 }
 
-/** Kernel spec of `k` in `variant`. Uniforms: rows, cols, then `k.scalars` (f32). */
+/** Workgroups for `rows` rows: {@link ROW_WG} rows per workgroup (`thread`), one row per workgroup (`workgroup`). */
+export function rowGrid(variant: RowVariant, rows: number): Grid {
+  return variant === "thread" ? grid1d(rows, ROW_WG) : grid1d(rows, 1);
+}
+
+/** Kernel spec of `k` in `variant`, dispatched over {@link rowGrid}. Uniforms: rows, cols, then `k.scalars` (f32). */
 export function rowSpec(k: RowKernel, variant: RowVariant): KernelSpec {
   const r = new RowCode(variant);
   const head = variant === "thread"

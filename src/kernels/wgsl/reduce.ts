@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Workgroup size of reduction kernels. */
 export const REDUCE_WG = 64;

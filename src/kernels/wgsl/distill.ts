@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, f32, type Grid, grid1d, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** How a pair is spread over invocations (as the row kernels). */
 export type DistillVariant = "thread" | "workgroup";
@@ -198,6 +198,14 @@ const finish = `
     lse_t[m] = lt_;
     part[m] = (ls - acc.wt / acc.st) / f32(P.m);
     entropy_part[m] = (lt_ - acc.et / acc.st) / f32(P.m);`;
+
+/**
+ * Workgroups of the per-pair kernels for `cap` pairs: {@link DISTILL_WG} pairs per workgroup (`thread`), one
+ * pair per workgroup (`workgroup`).
+ */
+export function pairGrid(variant: DistillVariant, cap: number): Grid {
+  return variant === "thread" ? grid1d(cap, DISTILL_WG) : grid1d(cap, 1);
+}
 
 /**
  * Per-pair forward. Writes lse_s[m], lse_t[m], part[m] = CE_m / M and entropy_part[m] = H(teacher_m) / M

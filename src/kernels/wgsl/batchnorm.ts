@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../src/gpu/kernel.ts";
+import { BUILTINS, f32, type KernelSpec, LINEAR_ID, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Workgroup size of the batch-norm kernels. */
 export const BN_WG = 64;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type KernelSpec, read, u32, write } from "../src/gpu/kernel.ts";
+import { type Grid, type KernelSpec, read, u32, write } from "../../gpu/kernel.ts";
 
 /** Which transpose kernel to use. */
 export type TransposeVariant = "naive" | "tiled";
@@ -15,7 +15,13 @@ export type TransposeVariant = "naive" | "tiled";
 /** Tile edge of both variants (the naive one uses it as its workgroup shape). */
 export const TRANSPOSE_TILE = 16;
 
-/** Kernel spec for `variant`. Grid: [ceil(R/16), ceil(C/16), B] workgroups. */
+/** Workgroups of either variant: one per 16×16 tile of each of the `batch` [rows, cols] matrices. */
+export function transposeGrid(rows: number, cols: number, batch: number): Grid {
+  const t = TRANSPOSE_TILE;
+  return [Math.ceil(rows / t), Math.ceil(cols / t), batch];
+}
+
+/** Kernel spec for `variant`; dispatched over {@link transposeGrid}. */
 export function transposeSpec(variant: TransposeVariant): KernelSpec {
   const T = TRANSPOSE_TILE;
   const common = {
