@@ -258,7 +258,9 @@ Deno.test("plrc bench gemm announces each case on stderr and prints its row as s
   assert.match(r.stderr, /^\[2\/2\] gemm 48 …$/m);
   const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(rows.map((m) => m.name), ["gemm 32", "gemm 48"]);
-  for (const m of rows) assert.ok(m.ms > 0 && m.gflops > 0 && typeof m.shape.kernel === "string", JSON.stringify(m));
+  for (const m of rows) assert.ok(m.ms > 0 && m.gflops > 0, JSON.stringify(m));
+  // the kernel's whole name: mode, shape, register block, layout, fit/edge, and only the epilogue parts it has
+  for (const m of rows) assert.match(m.shape.kernel, /^fwd\.(register|tiled)\.\d+x\d+\.\w+\.dense\.(fit|edge)$/);
 });
 
 Deno.test("plrc bench step --json runs the whole training step at a tiny size and reports the breakdown", async () => {

@@ -114,6 +114,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** The pipeline key for a config. */
 export function gemmKey(c: GemmConfig): string {
+  // the epilogue's parts name themselves, so an absent one is left out rather than left empty
   const e = c.epilogue;
   return [
     c.mode,
@@ -126,7 +127,7 @@ export function gemmKey(c: GemmConfig): string {
     e.affine ? "affine" : "",
     e.residual ? "res" : "",
     e.relu ? "relu" : "",
-  ].join(".");
+  ].filter((part) => part !== "").join(".");
 }
 
 /** Kernel spec for `c`. Bindings: A, B, out, then bias and residual when the epilogue uses them. */
