@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared session on the GPU machine (see ../shared/docs/gpu-machine.md): adapter facts, GPU
+# One prepared session on the GPU machine (.device/enter.sh sets it up): adapter facts, GPU
 # correctness (the kernel, loss, model and gradient tests against their float64 references), GEMM rates,
 # and the PLRC step of the `paper` preset beside the PyTorch reference on the same card.
 # usage there: source .device/enter.sh && bash tools/gpu_session.sh "$OUT" [batch...]

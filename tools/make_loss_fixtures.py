@@ -1,6 +1,6 @@
-"""Generate tests/fixtures/losses.safetensors: PyTorch references of the two PLRC losses (R-spec).
+"""Generate tests/fixtures/losses.safetensors: PyTorch references of the two PLRC losses (the release's forms).
 
-- Point-level region contrast (method doc section 4.1, labels (image, region), -1 = invalid):
+- Point-level region contrast (labels (image, region), -1 = invalid):
   F.grid_sample (bilinear, zeros padding, align_corners=False) of the NCHW maps made from the NHWC rows,
   F.normalize, and an explicit SupCon over the points of both views (A1 detached).
 - Image-level InfoNCE (section 4.3): MoCo with a queue, target 0 (F.cross_entropy).

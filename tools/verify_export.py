@@ -6,7 +6,7 @@ usage:
       PLRC_EXPORT_DIR=DIR. For every model: plrc's input and C5 (NCHW, eval-mode BN) and one export per
       format. Each export is loaded with torch.load (and torch.load(weights_only=True) for .pth), checked
       for its format's structure, loaded with load_state_dict(strict=True) into a torchvision ResNet of the
-      same width (detectron2's names mapped back with the inverse of docs/interop.md's renames), run forward
+      same width (detectron2's names mapped back with the inverse of the export's renames), run forward
       in eval mode on the same input, and compared with plrc's C5. Exit code 1 on any failure.
   /usr/bin/python3 tools/verify_export.py --make-fixture OUT.pth
       writes the small torch.save file (a dict of two tensors) that tests/io/pth_test.ts parses.

@@ -1,5 +1,5 @@
 /**
- * Photometric augmentation of one view (MoCo v2 "aug+", method doc §2.3 step 5) as pure functions over
+ * Photometric augmentation of one view (MoCo v2 "aug+", the last step of making a view) as pure functions over
  * RGB floats in [0, 1] (HWC interleaved), so they run in workers: colour jitter in random order with
  * torchvision semantics, random grayscale, Gaussian blur, and ImageNet normalisation.
  *

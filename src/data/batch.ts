@@ -1,5 +1,5 @@
 /**
- * From decoded images (and optional region label maps) to PLRC training batches (method doc §2, R-spec).
+ * From decoded images (and optional region label maps) to PLRC training batches, as the release builds them.
  *
  * Per image: the A0/B0 crop pair (overlap ≥ 0.5, rejection-sampled) and an independent A1 crop; flips
  * (A views flip image and mask together, B0 independently, each p = 0.5); the photometric pipeline on each

@@ -1,5 +1,5 @@
 /**
- * Geometric matching of A0 and B0 positions on the S×S grid (method doc §2.7, PixPro's positive-pair rule).
+ * Geometric matching of A0 and B0 positions on the S×S grid (PixPro's positive-pair rule).
  *
  * For crop coords [x0, y0, x1, y1] (x0 > x1 when flipped), bin sizes are bw = (x1 − x0)/S and
  * bh = (y1 − y0)/S (signed), and position u = row·S + col has centre (x0 + (col + 0.5)·bw,

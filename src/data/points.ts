@@ -1,5 +1,5 @@
 /**
- * Region choice and point sampling for point-level region contrast (R-spec of the method doc §2.4/§2.6).
+ * Region choice and point sampling for point-level region contrast, as the release samples them.
  *
  * Up to `regions` labels present in both A0's and A1's S×S masks are drawn uniformly without replacement;
  * for each, `points` cells of that region are drawn uniformly with replacement in each view, independently.

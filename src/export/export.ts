@@ -1,5 +1,5 @@
 /**
- * Export of a pre-trained ResNet backbone for fine-tuning in PyTorch (docs/interop.md):
+ * Export of a pre-trained ResNet backbone for fine-tuning in PyTorch:
  *
  * - `torchvision`: the state dict of `torchvision.models.resnetNN` (without `fc` unless the source has
  *   one), names exactly torchvision's, conv weights OIHW, every BN with its `num_batches_tracked` (a 0-d
@@ -158,7 +158,8 @@ export function exportPayload(tv: Map<string, HostTensor>, format: ExportFormat)
 }
 
 /**
- * The detectron2 config lines a self-supervised backbone needs (docs/interop.md), plus the depth, the
+ * The detectron2 config lines a self-supervised backbone needs (RGB input with torchvision's pixel
+ * statistics, the stride in the 3×3 convolution as torchvision has it, SyncBN, no frozen stage), plus the depth, the
  * channel counts of a width-reduced model, and the weights path.
  */
 export function detectron2Config(model: ResNetConfig, weights: string): string[] {

@@ -127,7 +127,7 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-/** Software adapters run kernels on the CPU; they prefer different kernel shapes (see webgpu-notes.md). */
+/** Software adapters run kernels on the CPU; they prefer different kernel shapes (e.g. `kernels/wgsl/gemm.ts`). */
 function classify(info: GPUAdapterInfo, fallback: boolean): AdapterClass {
   const d = `${info.description} ${info.vendor} ${info.device}`.toLowerCase();
   if (fallback || /llvmpipe|lavapipe|swiftshader|warp|softpipe/.test(d)) return "cpu";
@@ -218,7 +218,7 @@ const LIB_DIRS = [
  * even when it then picks the Vulkan adapter, as it does wherever one exists. libglvnd's libEGL frees every
  * thread's EGL state in its exit handler, and a runtime thread that touched EGL may be exiting at that moment
  * and free its own: glibc's "double free or corruption" abort after every test had passed (a core dump of
- * 2026-11-27: the main thread in libEGL's fini under exit(), another thread in __nptl_deallocate_tsd). With
+ * this one: the main thread in libEGL's fini under exit(), another thread in __nptl_deallocate_tsd). With
  * Vulkan alone EGL is never loaded. `fs`/`env` are injectable for tests; any error means null.
  */
 export function autoBackend(

@@ -2,8 +2,8 @@
  * Reader and writer for the safetensors checkpoint format.
  *
  * Layout: 8-byte little-endian u64 header length `N`, `N` bytes of UTF-8 JSON
- * (padded with spaces), then the data buffer. Every rule from
- * docs/interop.md is enforced on decode so that a malformed file gives a
+ * (padded with spaces), then the data buffer. Every rule of the format is
+ * enforced on decode so that a malformed file gives a
  * {@linkcode SafetensorsError} instead of a crash or a huge allocation.
  *
  * @module

@@ -1,7 +1,7 @@
 /**
  * PyTorch `.pth` files (the zip format `torch.save` writes since 1.6) written and read from TypeScript.
  *
- * Layout (docs/interop.md): a ZIP archive of stored entries, each entry's data aligned to 64 bytes:
+ * Layout: a ZIP archive of stored entries, each entry's data aligned to 64 bytes:
  * `archive/data.pkl` (pickle protocol 2), `archive/.format_version` (`1`), `archive/.storage_alignment`
  * (`64`), `archive/byteorder` (`little`), `archive/data/<key>` (raw little-endian storage bytes, one per
  * tensor) and `archive/version` (`3`). Each tensor is pickled exactly as `torch.save` does:

@@ -1,5 +1,5 @@
 /**
- * Point affinity distillation (plrc-method.md §4.2) in the exact fused form (§9 item 6, project decision 3):
+ * Point affinity distillation (the PLRC paper's point-level affinity term) in an exact fused form:
  * forward, backward w.r.t. the student's bottleneck Z_q and prototype logits L_q, and the centre EMA, all
  * on the GPU, with float64 references of both the naive release form and the fused form.
  *

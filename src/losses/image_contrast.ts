@@ -1,5 +1,5 @@
 /**
- * Image-level InfoNCE against a queue (method doc §4.3, R-spec: target = the positive at index 0), forward
+ * Image-level InfoNCE against a queue (MoCo's form: target = the positive at index 0), forward
  * and backward on the GPU, the ring-buffer queue update, and the float64 reference.
  *
  * q = n(mean over hw of y1(A0)) [B, D] (gradient), k = n(mean over hw of y1(A1)) (no gradient);

@@ -1,5 +1,5 @@
 /**
- * Point-level region contrast (method doc §4.1, R-spec): SupCon over the points of both views, labels
+ * Point-level region contrast: SupCon over the points of both views, labels
  * (image, region), forward and backward on the GPU, with its float64 reference.
  *
  * Shapes. B images on an h×w head grid; per-location head outputs are NHWC rows [B·h·w, D] (row

@@ -15,7 +15,7 @@ function draw(rng: Rng): { q: number[]; k: number[] } {
   return { q: cropCoords(pair.a, W, H, rng.next() < 0.5), k: cropCoords(pair.b, W, H, rng.next() < 0.5) };
 }
 
-/** An independent float64 statement of the rule (method doc §2.7), for checking distances. */
+/** An independent float64 statement of the rule (PixPro's), for checking distances. */
 function distance(q: number[], k: number[], S: number, u: number, v: number): number {
   const bq = [(q[2] - q[0]) / S, (q[3] - q[1]) / S], bk = [(k[2] - k[0]) / S, (k[3] - k[1]) / S];
   const cq = [q[0] + ((u % S) + 0.5) * bq[0], q[1] + (Math.floor(u / S) + 0.5) * bq[1]];

@@ -119,7 +119,7 @@ Deno.test("coordinate helpers: feature grid and grid_sample forms match the doc'
   const f = toFeatureGrid(pts, 56, 7);
   assert.deepEqual([...f], [0.0625, 6.9375, 3.5, 1.3125]);
   const g = toGridSample(pts, 56);
-  // R-spec: x = (col + 0.5)/56·2 − 1 for col 0, row 55.
+  // the release: x = (col + 0.5)/56·2 − 1 for col 0, row 55.
   for (const [i, want] of [[0, (0 + 0.5) / 56 * 2 - 1], [1, (55 + 0.5) / 56 * 2 - 1], [2, 0]]) {
     assert.ok(Math.abs(g[i] - want) < 1e-6);
   }

@@ -61,7 +61,7 @@ Deno.test("torchvision state dict: prefix stripped, torchvision's names and orde
     src.set("online.head.w", { shape: [1], data: new Float32Array(1) }); // other prefixes are ignored
     const sd = torchvisionStateDict(src, { model: cfg, prefix: "online.backbone.", numBatchesTracked: 4321 });
     assert.deepEqual([...sd.keys()], torchvisionNames(cfg));
-    if (cfg.depth === 50) assert.equal(sd.size, 318, "ResNet-50 without fc has 318 entries (docs/interop.md)");
+    if (cfg.depth === 50) assert.equal(sd.size, 318, "ResNet-50 without fc has 318 entries (torchvision's)");
     if (cfg.depth === 18) assert.equal(sd.size, 120);
     for (const [k, t] of sd) {
       if (k.endsWith("num_batches_tracked")) {
@@ -106,7 +106,7 @@ Deno.test("torchvision state dict: per-BN counters, fc kept when present, clear 
   );
 });
 
-Deno.test("detectron2 names follow docs/interop.md's renames", () => {
+Deno.test("detectron2 names follow its renames of torchvision's (stem, res2–res5, shortcut, convN.norm)", () => {
   const cases: [string, string][] = [
     ["conv1.weight", "stem.conv1.weight"],
     ["bn1.running_mean", "stem.conv1.norm.running_mean"],

@@ -2,7 +2,7 @@
 
 Question it answers: when plrc's point affinity distillation collapses to uniform (loss at log(S² + K)), is that
 the objective's dynamics at this size, or something plrc's kernels do? The twin is written from the method
-(plrc-method.md §4.2, the release's naive form, as tools/torch_reference/plrc_step.py), not from plrc's code:
+(the release's naive form, as tools/torch_reference/plrc_step.py), not from plrc's code:
 torchvision-layout ResNet, DINO head (trunc-normal 0.02 MLP, BN1d, weight-normalised prototypes with gain 1),
 ghost BN in groups of `bnGroup` images, shuffle-BN for the key encoder, SGD with momentum and weight decay
 and a per-step cosine learning rate, EMA key encoder, centre with momentum, teacher temperature warm-up.

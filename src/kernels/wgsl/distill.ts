@@ -1,5 +1,5 @@
 /**
- * WGSL templates of point affinity distillation in the exact fused form (plrc-method.md §4.2, §9 item 6).
+ * WGSL templates of point affinity distillation in the exact fused form (see `losses/distill.ts`).
  *
  * Every map is an h×w grid of rows (NHWC) per image; the release upsamples them bilinearly
  * (align_corners = False) to S×S. Upsampling is linear, so an upsampled row is a 4-corner blend of grid rows

@@ -1,5 +1,5 @@
 /**
- * WGSL templates of the image-level InfoNCE against a queue (method doc §4.3, R-spec: target 0).
+ * WGSL templates of the image-level InfoNCE against a queue (target: the positive, at index 0).
  *
  * Logits are kept split: the positive l_pos[i] = q_i·k_i ([B]) and the negatives q·Queueᵀ ([B, Q], from the
  * GEMM), so nothing of size [B, 1 + Q] is assembled. The backward turns the negatives into their gradient

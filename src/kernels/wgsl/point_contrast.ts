@@ -1,5 +1,5 @@
 /**
- * WGSL templates of point-level region contrast (method doc §4.1, R-spec with (image, region) labels).
+ * WGSL templates of point-level region contrast (SupCon with (image, region) labels).
  *
  * - `point_sample`: bilinear sampling (align_corners = false, zero padding) of two NHWC row maps at the
  *   points of both views, written as one [2P, D] matrix (A0 points, then A1 points).
