@@ -207,7 +207,9 @@ function openLibrary(named: string | undefined): { path: string; abi: Abi; versi
       lib = dlopen(path, { MPI_Get_library_version: symbolsFor("i32").MPI_Get_library_version });
     } catch (e) {
       if (e instanceof MpiError && e.kind === "no-ffi") throw e;
-      failures.push(`${path}: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
+      failures.push(
+        (e instanceof Error ? e.message.split("\n")[0] : String(e)).replace(/^cannot bind MPI from [^:]+: /, ""),
+      );
       continue;
     }
     const buf = new Uint8Array(8192), len = new Int32Array(1);
