@@ -35,7 +35,9 @@ function exists(p: string): boolean {
 const MPICH_RUN = Deno.env.get("PLRC_MPIRUN") || onPath("mpiexec.mpich") || onPath("mpirun");
 const OMPI_RUN = onPath("mpirun.openmpi");
 const noLauncher = MPICH_RUN === null;
-if (noLauncher) console.warn("MPI tests ignored: no mpirun on PATH (apt-get install mpich libmpich-dev)");
+/** Appended to the name of a test that is ignored, so that the report says why. */
+const WHY = noLauncher ? " [ignored: no mpirun on PATH; apt-get install mpich libmpich-dev]" : "";
+if (noLauncher) console.warn(`MPI tests${WHY}`);
 
 interface Run {
   code: number;
@@ -72,7 +74,7 @@ function checkRun(r: Run, abi: string) {
 }
 
 Deno.test({
-  name: "mpi (MPICH launcher): 2 ranks, all-reduce sums exact, nonblocking all-reduce, all-gather order, bcast",
+  name: "mpi (MPICH launcher): 2 ranks, all-reduce sums exact, nonblocking all-reduce, all-gather order, bcast" + WHY,
   ignore: noLauncher,
   async fn() {
     checkRun(await mpirun(MPICH_RUN!, ["check", String(seed())]), "mpich");
@@ -80,7 +82,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "mpi (MPICH launcher): a rank that aborts ends the job with its code and MPI's message",
+  name: "mpi (MPICH launcher): a rank that aborts ends the job with its code and MPI's message" + WHY,
   ignore: noLauncher,
   async fn() {
     const r = await mpirun(MPICH_RUN!, ["abort"]);
@@ -91,7 +93,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "mpi (MPICH launcher): a rank that exits without finalising ends the job non-zero",
+  name: "mpi (MPICH launcher): a rank that exits without finalising ends the job non-zero" + WHY,
   ignore: noLauncher,
   async fn() {
     const r = await mpirun(MPICH_RUN!, ["exit"]);
@@ -100,7 +102,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "mpi (Open MPI launcher): the same collectives through Open MPI's pointer handles",
+  name: "mpi (Open MPI launcher): the same collectives through Open MPI's pointer handles" +
+    (OMPI_RUN === null ? " [ignored: no mpirun.openmpi on PATH]" : ""),
   ignore: OMPI_RUN === null,
   async fn() {
     checkRun(await mpirun(OMPI_RUN!, ["check", String(seed())], true), "openmpi");
