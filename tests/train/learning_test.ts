@@ -17,7 +17,9 @@ const STEPS = 30, WINDOW = 6;
 
 async function losses(lr: number): Promise<{ point: number[]; distill: number[] }> {
   const g = await gpu();
-  const cfg = resolveConfig({ preset: "cpu-tiny" });
+  // the release's bottleneck of 256: cpu-tiny's 512 moves the distillation term too slowly to show learning
+  // against the control within 30 steps
+  const cfg = resolveConfig({ preset: "cpu-tiny", sets: ["model.bottleneck=256"] });
   const src = scenesSource({ count: 8, size: cfg.data.scenes.size, classes: 6, seed: 3 });
   const sc = stepConfigOf(cfg, deriveConfig(cfg, { datasetSize: src.count }));
   const step = await PlrcStep.build(g, sc);
@@ -55,7 +57,7 @@ Deno.test({
     assert.ok(Math.abs(change(control.point)) < 0.02, msg("control point loss moved", control));
     // the distillation target moves in both runs (the centre warms up from zero, which softens the teacher
     // and raises the loss), so learning shows against the control's last window, not against step 0; with the
-    // preset's bottleneck of 256 the teacher stays near uniform and the term moves slowly (measured: 4% below
+    // bottleneck of 256 the teacher stays near uniform and the term moves slowly (measured: 4% below
     // the control after 30 steps, 5.54 against 5.78)
     const last = (a: number[]) => mean(a.slice(-WINDOW));
     assert.ok(
