@@ -221,15 +221,16 @@ function openLibrary(named: string | undefined): { path: string; abi: Abi; versi
     if (/MPICH|Intel\(R\) MPI|MVAPICH/i.test(version)) return { path, abi: "mpich", version: first };
     throw new MpiError("abi", `${path} reports "${first}": not an MPICH-ABI library nor Open MPI`);
   }
+  const install = "install MPICH (Debian/Ubuntu: apt-get install mpich libmpich-dev) or Open MPI " +
+    "(apt-get install openmpi-bin libopenmpi-dev)";
   throw new MpiError(
     "not-found",
     named
       ? `cannot open the MPI library ${named} (from ${
         MPI_LIBRARY_ENV in safeEnv() ? `$${MPI_LIBRARY_ENV}` : "the options"
-      }): ${failures.join("; ")}`
-      : `no MPI library found (tried ${candidates.join(", ")}); install MPICH (Debian/Ubuntu: ` +
-        `apt-get install mpich libmpich-dev) or Open MPI (apt-get install openmpi-bin libopenmpi-dev), ` +
-        `or name the library in $${MPI_LIBRARY_ENV}`,
+      }): ${failures.join("; ")}; name an installed MPI library, or ${install}`
+      : `no MPI library found (tried ${candidates.join(", ")}); ${install}, or name the library in ` +
+        `$${MPI_LIBRARY_ENV}`,
   );
 }
 

@@ -122,6 +122,7 @@ Deno.test("mpi: a missing library is a typed error that says what to install", (
   assert.ok(e instanceof MpiError);
   assert.deepEqual(e.kind, "not-found");
   assert.match(e.message, /libno-such-mpi\.so\.99/);
+  assert.match(e.message, /apt-get install mpich libmpich-dev/);
   assert.deepEqual(Mpi.current, null);
 });
 
