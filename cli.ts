@@ -15,6 +15,7 @@ import { compareCommand } from "./src/cli/compare.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { closest } from "./src/util/text.ts";
 import { LimitError, NoAdapterError, OutOfMemoryError } from "./src/gpu/device.ts";
+import { MpiError } from "./src/dist/mpi.ts";
 import { VERSION } from "./src/version.ts";
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
@@ -68,6 +69,11 @@ export async function main(args: string[]): Promise<number> {
       // a configuration this adapter cannot hold: the message names the keys to lower
       console.error(`plrc ${name}: ${e.message}`);
       return EXIT.usage;
+    }
+    if (e instanceof MpiError) {
+      // no MPI library, no FFI permission, or a failed collective: the message says which and what to do
+      console.error(`plrc ${name}: MPI: ${e.message}`);
+      return EXIT.failure;
     }
     if (e instanceof NoAdapterError) {
       console.error(`plrc: ${e.message}`);

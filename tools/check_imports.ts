@@ -23,7 +23,7 @@ export interface Layer {
 /** The layers, lowest first. A file belongs to the layer of the longest matching prefix (folders end in "/"). */
 export const LAYERS: Layer[] = [
   { rank: 0, name: "util", prefixes: ["src/util/", "src/version.ts"] },
-  { rank: 1, name: "gpu", prefixes: ["src/gpu/"] },
+  { rank: 1, name: "gpu/dist", prefixes: ["src/gpu/", "src/dist/"] },
   { rank: 2, name: "kernels", prefixes: ["src/kernels/"] },
   { rank: 3, name: "nn", prefixes: ["src/nn/"] },
   {

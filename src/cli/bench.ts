@@ -10,10 +10,12 @@ import { benchDataSources } from "../bench/data_sources.ts";
 import { benchDataViews } from "../bench/data_views.ts";
 import { benchDataFeeder } from "../bench/data_feeder.ts";
 import { benchStep } from "../bench/step.ts";
+import { benchAllreduce, formatBytes } from "../bench/allreduce.ts";
+import { detectLaunch, Mpi } from "../dist/mpi.ts";
 import { resolveConfig } from "../train/config/mod.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
-const SUITES = ["kernels", "gemm", "conv", "resnet", "step", "data"];
+const SUITES = ["kernels", "gemm", "conv", "resnet", "step", "data", "allreduce"];
 
 export const BENCH_HELP = `plrc bench <suite> [--json] [--scale S] [--reps N]
 
@@ -28,6 +30,9 @@ Suites:
   data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224,
              training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224, scenes
              rendered and read from a warm scene cache (img/s)
+  allreduce  float32 sum all-reduce over the ranks of an MPI job, blocking and nonblocking, 4 KiB to
+             128 MiB (--size in KiB, comma-separated): ms, algorithm and bus GB/s. Run under MPI:
+             mpirun -n 2 deno run -A cli.ts bench allreduce (rank 0 prints)
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
 --resolution R (64); the paper setting is --width 1 --batch 64 --resolution 224.
@@ -72,6 +77,37 @@ export async function benchCommand(argv: string[]): Promise<number> {
   }
   if (!(Number.isInteger(reps) && reps >= 1 && reps <= 1000)) {
     throw new UsageError(`--reps must be an integer in 1..1000, got "${values.reps}"`, BENCH_HELP);
+  }
+  if (suite === "allreduce") {
+    const sizes = values.size?.split(",").map((k) => {
+      const n = Number(k);
+      if (!(n > 0 && n <= 4 << 20)) throw new UsageError(`--size takes KiB in (0, 4194304], got "${k}"`, BENCH_HELP);
+      return Math.round(n * 1024);
+    });
+    const launched = detectLaunch() !== null;
+    const mpi = Mpi.init();
+    const lead = mpi.rank === 0;
+    if (lead && !values.json) {
+      console.log(`bench allreduce: ${mpi.size} rank(s), ${mpi.library.version} (${mpi.library.path})`);
+      if (!launched) console.log("not launched by mpirun/srun: one rank, nothing to reduce across");
+      console.log(
+        `${"size".padStart(10)} ${"mode".padEnd(12)} ${"ms".padStart(10)} ${"alg GB/s".padStart(9)} ${
+          "bus GB/s".padStart(9)
+        }`,
+      );
+    }
+    await benchAllreduce(mpi, { sizes, reps: values.reps === undefined ? undefined : reps }, (r) => {
+      if (!lead) return;
+      if (values.json) console.log(JSON.stringify(r));
+      else {
+        console.log(
+          `${formatBytes(r.bytes).padStart(10)} ${r.mode.padEnd(12)} ${r.ms.toFixed(3).padStart(10)} ` +
+            `${r.algGBps.toFixed(2).padStart(9)} ${r.busGBps.toFixed(2).padStart(9)}`,
+        );
+      }
+    });
+    mpi.finalize();
+    return 0;
   }
   if (suite === "data") {
     const rows: object[] = [...await benchDataSources({}), ...await benchDataViews({}), ...await benchDataFeeder({})];

@@ -1,0 +1,159 @@
+/**
+ * MPI through Deno's FFI, run for real: `mpirun -n 2` of tests/dist/mpi_worker.ts checks every collective on
+ * fresh random data, and that a rank which aborts or exits ends the job with a non-zero status. The MPICH
+ * launcher is `$PLRC_MPIRUN`, else `mpiexec.mpich`, else `mpirun`; Open MPI's `mpirun.openmpi` is tried too
+ * when installed. Without a launcher these tests are reported as ignored, with the reason.
+ */
+import assert from "node:assert/strict";
+import { freshSeed } from "../util.ts";
+import { detectLaunch, Mpi, MpiError } from "../../src/dist/mpi.ts";
+
+/** A fresh seed per run (PLRC_TEST_SEED fixes it), printed so that a failure can be rerun. */
+function seed(): number {
+  const s = freshSeed();
+  console.log(`seed ${s}`);
+  return s;
+}
+
+const WORKER = new URL("./mpi_worker.ts", import.meta.url).pathname;
+
+function onPath(name: string): string | null {
+  if (name.includes("/")) return exists(name) ? name : null;
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir && exists(`${dir}/${name}`)) return `${dir}/${name}`;
+  }
+  return null;
+}
+function exists(p: string): boolean {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const MPICH_RUN = Deno.env.get("PLRC_MPIRUN") || onPath("mpiexec.mpich") || onPath("mpirun");
+const OMPI_RUN = onPath("mpirun.openmpi");
+const noLauncher = MPICH_RUN === null;
+/** Appended to the name of a test that is ignored, so that the report says why. */
+const WHY = noLauncher ? " [ignored: no mpirun on PATH; apt-get install mpich libmpich-dev]" : "";
+if (noLauncher) console.warn(`MPI tests${WHY}`);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function mpirun(launcher: string, args: string[], ompi = false): Promise<Run> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  const pre = ompi ? ["--oversubscribe"] : [];
+  // Open MPI refuses root unless told; CI containers run as root
+  if (ompi) Object.assign(env, { OMPI_ALLOW_RUN_AS_ROOT: "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1" });
+  const cmd = new Deno.Command("timeout", {
+    args: ["120", launcher, ...pre, "-n", "2", Deno.execPath(), "run", "-A", WORKER, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const out = await cmd.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function checkRun(r: Run, abi: string) {
+  assert.deepEqual(r.code, 0, `mpirun failed:\n${r.stdout}\n${r.stderr}`);
+  const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).sort((a, b) => a.rank - b.rank);
+  assert.deepEqual(lines.map((l) => [l.rank, l.size, l.ok]), [[0, 2, true], [1, 2, true]]);
+  for (const l of lines) {
+    assert.deepEqual(l.library.abi, abi);
+    assert.deepEqual(l.launch.rank, l.rank);
+    assert.deepEqual(l.launch.localRank, l.rank);
+    assert.deepEqual(l.gathered, [0, -1, 1 << 30, 1, -2, 1 << 30]);
+  }
+}
+
+Deno.test({
+  name: "mpi (MPICH launcher): 2 ranks, all-reduce sums exact, nonblocking all-reduce, all-gather order, bcast" + WHY,
+  ignore: noLauncher,
+  async fn() {
+    checkRun(await mpirun(MPICH_RUN!, ["check", String(seed())]), "mpich");
+  },
+});
+
+Deno.test({
+  name: "mpi (MPICH launcher): a rank that aborts ends the job with its code and MPI's message" + WHY,
+  ignore: noLauncher,
+  async fn() {
+    const r = await mpirun(MPICH_RUN!, ["abort"]);
+    assert.deepEqual(r.code, 7, r.stderr);
+    assert.match(r.stderr, /MPI_Abort\(MPI_COMM_WORLD, 7\)|MPI_ABORT was invoked/);
+    assert.match(r.stderr, /rank 1: aborting on purpose/);
+  },
+});
+
+Deno.test({
+  name: "mpi (MPICH launcher): a rank that exits without finalising ends the job non-zero" + WHY,
+  ignore: noLauncher,
+  async fn() {
+    const r = await mpirun(MPICH_RUN!, ["exit"]);
+    assert.ok(r.code !== 0 && r.code !== 124, `exit code ${r.code}: ${r.stderr}`);
+  },
+});
+
+Deno.test({
+  name: "mpi (Open MPI launcher): the same collectives through Open MPI's pointer handles" +
+    (OMPI_RUN === null ? " [ignored: no mpirun.openmpi on PATH]" : ""),
+  ignore: OMPI_RUN === null,
+  async fn() {
+    checkRun(await mpirun(OMPI_RUN!, ["check", String(seed())], true), "openmpi");
+    const r = await mpirun(OMPI_RUN!, ["abort"], true);
+    assert.deepEqual(r.code, 7, r.stderr);
+  },
+});
+
+Deno.test("mpi: a missing library is a typed error that says what to install", () => {
+  let e: unknown;
+  try {
+    Mpi.init({ library: "libno-such-mpi.so.99" });
+  } catch (err) {
+    e = err;
+  }
+  assert.ok(e instanceof MpiError);
+  assert.deepEqual(e.kind, "not-found");
+  assert.match(e.message, /libno-such-mpi\.so\.99/);
+  assert.match(e.message, /apt-get install mpich libmpich-dev/);
+  assert.deepEqual(Mpi.current, null);
+});
+
+Deno.test("mpi: the launch is read from each launcher's variables, without MPI", () => {
+  assert.deepEqual(detectLaunch({}), null);
+  assert.deepEqual(detectLaunch({ PMI_RANK: "1", PMI_SIZE: "4", MPI_LOCALRANKID: "1", MPI_LOCALNRANKS: "2" }), {
+    launcher: "hydra",
+    rank: 1,
+    size: 4,
+    localRank: 1,
+    localSize: 2,
+  });
+  assert.deepEqual(
+    detectLaunch({
+      OMPI_COMM_WORLD_RANK: "3",
+      OMPI_COMM_WORLD_SIZE: "8",
+      OMPI_COMM_WORLD_LOCAL_RANK: "3",
+      OMPI_COMM_WORLD_LOCAL_SIZE: "4",
+      PMIX_RANK: "3",
+    })?.launcher,
+    "openmpi",
+  );
+  assert.deepEqual(detectLaunch({ SLURM_PROCID: "5", SLURM_NTASKS: "16", SLURM_LOCALID: "1" }), {
+    launcher: "slurm",
+    rank: 5,
+    size: 16,
+    localRank: 1,
+    localSize: null,
+  });
+  // Slurm's variables in a batch script (no srun step) have no task count for the step: not a launch
+  assert.deepEqual(detectLaunch({ SLURM_PROCID: "0" }), null);
+  assert.deepEqual(detectLaunch({ PMIX_RANK: "2", PMIX_SIZE: "3" })?.rank, 2);
+  assert.deepEqual(detectLaunch({ PMI_RANK: "x" }), null);
+});
