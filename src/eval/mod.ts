@@ -1,0 +1,80 @@
+/**
+ * Evaluation of a pre-trained backbone, frozen: region k-NN, a linear segmentation probe and a small
+ * CenterNet detector, on the held-out built-in scenes or a COCO set; COCO-style AP; loading an encoder from
+ * a checkpoint; and the multi-seed comparison tables.
+ *
+ * @example k-NN on a randomly initialised backbone
+ * ```ts
+ * import { getGpu } from "../gpu/mod.ts";
+ * import { dataConfigOf } from "../train/mod.ts";
+ * import { heldOutScenes, knnEval, loadEncoder } from "./mod.ts";
+ *
+ * const gpu = await getGpu();
+ * const { cfg, store, prefix, encoder } = await loadEncoder(gpu, "random", { sets: ["preset=cpu-tiny"] });
+ * const images = heldOutScenes(cfg.data.scenes, cfg.data.resolution, 8).images;
+ * const { mean, std } = dataConfigOf(cfg);
+ * const r = await knnEval(gpu, store, encoder.backbone, images.slice(0, 6), images.slice(6), { prefix, mean, std });
+ * console.log(r.accuracy, r.majority);
+ * ```
+ *
+ * @module
+ */
+export {
+  type ApResult,
+  averagePrecision,
+  type Box,
+  type Detection,
+  evaluateDetections,
+  type GtBox,
+  iou,
+  IOU_THRESHOLDS,
+} from "./ap.ts";
+export {
+  buildDetector,
+  decodeDetections,
+  DETECT_DEFAULTS,
+  detectEval,
+  type DetectOptions,
+  type DetectResult,
+  type DetImage,
+} from "./detect.ts";
+export { cocoImages, type EvalImage, type EvalSet, heldOutScenes, sceneImages, sceneSet } from "./datasets.ts";
+export { type LoadedEncoder, loadEncoder, pointHeadWeights } from "./load.ts";
+export {
+  ablationTable,
+  aggregate,
+  type ComparePlan,
+  comparePlan,
+  type CompareSize,
+  mainTable,
+  meanStd,
+  SIZES as COMPARE_SIZES,
+} from "./compare.ts";
+export { knnClassify, knnEval, type KnnResult, type LabelledImage, regionFeatures } from "./knn.ts";
+export { knnMonitor } from "./monitor.ts";
+export {
+  downsampleLabels,
+  fitSoftmax,
+  fitSoftmaxRef,
+  linearEval,
+  type LinearResult,
+  meanIoU,
+  type ProbeFit,
+  type ProbeOptions,
+  probePredictor,
+  probeStepSize,
+  type SegImage,
+  standardise,
+  trainLinear,
+} from "./linear.ts";
+export {
+  concatLevels,
+  FEATURE_LEVELS,
+  type FeatureLevel,
+  type FeatureOptions,
+  type FrozenBackbone,
+  frozenBackbone,
+  type LevelShape,
+  parseLevels,
+  upsampleBilinear,
+} from "./features.ts";
