@@ -135,7 +135,7 @@ export function batchIndices(
   count: number,
   batch: number,
   step: number,
-  spe = dropLastSteps(count, batch),
+  spe: number = dropLastSteps(count, batch),
 ): { epoch: number; indices: number[] } {
   const epoch = Math.floor(step / spe);
   const order = Rng.derive(seed ^ 0x5eed, epoch).shuffle(Array.from({ length: count }, (_, i) => i));
@@ -152,7 +152,7 @@ export function batchRequests(
   count: number,
   batch: number,
   step: number,
-  spe = dropLastSteps(count, batch),
+  spe: number = dropLastSteps(count, batch),
 ): { index: number; key: number }[] {
   const { epoch, indices } = batchIndices(seed, count, batch, step, spe);
   return indices.map((i) => ({ index: i, key: epoch * count + i }));
