@@ -16,10 +16,13 @@
  * @module
  */
 export { type LabelMap, labelMap, type RgbImage, rgbImage } from "./image.ts";
-export { DecodeError, decodeFile, decodeImage, probeImage } from "./decode.ts";
-export { formatSkipReport, scanFolder } from "./folder.ts";
-export { DEFAULT_MAX_SHORT, loadImage } from "./cache.ts";
+export { DecodeError, decodeFile, decodeImage, type DecodeOptions, type ImageInfo, probeImage } from "./decode.ts";
+export { type FolderScan, formatSkipReport, scanFolder, type Skipped, type SkipReport } from "./folder.ts";
+export { DEFAULT_MAX_SHORT, loadImage, type LoadOptions, type LoadResult } from "./cache.ts";
 export { maskPathFor, WorkerPool } from "./pool.ts";
+export type { DataTask, LoadTask, MaskTask, TaskResult } from "./tasks.ts";
+export type { CropBox, CropRanges } from "./crops.ts";
+export type { PhotometricConfig } from "./augment.ts";
 export {
   ordered,
   serveThread,
@@ -53,14 +56,18 @@ export {
 export { type CachedScene, SceneCache } from "./scene_cache.ts";
 export {
   annotationMask,
+  type CocoAnnotation,
+  type CocoCategory,
   type CocoDataset,
   CocoError,
+  type CocoImage,
+  type CocoRle,
   parseCoco,
   readCoco,
   rleFromString,
   rleToString,
 } from "./coco.ts";
-export { defaultFhOptions, defaultMinSize, felzenszwalb } from "./felzenszwalb.ts";
+export { defaultFhOptions, defaultMinSize, felzenszwalb, type FhOptions } from "./felzenszwalb.ts";
 export { readLabelMapPng, writeLabelMapPng } from "./labelmap_png.ts";
 export {
   type BatchItem,
@@ -75,6 +82,6 @@ export {
   splitBatch,
 } from "./batch.ts";
 export { matchPairs, type Pairs } from "./pairs.ts";
-export { samplePoints, toFeatureGrid, toGridSample } from "./points.ts";
+export { type ImagePoints, samplePoints, toFeatureGrid, toGridSample } from "./points.ts";
 export { blockNoise, type Degradation, degradeLabels, shiftLabels, translateLabels } from "./degrade.ts";
 export { Rng } from "../util/rng.ts";

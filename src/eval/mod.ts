@@ -31,24 +31,39 @@ export {
 } from "./ap.ts";
 export {
   buildDetector,
+  type C3Stats,
   decodeDetections,
   DETECT_DEFAULTS,
   detectEval,
+  type DetectLoss,
   type DetectOptions,
+  type DetectorGraph,
   type DetectResult,
   type DetImage,
+  type SgdSettings,
 } from "./detect.ts";
 export { cocoImages, type EvalImage, type EvalSet, heldOutScenes, sceneImages, sceneSet } from "./datasets.ts";
 export { type LoadedEncoder, loadEncoder, pointHeadWeights } from "./load.ts";
 export {
   ablationTable,
   aggregate,
+  type Baseline,
+  type Cell,
   type ComparePlan,
   comparePlan,
   type CompareSize,
+  type EvalJob,
+  type EvalRecord,
   mainTable,
   meanStd,
+  type Method as CompareMethod,
+  METHODS as COMPARE_METHODS,
+  type PretrainJob,
+  type Protocol,
+  PROTOCOL_METRICS,
   SIZES as COMPARE_SIZES,
+  type VariantName,
+  VARIANTS,
 } from "./compare.ts";
 export { knnClassify, knnEval, type KnnResult, type LabelledImage, regionFeatures } from "./knn.ts";
 export { knnMonitor } from "./monitor.ts";

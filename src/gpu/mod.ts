@@ -30,5 +30,5 @@ export type { AdapterClass, AdapterSummary, Backend, Gpu } from "./device.ts";
 export { BufferPool, DTYPE_BYTES, numel, readBuffer, Tensor } from "./tensor.ts";
 export type { DType, HostArray } from "./tensor.ts";
 export { bind, compileKernel, Dispatch, grid1d, KernelCompileError, kernelSource, pipelineCount } from "./kernel.ts";
-export type { BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl } from "./kernel.ts";
+export type { Access, BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl } from "./kernel.ts";
 export { Profiler, Recorder, summarise, sync } from "./recorder.ts";

@@ -39,6 +39,7 @@ export {
   readPth,
   writePth,
 } from "./torch_pth.ts";
+export type { ZipEntry } from "./zip.ts";
 export {
   EXPORT_FORMATS,
   ExportError,

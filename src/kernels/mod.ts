@@ -19,7 +19,20 @@
  *
  * @module
  */
-export { add, axpy, elementwise, elementwiseRef, mul, relu, reluBackward, scale } from "./elementwise.ts";
+export {
+  add,
+  axpy,
+  elementwise,
+  type ElementwiseRef,
+  elementwiseRef,
+  mul,
+  relu,
+  reluBackward,
+  scale,
+} from "./elementwise.ts";
+export type { ElementwiseOp } from "./wgsl/elementwise.ts";
+export { RowCode, type RowKernel } from "./wgsl/rows.ts";
+export type { GemmShape } from "./wgsl/gemm.ts";
 export {
   axisView,
   reduceAxis,
@@ -38,6 +51,7 @@ export {
   logSoftmax,
   logSoftmaxBackward,
   rowOp,
+  type RowsRef,
   rowsRef,
   rowVariantFor,
   softCrossEntropy,

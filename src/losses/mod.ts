@@ -57,4 +57,5 @@ export {
   type DistillPairs,
   type DistillRefInput,
   type DistillRefOutput,
+  type DistillVariant,
 } from "./distill.ts";

@@ -25,7 +25,9 @@ export {
   ParamStore,
 } from "../nn/params.ts";
 export {
+  type BlockPlan,
   buildResNet,
+  type ConvUnit,
   initResNet,
   lastBnNames,
   type ResNetBuildOptions,

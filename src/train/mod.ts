@@ -20,6 +20,7 @@
  * @module
  */
 export * from "./config/mod.ts";
+export { UsageError } from "../util/errors.ts";
 export { makePlan, type PlanOptions, stepConfigOf } from "./plan.ts";
 export {
   batchIndices,
