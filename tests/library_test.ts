@@ -116,3 +116,14 @@ console.log(JSON.stringify({ result, knn, totalSteps: plan.totalSteps, logged: l
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the README's scripting example is mod.ts's @example (which deno task test:doc runs)", async () => {
+  const mod = await Deno.readTextFile(new URL("../mod.ts", import.meta.url));
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const example = mod.match(/ \* @example [^\n]*\n \* ```ts\n([\s\S]*?) \* ```\n/);
+  assert.ok(example, "mod.ts has an @example with a ts block");
+  const code = example[1].split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n");
+  assert.match(code, /train\(gpu, plan/);
+  const library = readme.slice(readme.indexOf("## Library"));
+  assert.ok(library.includes("```ts\n" + code + "```\n"), "README's Library section shows mod.ts's example");
+});
