@@ -2,18 +2,19 @@
  * plrc: Point-Level Region Contrast pre-training of detection backbones on WebGPU.
  *
  * The front door re-exports every door of the library, so a script can resolve a configuration, pre-train
- * and evaluate from one import. The doors, for a narrower import:
+ * and evaluate from one import. The doors (subpath exports of `deno.json`, each a `src/<area>/mod.ts`), for a
+ * narrower import:
  *
- * - `plrc/gpu`: device, tensors, kernels' bindings, the one-submit recorder and profiler
- * - `plrc/kernels`: the GPU kernels with their float64 references
- * - `plrc/models`: ResNet, the PLRC heads, the encoder and the parameter store
- * - `plrc/losses`: image and point contrast, distillation, CenterNet
- * - `plrc/data`: images, the built-in scenes, folder and COCO sources, samples and batches
- * - `plrc/train`: configuration, plan, step, training loop, checkpoints
- * - `plrc/eval`: k-NN, linear probe, detection, AP, loading checkpoints
- * - `plrc/io`: safetensors, `.pth`, exports to torchvision/detectron2/mmdetection
- * - `plrc/viz`: PNG pictures and charts
- * - `plrc/bench`: the measurements behind `plrc bench`
+ * - `./gpu`: device, tensors, kernels' bindings, the one-submit recorder and profiler
+ * - `./kernels`: the GPU kernels with their float64 references
+ * - `./models`: ResNet, the PLRC heads, the encoder and the parameter store
+ * - `./losses`: image and point contrast, distillation, CenterNet
+ * - `./data`: images, the built-in scenes, folder and COCO sources, samples and batches
+ * - `./train`: configuration, plan, step, training loop, checkpoints
+ * - `./eval`: k-NN, linear probe, detection, AP, loading checkpoints
+ * - `./io`: safetensors, `.pth`, exports to torchvision/detectron2/mmdetection
+ * - `./viz`: PNG pictures and charts
+ * - `./bench`: the measurements behind `plrc bench`
  *
  * @example Pre-train two steps on the built-in scenes, then a k-NN evaluation of the checkpoint
  * ```ts

@@ -1,7 +1,7 @@
 /**
- * Evaluation of a pre-trained backbone, frozen: region k-NN, a linear segmentation probe and a small
- * CenterNet detector, on the held-out built-in scenes or a COCO set; COCO-style AP; loading an encoder from
- * a checkpoint; and the multi-seed comparison tables.
+ * Evaluation of a pre-trained backbone: region k-NN and a linear segmentation probe on its frozen features,
+ * and a small CenterNet detector trained on it, on the held-out built-in scenes or a COCO set; COCO-style AP;
+ * loading an encoder from a checkpoint; and the multi-seed comparison tables.
  *
  * @example k-NN on a randomly initialised backbone
  * ```ts

@@ -62,7 +62,7 @@ export interface TrainPlan {
   logInterval: number;
   /** Steps between checkpoints. */
   checkpointInterval: number;
-  /** Checkpoints kept besides the last. */
+  /** Periodic `step_N` checkpoints kept besides `last.safetensors`: the newest this many (0: all). */
   keepLast: number;
   /** The resolved configuration, saved in checkpoints. */
   configText: string;
