@@ -4,12 +4,9 @@
  * follow PLRC_BENCH_SCALE (default: CPU-adapter friendly); `plrc bench gemm|conv|resnet` reports the same
  * work with GPU timestamps and GFLOP/s.
  */
-import { getGpu } from "../src/gpu/device.ts";
-import { Recorder, sync } from "../src/gpu/recorder.ts";
-import type { Dispatch } from "../src/gpu/kernel.ts";
-import { Tensor } from "../src/gpu/tensor.ts";
-import { convForward, convOutSize, convWgrad, matmul } from "../src/kernels/gemm.ts";
-import { backboneStep, distinctConvs } from "../src/bench/engine.ts";
+import { type Dispatch, getGpu, Recorder, sync, Tensor } from "../src/gpu/mod.ts";
+import { convForward, convOutSize, convWgrad, matmul } from "../src/kernels/mod.ts";
+import { backboneStep, distinctConvs } from "../src/bench/mod.ts";
 
 const gpu = await getGpu();
 const big = Deno.env.get("PLRC_BENCH_SCALE") === "gpu";

@@ -3,9 +3,8 @@
  * submission and waits once (a single wait costs ≥ 11 ms, so timing single dispatches would measure the
  * wait). `plrc bench kernels` reports the same cases with GPU timestamps.
  */
-import { getGpu } from "../src/gpu/device.ts";
-import { Recorder, sync } from "../src/gpu/recorder.ts";
-import { kernelCases } from "../src/bench/kernels.ts";
+import { getGpu, Recorder, sync } from "../src/gpu/mod.ts";
+import { kernelCases } from "../src/bench/mod.ts";
 
 const gpu = await getGpu();
 const scale = Number(Deno.env.get("PLRC_BENCH_SCALE") ?? 0.25);

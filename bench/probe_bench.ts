@@ -7,8 +7,8 @@
  * host 81 ms at 32 features (the GPU 1.79× slower), 1.4 s vs 1.4 s at 512 (1.07× faster). On the H200 the
  * GPU fit made a whole 512-feature evaluation 140–175 → 14–21 s (`bench/transfer/2026-11-27-h200-full/`).
  */
-import { getGpu } from "../src/gpu/device.ts";
-import { fitSoftmax, fitSoftmaxRef } from "../src/eval/linear.ts";
+import { getGpu } from "../src/gpu/mod.ts";
+import { fitSoftmax, fitSoftmaxRef } from "../src/eval/mod.ts";
 
 const gpu = await getGpu();
 const N = Deno.env.get("PLRC_BENCH_SCALE") === "gpu" ? 32768 : 4096, K = 7, iterations = 20;

@@ -6,10 +6,7 @@
  * disk) at the decode cache's default short side of 256 px (256×341, as a 4:3 photo).
  */
 import { join } from "node:path";
-import { felzenszwalb } from "../src/data/felzenszwalb.ts";
-import { rgbImage } from "../src/data/image.ts";
-import { readLabelMapPng, writeLabelMapPng } from "../src/data/labelmap_png.ts";
-import { Rng } from "../src/util/rng.ts";
+import { felzenszwalb, readLabelMapPng, rgbImage, Rng, writeLabelMapPng } from "../src/data/mod.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "plrc-regions-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));

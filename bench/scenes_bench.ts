@@ -3,8 +3,7 @@
  * scene against reading it back, at gpu-small's 192 px and cpu-tiny's 96. The cache is filled before the
  * timing; the files stay in the OS page cache, as they do for the later epochs and runs that read them.
  */
-import { SceneCache } from "../src/data/scene_cache.ts";
-import { SceneGenerator } from "../src/data/scenes.ts";
+import { SceneCache, SceneGenerator } from "../src/data/mod.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "plrc-scene-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));

@@ -3,13 +3,17 @@
  * the same batch as 2 and 4 micro-batches (`train.accumulate`), each step submitted and waited for once.
  * `plrc bench step` reports the same step with a per-family breakdown.
  */
-import { getGpu } from "../src/gpu/device.ts";
-import { sync } from "../src/gpu/recorder.ts";
-import { makeBatch } from "../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config/mod.ts";
-import { stepConfigOf } from "../src/train/plan.ts";
-import { scenesSource } from "../src/data/sources.ts";
-import { PlrcStep } from "../src/train/step.ts";
+import {
+  dataConfigOf,
+  deriveConfig,
+  getGpu,
+  makeBatch,
+  PlrcStep,
+  resolveConfig,
+  scenesSource,
+  stepConfigOf,
+  sync,
+} from "../mod.ts";
 
 const gpu = await getGpu();
 const base = resolveConfig({});

@@ -1,7 +1,7 @@
 /** The import-direction check (tools/check_imports.ts): the real tree passes; a synthetic tree's faults are named. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { checkImports, formatLayers, layerOf, relativeImports } from "../tools/check_imports.ts";
+import { checkImports, deepImports, formatLayers, isDoor, layerOf, relativeImports } from "../tools/check_imports.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -10,6 +10,7 @@ Deno.test("imports: the source tree only imports down the layer table and has no
   assert.deepEqual(report.upward, []);
   assert.deepEqual(report.cycles, []);
   assert.deepEqual(report.problems, []);
+  assert.deepEqual(report.deep, []);
   assert.ok(report.files.length > 100, `${report.files.length} files`);
   assert.ok(report.edges.length > 400, `${report.edges.length} imports`);
   // every layer holds files, and the table prints one row per layer
@@ -67,4 +68,25 @@ Deno.test("imports: specifiers in strings count, those in comments do not; layer
   assert.equal(layerOf("src/kernels/wgsl/gemm.ts")?.name, "kernels");
   assert.equal(layerOf("src/train/config/schema.ts")?.name, "train");
   assert.equal(layerOf("tests/x_test.ts"), undefined);
+});
+
+Deno.test("imports: bench/ and tools/ reach the library only through mod.ts and the src/<area>/mod.ts doors", async () => {
+  assert.ok(isDoor("mod.ts") && isDoor("src/train/mod.ts"));
+  assert.ok(!isDoor("src/train/config/mod.ts") && !isDoor("src/train/plan.ts"));
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "bench"));
+    await Deno.mkdir(join(dir, "tools"));
+    await Deno.writeTextFile(
+      join(dir, "bench/a_bench.ts"),
+      'import { makeBatch } from "../src/data/mod.ts";\nimport { getGpu } from "../mod.ts";\n' +
+        'import { PlrcStep } from "../src/train/step.ts";\n',
+    );
+    await Deno.writeTextFile(join(dir, "tools/t.ts"), 'import { LAYERS } from "./check_imports.ts";\n');
+    assert.deepEqual(await deepImports(dir), [
+      "bench/a_bench.ts -> src/train/step.ts (use mod.ts or a src/<area>/mod.ts door)",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,8 +7,11 @@
  * started). Each file gets the layer of the longest folder prefix in {@link LAYERS}; an import of a file in a
  * higher layer is an error, imports within a layer or downward are fine, and any cycle among the files is an error.
  *
+ * Scripts in `bench/` and `tools/` use the library only through its doors (`mod.ts` and `src/<area>/mod.ts`):
+ * an import of any other library file from there is reported too.
+ *
  * Usage: `deno run -A tools/check_imports.ts [--graph] [ROOT]` (ROOT defaults to the repository). Exits 1 listing
- * each upward edge and one path per cycle; `--graph` also prints the layer table with its file counts.
+ * each upward edge, one path per cycle and each import past a door; `--graph` also prints the layer table with its file counts.
  *
  * @module
  */
@@ -51,6 +54,41 @@ export interface ImportReport {
   problems: string[];
   /** File count per layer name, in layer order. */
   counts: Map<string, number>;
+  /** Imports from `bench/` and `tools/` that reach past a door: `bench/x.ts -> src/data/batch.ts`. */
+  deep: string[];
+}
+
+/** The folders whose scripts use the library only through its doors. */
+export const DOOR_USERS = ["bench", "tools"];
+
+/** Whether `path` is a door: mod.ts, or a `src/<area>/mod.ts`. */
+export function isDoor(path: string): boolean {
+  return path === "mod.ts" || /^src\/[^/]+\/mod\.ts$/.test(path);
+}
+
+/** Imports of library files other than the doors, from the `.ts` files of {@link DOOR_USERS} under root. */
+export async function deepImports(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of DOOR_USERS) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(`${root}/${dir}`)];
+    } catch {
+      continue;
+    }
+    for (
+      const e of entries.filter((e) => e.isFile && e.name.endsWith(".ts")).sort((a, b) => a.name < b.name ? -1 : 1)
+    ) {
+      const file = `${dir}/${e.name}`;
+      for (const spec of relativeImports(await Deno.readTextFile(`${root}/${file}`))) {
+        const target = resolveRelative(file, spec);
+        if (target.startsWith("src/") && !isDoor(target)) {
+          out.push(`${file} -> ${target} (use mod.ts or a src/<area>/mod.ts door)`);
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** The layer of a relative path, or undefined when no prefix matches. */
@@ -302,7 +340,8 @@ export async function checkImports(root: string, layers: Layer[] = LAYERS): Prom
       }
     }
   }
-  return { files, edges, upward, cycles: findCycles(files, edges), problems, counts };
+  const deep = await deepImports(root);
+  return { files, edges, upward, cycles: findCycles(files, edges), problems, counts, deep };
 }
 
 /** The layer table as text, one row per layer with its rank, file count and folders. */
@@ -324,10 +363,12 @@ if (import.meta.main) {
   for (const line of report.upward) console.error(`upward import: ${line}`);
   for (const cycle of report.cycles) console.error(`import cycle: ${cycle.join(" -> ")}`);
   for (const line of report.problems) console.error(`problem: ${line}`);
-  const bad = report.upward.length + report.cycles.length + report.problems.length;
+  for (const line of report.deep) console.error(`past a door: ${line}`);
+  const bad = report.upward.length + report.cycles.length + report.problems.length + report.deep.length;
   console.log(
     `${report.files.length} files, ${report.edges.length} imports: ${report.upward.length} upward, ` +
-      `${report.cycles.length} cycles, ${report.problems.length} other problems`,
+      `${report.cycles.length} cycles, ${report.problems.length} other problems, ` +
+      `${report.deep.length} imports from ${DOOR_USERS.join("/")} past a door`,
   );
   Deno.exit(bad > 0 ? 1 : 0);
 }

@@ -9,11 +9,8 @@
  * position, image). Batches are made as the trainer makes them (same indices, keys and seeds).
  */
 import { parseArgs } from "node:util";
-import { makeBatch } from "../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../src/train/config/mod.ts";
-import { scenesSource } from "../src/data/sources.ts";
-import { regionModeOf } from "../src/train/config/mod.ts";
-import { batchRequests } from "../src/train/trainer.ts";
+import { makeBatch, scenesSource } from "../src/data/mod.ts";
+import { batchRequests, dataConfigOf, deriveConfig, regionModeOf, resolveConfig } from "../src/train/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -8,21 +8,20 @@
  * a per-iteration trace rose 0.642 → 0.747 between 150 and 200), mIoU 13.5%; default 0.403 / 0.361 / 0.338,
  * mIoU 17.7%. cpu-tiny λmax 10.1: both converge (0.546 vs 0.536), mIoU 13.4% vs 13.9%.
  */
-import { getGpu } from "../src/gpu/device.ts";
-import { sceneSet } from "../src/eval/datasets.ts";
-import { frozenBackbone } from "../src/eval/features.ts";
+import { getGpu } from "../src/gpu/mod.ts";
 import {
   downsampleLabels,
   fitSoftmaxRef,
+  frozenBackbone,
   meanIoU,
   probePredictor,
   probeStepSize,
+  sceneSet,
   standardise,
   upsampleBilinear,
-} from "../src/eval/linear.ts";
-import { initResNet, resnetSpecs } from "../src/models/resnet.ts";
-import { ParamStore } from "../src/nn/params.ts";
-import { dataConfigOf, resnetConfigOf, resolveConfig } from "../src/train/config/mod.ts";
+} from "../src/eval/mod.ts";
+import { initResNet, ParamStore, resnetSpecs } from "../src/models/mod.ts";
+import { dataConfigOf, resnetConfigOf, resolveConfig } from "../src/train/mod.ts";
 
 const preset = Deno.args[0] ?? "gpu-small", seed = Number(Deno.args[1] ?? 1);
 const cfg = resolveConfig({ sets: [`preset=${preset}`, `seed=${seed}`] });

@@ -7,8 +7,8 @@
  *
  * usage: deno run -A tools/slim_runs.ts COMPARE_OUT
  */
-import { readSafetensors, type StInput, toFloat32, writeSafetensors } from "../src/io/safetensors.ts";
-import { BACKBONE_PREFIX } from "../src/models/encoder.ts";
+import { readSafetensors, type StInput, toFloat32, writeSafetensors } from "../src/io/mod.ts";
+import { BACKBONE_PREFIX } from "../src/models/mod.ts";
 
 const KEEP = new RegExp(`^(params|stats)/online/${BACKBONE_PREFIX.replace(".", "\\.")}`);
 

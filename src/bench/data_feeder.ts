@@ -14,19 +14,27 @@ import { batchRequests } from "../train/trainer.ts";
 export interface DataFeederMeasurement {
   /** Always `feeder`. */
   name: string;
+  /** View side R. */
   resolution: number;
+  /** Worker threads. */
   workers: number;
   /** Whether the scenes came from a warm scene cache (`data.scenes.cache`) instead of being rendered. */
   sceneCache: boolean;
+  /** Images per batch. */
   batchSize: number;
+  /** Images per second. */
   imagesPerS: number;
+  /** Milliseconds per batch. */
   msPerBatch: number;
 }
 
 /** Options; the defaults give a run of several seconds on two cores. */
 export interface DataFeederOptions {
+  /** View sides to measure. */
   resolutions?: number[];
+  /** Worker counts to measure. */
   workers?: number[];
+  /** Images per batch. */
   batchSize?: number;
   /** Timed batches per case (after one warm-up batch, which also starts the workers). */
   batches?: number;

@@ -16,15 +16,21 @@ import { SceneGenerator } from "../data/scenes.ts";
 export interface DataSourceMeasurement {
   /** "jpeg-decode" (no cache) or "cache-read" (every entry already cached). */
   name: string;
+  /** Worker threads. */
   workers: number;
+  /** Images read. */
   images: number;
   /** Source JPEG size. */
   width: number;
+  /** Source JPEG height. */
   height: number;
   /** Short side after downscaling. */
   maxShort: number;
+  /** Images per second. */
   imagesPerS: number;
+  /** Milliseconds per image. */
   msPerImage: number;
+  /** Seconds of the measurement. */
   seconds: number;
 }
 
@@ -36,6 +42,7 @@ export interface DataBenchOptions {
   size?: number;
   /** Worker counts to measure (default [1, 2]). */
   workers?: number[];
+  /** Short side after downscaling. */
   maxShort?: number;
 }
 

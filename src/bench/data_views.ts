@@ -14,10 +14,13 @@ export interface DataViewsMeasurement {
   /** `views`: whole batches; `photometric`: jitter/grayscale/blur/normalise at the default probabilities;
    * `photometric-all`: the same with every op applied (worst case). */
   name: string;
+  /** View side R. */
   resolution: number;
   /** Images per batch (three views each). */
   batchSize: number;
+  /** Batches per second. */
   batchesPerS: number;
+  /** Milliseconds per batch. */
   msPerBatch: number;
   /** Milliseconds per view (batch time / (3 · batchSize)). */
   msPerView: number;
@@ -25,7 +28,9 @@ export interface DataViewsMeasurement {
 
 /** Options; defaults give a run of a few seconds on two cores. */
 export interface DataViewsOptions {
+  /** View sides to measure. */
   resolutions?: number[];
+  /** Images per batch. */
   batchSize?: number;
   /** Timed batches per resolution (after one warm-up batch). */
   batches?: number;
@@ -33,6 +38,7 @@ export interface DataViewsOptions {
   photometricViews?: number;
   /** Source image size (ImageNet-like by default). */
   width?: number;
+  /** Source image height. */
   height?: number;
 }
 

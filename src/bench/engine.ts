@@ -32,13 +32,21 @@ import { timeCase } from "./kernels.ts";
 
 /** One measurement (one JSON line of `plrc bench ... --json`). */
 export interface EngineMeasurement {
+  /** Which suite measured it. */
   suite: "gemm" | "conv" | "resnet";
+  /** Name of the case. */
   name: string;
+  /** Shape parameters of the case. */
   shape: Record<string, number | string>;
+  /** Median milliseconds per run. */
   ms: number;
+  /** Where `ms` came from. */
   timing: "timestamp" | "wall";
+  /** Multiply-adds ×2 per second, in GFLOP/s. */
   gflops: number;
+  /** The adapter's description. */
   adapter: string;
+  /** The adapter's backend. */
   backend: string;
 }
 

@@ -16,8 +16,11 @@ import { transpose } from "../kernels/transpose.ts";
 
 /** One measurement, printed as one JSON object by `plrc bench --json`. */
 export interface KernelMeasurement {
+  /** Kernel name. */
   kernel: string;
+  /** Kernel variant. */
   variant: string;
+  /** Shape of the case. */
   shape: number[];
   /** Median milliseconds per dispatch (sequence) . */
   ms: number;
@@ -25,16 +28,23 @@ export interface KernelMeasurement {
   timing: "timestamp" | "wall";
   /** Bytes read + written per run divided by time. */
   gbPerS: number;
+  /** The adapter's description. */
   adapter: string;
+  /** The adapter's backend. */
   backend: string;
 }
 
 /** A case: dispatches that do one logical op, and the bytes it moves. */
 export interface KernelCase {
+  /** Kernel name. */
   kernel: string;
+  /** Kernel variant. */
   variant: string;
+  /** Shape of the case. */
   shape: number[];
+  /** Bytes read plus written by one run. */
   bytes: number;
+  /** The dispatches of one run. */
   dispatches: Dispatch[];
 }
 

@@ -19,19 +19,29 @@ export { kernelFamily };
 
 /** The measurement, one JSON object. */
 export interface StepMeasurement {
+  /** Which suite measured it. */
   suite: "step";
+  /** The configuration preset measured. */
   preset: string;
+  /** Images per step. */
   batch: number;
   /** Micro-batches per step (train.accumulate): each pass runs batch / accumulate images. */
   accumulate: number;
+  /** View side R. */
   resolution: number;
+  /** ResNet depth. */
   depth: number;
+  /** ResNet channel multiplier. */
   width: number;
+  /** Steps timed. */
   steps: number;
+  /** Wall-clock milliseconds per step. */
   msPerStep: number;
+  /** Images per second. */
   imagesPerS: number;
   /** Backbone multiply-adds ×2 of one step (3 forwards + 1 backward), per second. */
   backboneGflops: number;
+  /** Dispatches recorded per step. */
   dispatchesPerStep: number;
   /** The sizes, so that tools/torch_reference/plrc_step.py can run the same step. */
   sizes: {
@@ -48,6 +58,7 @@ export interface StepMeasurement {
   };
   /** GPU milliseconds of one profiled step by family (timestamp queries; null without them). */
   gpuMsByFamily: Record<string, number> | null;
+  /** GPU milliseconds of the profiled step in all (null without timestamp queries). */
   gpuMsTotal: number | null;
   /** The dispatch labels that took the most GPU time in the profiled step, most first (at most 12). */
   gpuMsTopLabels: [string, number][] | null;
@@ -59,7 +70,9 @@ export interface StepMeasurement {
   losses: Record<string, number>;
   /** High-water mark of plrc's own GPU buffers (MiB), pipelines and driver overhead not included. */
   peakGpuMiB: number;
+  /** The adapter's description. */
   adapter: string;
+  /** The adapter's backend. */
   backend: string;
 }
 

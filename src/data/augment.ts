@@ -17,8 +17,11 @@ import type { Rng } from "../util/rng.ts";
 export interface PhotometricConfig {
   /** Colour-jitter strengths (factors uniform in [1 − s, 1 + s]; hue shift uniform in [−hue, hue]). */
   brightness: number;
+  /** Contrast jitter strength. */
   contrast: number;
+  /** Saturation jitter strength. */
   saturation: number;
+  /** Hue jitter strength. */
   hue: number;
   /** Probability that colour jitter is applied. */
   jitterP: number;

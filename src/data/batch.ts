@@ -56,6 +56,7 @@ export interface DataConfig {
   photometric: PhotometricConfig | false;
   /** Normalisation mean and std per channel; default ImageNet. */
   mean: readonly number[];
+  /** Normalisation std per channel. */
   std: readonly number[];
 }
 
@@ -98,6 +99,7 @@ export function dataConfig(partial: Partial<DataConfig> = {}): DataConfig {
 
 /** One input image, with an optional full-image region label map and its stream key. */
 export interface BatchItem {
+  /** The image. */
   image: RgbImage;
   /** Region labels for the full image (any size; sampled by nearest neighbour); default the G×G grid. */
   regions?: LabelMap;
@@ -112,10 +114,13 @@ export const VIEWS = ["a0", "a1", "b0"] as const;
 export interface PlrcSample {
   /** Normalised views, each [R, R, 3] HWC. */
   a0: Float32Array;
+  /** Normalised A1 view [R, R, 3]. */
   a1: Float32Array;
+  /** Normalised B0 view [R, R, 3]. */
   b0: Float32Array;
   /** Region masks of A0 and A1, [S, S]. */
   maskA0: Int32Array;
+  /** Region mask of A1 [S, S]. */
   maskA1: Int32Array;
   /** Crop coords of A0, A1, B0 (`[x0, y0, x1, y1]`, x0 > x1 when flipped), as a [3, 4] block. */
   coords: Float64Array;
@@ -123,15 +128,19 @@ export interface PlrcSample {
   boxes: { box: CropBox; flipped: boolean }[];
   /** Region label per slot (−1 invalid) and validity, [regions]. */
   regionLabel: Int32Array;
+  /** 1 where the region slot is valid, else 0 [regions]. */
   valid: Uint8Array;
   /** Points [regions · points, 2] (x, y) in S-grid units for A0 and A1. */
   pointsA0: Float32Array;
+  /** Points of A1, matching `pointsA0` row by row. */
   pointsA1: Float32Array;
   /** Matched (A0 position, B0 position) pairs sorted by A0 then B0; positions are row · S + col. */
   pairA: Uint32Array;
+  /** B0 position of each pair. */
   pairB: Uint32Array;
   /** Crop-pair draws used, and whether the pair met the overlap rule. */
   pairTries: number;
+  /** Whether the crop pair met the overlap rule. */
   pairAccepted: boolean;
 }
 
@@ -200,30 +209,55 @@ export function makeSample(item: BatchItem, cfg: DataConfig, rng: Rng): PlrcSamp
  *   position n·S² + v owns pair ids b0Pairs[b0Ptr[·] .. b0Ptr[· + 1]−1], ascending (so by u).
  */
 export interface PlrcBatch {
+  /** Images N. */
   n: number;
+  /** View side R. */
   resolution: number;
+  /** Mask side S. */
   maskSize: number;
+  /** Region slots per image. */
   regions: number;
+  /** Points per region slot. */
   points: number;
+  /** A0 views [N, R, R, 3]. */
   viewA0: Float32Array;
+  /** A1 views [N, R, R, 3]. */
   viewA1: Float32Array;
+  /** B0 views [N, R, R, 3]. */
   viewB0: Float32Array;
+  /** A0 region masks [N, S, S]. */
   maskA0: Int32Array;
+  /** A1 region masks [N, S, S]. */
   maskA1: Int32Array;
+  /** A0 crop coords [N, 4]. */
   coordA0: Float32Array;
+  /** A1 crop coords [N, 4]. */
   coordA1: Float32Array;
+  /** B0 crop coords [N, 4]. */
   coordB0: Float32Array;
+  /** A0 points [N · P, 2]. */
   pointsA0: Float32Array;
+  /** A1 points [N · P, 2]. */
   pointsA1: Float32Array;
+  /** (image, region) class of each point, −1 for an invalid slot [N · P]. */
   pointLabel: Int32Array;
+  /** 1 for a point of a valid slot, else 0 [N · P]. */
   pointValid: Float32Array;
+  /** Source label of each slot, −1 invalid [N · regions]. */
   regionLabel: Int32Array;
+  /** A0 position of each pair [M]. */
   pairA: Uint32Array;
+  /** B0 position of each pair [M]. */
   pairB: Uint32Array;
+  /** Image of each pair [M]. */
   pairImage: Uint32Array;
+  /** Pair range of each image [N + 1]. */
   pairOffsets: Uint32Array;
+  /** Pair range of each global A0 position [N · S² + 1]. */
   a0Ptr: Uint32Array;
+  /** Range in `b0Pairs` of each global B0 position [N · S² + 1]. */
   b0Ptr: Uint32Array;
+  /** Pair ids by B0 position [M]. */
   b0Pairs: Uint32Array;
   /** Crop-pair draws per image (diagnostics). */
   pairTries: Uint32Array;

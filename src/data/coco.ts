@@ -11,33 +11,47 @@
 
 /** An image entry. */
 export interface CocoImage {
+  /** Image id. */
   id: number;
+  /** Path relative to the image folder. */
   file_name: string;
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
 }
 
 /** A category entry. */
 export interface CocoCategory {
+  /** Category id. */
   id: number;
+  /** Category name. */
   name: string;
+  /** Parent category name. */
   supercategory?: string;
 }
 
 /** RLE as stored in JSON: counts as numbers (uncompressed) or COCO's compressed string. */
 export interface CocoRle {
+  /** [height, width] of the mask. */
   size: [number, number];
+  /** Run lengths, starting with a background run, in column-major order. */
   counts: number[] | string;
 }
 
 /** An annotation. */
 export interface CocoAnnotation {
+  /** Annotation id. */
   id: number;
+  /** Id of the annotated image. */
   image_id: number;
+  /** Id of its category. */
   category_id: number;
   /** [x, y, width, height]. */
   bbox: [number, number, number, number];
+  /** Pixel area of the segmentation. */
   area?: number;
+  /** 1 for a crowd region (a group of objects). */
   iscrowd: 0 | 1;
   /** Polygons (each [x0, y0, x1, y1, ...]) or RLE; absent: box only. */
   segmentation?: number[][] | CocoRle;
@@ -45,8 +59,11 @@ export interface CocoAnnotation {
 
 /** A parsed, validated data set. */
 export interface CocoDataset {
+  /** Image entries. */
   images: CocoImage[];
+  /** Category entries. */
   categories: CocoCategory[];
+  /** Annotation entries. */
   annotations: CocoAnnotation[];
   /** Annotations per image id (in file order). */
   byImage: Map<number, CocoAnnotation[]>;
@@ -54,6 +71,7 @@ export interface CocoDataset {
 
 /** A malformed annotation file; the message names the file and the JSON path of the problem. */
 export class CocoError extends Error {
+  /** `message` names the file and the JSON path. */
   constructor(message: string) {
     super(message);
     this.name = "CocoError";

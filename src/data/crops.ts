@@ -18,15 +18,21 @@ import type { Rng } from "../util/rng.ts";
 
 /** A crop in integer pixels of the original image: top row `i`, left column `j`, height `h`, width `w`. */
 export interface CropBox {
+  /** Top row. */
   i: number;
+  /** Left column. */
   j: number;
+  /** Height. */
   h: number;
+  /** Width. */
   w: number;
 }
 
 /** RandomResizedCrop ranges: area fraction `scale` and aspect ratio `ratio` (w/h, drawn log-uniformly). */
 export interface CropRanges {
+  /** Area fraction range. */
   scale: [number, number];
+  /** Aspect ratio range (w/h). */
   ratio: [number, number];
 }
 

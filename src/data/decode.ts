@@ -15,6 +15,7 @@ export const DEFAULT_MAX_PIXELS = 89_478_485;
 
 /** A file that cannot be used as an image; `message` is the skip reason shown in run summaries. */
 export class DecodeError extends Error {
+  /** `message` is the skip reason. */
   constructor(message: string) {
     super(message);
     this.name = "DecodeError";
@@ -23,9 +24,11 @@ export class DecodeError extends Error {
 
 /** What {@link probeImage} finds in a header. */
 export interface ImageInfo {
+  /** Container format. */
   format: "png" | "jpeg";
   /** Stored dimensions (before EXIF orientation). */
   width: number;
+  /** Stored height. */
   height: number;
   /** EXIF orientation 1..8 (1 = as stored; PNG always 1). */
   orientation: number;

@@ -28,11 +28,13 @@ export const SAMPLE_WORKER_URL: string = new URL("./sample_worker.ts", import.me
  * spec (a custom source cannot be rebuilt in a worker).
  */
 export class SamplePool {
+  /** Worker threads in use (0 when the source has no spec). */
   readonly workers: number;
   readonly #source: ImageSource;
   readonly #data: DataConfig;
   readonly #threads: ThreadPool<SampleRequest, PlrcSample> | null;
 
+  /** A pool over `source` with `workers` threads (0: the calling thread). */
   constructor(source: ImageSource, data: DataConfig, workers: number) {
     if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be an integer ≥ 0, got ${workers}`);
     this.workers = source.spec ? workers : 0;
@@ -74,7 +76,9 @@ export class SamplePool {
 
 /** Options of a {@link BatchFeeder}. */
 export interface FeederOptions {
+  /** Where the images come from. */
   source: ImageSource;
+  /** How samples are made. */
   data: DataConfig;
   /** Worker threads (0: the main thread, batch by batch, no prefetch). */
   workers: number;
@@ -88,12 +92,15 @@ export interface FeederOptions {
 
 /** The batch of each step, the next ones made ahead in worker threads. */
 export class BatchFeeder {
+  /** The pool that makes the samples. */
   readonly pool: SamplePool;
+  /** Batches made ahead of the one asked for. */
   readonly prefetch: number;
   readonly #requests: (step: number) => SampleRequest[];
   readonly #end: number;
   #pending = new Map<number, Promise<PlrcBatch>>();
 
+  /** A feeder as `o` describes; no batch is made before the first is asked for. */
   constructor(o: FeederOptions) {
     const prefetch = o.prefetch ?? 2;
     if (!(Number.isInteger(prefetch) && prefetch >= 0)) {

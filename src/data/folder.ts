@@ -18,11 +18,13 @@ export const IMAGE_EXTENSIONS: readonly string[] = [".jpg", ".jpeg", ".jpe", ".p
 export interface Skipped {
   /** Path relative to the data folder ("/"-separated). */
   path: string;
+  /** Why the file was not used. */
   reason: string;
 }
 
 /** The result of a scan: image candidates and the other files found. */
 export interface FolderScan {
+  /** The scanned folder. */
   root: string;
   /** Relative "/"-separated paths of image candidates, sorted. */
   images: string[];
@@ -90,6 +92,7 @@ export interface SkipReport {
   seen: number;
   /** Images that were used. */
   used: number;
+  /** Files that were not used, and why. */
   skipped: Skipped[];
 }
 

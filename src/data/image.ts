@@ -7,15 +7,21 @@
 
 /** An 8-bit RGB image, interleaved (`data[(y * width + x) * 3 + c]`). */
 export interface RgbImage {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** Bytes, 3 per pixel. */
   data: Uint8Array;
 }
 
 /** A per-pixel integer label map (region ids or class ids; 0 may mean "none" where documented). */
 export interface LabelMap {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** One label per pixel, row-major. */
   data: Int32Array;
 }
 

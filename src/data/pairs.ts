@@ -15,7 +15,9 @@
 
 /** Matched positions of one image: pair m is (a[m], b[m]), sorted by a then b. */
 export interface Pairs {
+  /** A0 positions. */
   a: Uint32Array;
+  /** B0 positions. */
   b: Uint32Array;
 }
 

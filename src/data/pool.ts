@@ -22,10 +22,12 @@ export {
 
 /** A pool of decode workers (or the calling thread when `workers` is 0), on a {@link ThreadPool}. */
 export class WorkerPool {
+  /** Worker threads (0: the calling thread). */
   readonly workers: number;
   #threads: ThreadPool<DataTask, TaskResult> | null;
   #closed = false;
 
+  /** A pool of `workers` decode workers. */
   constructor(workers: number) {
     if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be an integer ≥ 0, got ${workers}`);
     this.workers = workers;

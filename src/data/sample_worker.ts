@@ -11,13 +11,17 @@ import { serveThread } from "./threads.ts";
 
 /** What a sample worker is started with. */
 export interface SampleInit {
+  /** How to rebuild the image source in the worker. */
   spec: SourceSpec;
+  /** How samples are made. */
   data: DataConfig;
 }
 
 /** One sample to make: source image `index`, stream key `key`. */
 export interface SampleRequest {
+  /** Index of the source image. */
   index: number;
+  /** Stream key of the sample. */
   key: number;
 }
 

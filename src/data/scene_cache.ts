@@ -21,7 +21,9 @@ const HEADER = 16;
 
 /** A rendered scene's image and instance map, as the sources use them. */
 export interface CachedScene {
+  /** The scene's image. */
   image: RgbImage;
+  /** The scene's instance ids, 0 background. */
   instanceMap: LabelMap;
 }
 
@@ -55,9 +57,11 @@ export function decodeScene(bytes: Uint8Array, size: number): CachedScene | null
 
 /** Scenes of one generator, rendered once into `root` and read back afterwards. */
 export class SceneCache {
+  /** The folder of this generator's scenes inside the cache root. */
   readonly dir: string;
   #tmp = 0;
 
+  /** A cache of `gen`'s scenes under `root`. */
   constructor(root: string, readonly gen: SceneGenerator) {
     const s0 = gen.scene(0);
     const fingerprint = pathHash(

@@ -49,6 +49,7 @@ export interface SceneOptions {
   classes?: number;
   /** Objects per image (defaults 2 and 5). */
   minObjects?: number;
+  /** Largest object count (default 5). */
   maxObjects?: number;
 }
 
@@ -66,12 +67,15 @@ export interface SceneInstance {
 
 /** A generated scene with its ground truth. */
 export interface Scene {
+  /** Index of the scene in its generator's stream. */
   index: number;
+  /** The RGB image. */
   image: RgbImage;
   /** 0 background, 1..C object classes (visible pixels). */
   classMap: LabelMap;
   /** 0 background, 1..n instance ids. */
   instanceMap: LabelMap;
+  /** The visible objects. */
   instances: SceneInstance[];
 }
 
@@ -156,12 +160,18 @@ function texture(kind: (typeof TEXTURES)[number], rng: Rng): (x: number, y: numb
 
 /** The deterministic scene generator. */
 export class SceneGenerator {
+  /** Seed of the scene stream. */
   readonly seed: number;
+  /** Image side in pixels. */
   readonly size: number;
+  /** Number of object classes. */
   readonly classes: number;
+  /** Fewest objects per scene. */
   readonly minObjects: number;
+  /** Most objects per scene. */
   readonly maxObjects: number;
 
+  /** A generator of scenes of `opts.size` pixels with `opts.classes` classes, scene i a function of (`seed`, i). */
   constructor(seed: number, opts: SceneOptions = {}) {
     this.seed = seed >>> 0;
     this.size = opts.size ?? 128;
@@ -310,8 +320,11 @@ export class SceneGenerator {
 
 /** What {@link exportScenes} wrote. */
 export interface SceneExport {
+  /** Images written. */
   images: number;
+  /** Object instances annotated. */
   instances: number;
+  /** Path of the annotation file. */
   annotations: string;
 }
 

@@ -21,11 +21,23 @@ import { UsageError } from "../util/errors.ts";
 
 /** Where training images come from (scenes or a folder); `get` may be called in any order. */
 export interface ImageSource {
+  /** Number of images; valid indices are 0..count − 1. */
   readonly count: number;
+  /** One line for the log: what the images are. */
   readonly description: string;
+  /** Image `index`, with its full-image region map where the source supplies one. */
   get(index: number): Promise<{ image: RgbImage; regions?: LabelMap }>;
   /** How to rebuild this source in a worker thread; without it, samples are made on the main thread. */
   readonly spec?: SourceSpec;
+}
+
+/** A folder that holds no image the pipeline can read (every file skipped or none found). */
+export class NoUsableImagesError extends Error {
+  /** `message` says why no image was usable. */
+  constructor(message: string) {
+    super(message);
+    this.name = "NoUsableImagesError";
+  }
 }
 
 /**
@@ -36,14 +48,6 @@ export interface ImageSource {
  * block noise, src/data/degrade.ts) is applied to the full-image map, from a generator derived from `seed`
  * and the image index (see {@link degradeSeed}); a degraded grid is the grid's label map, degraded.
  */
-
-/** A folder that holds no image the pipeline can read (every file skipped or none found). */
-export class NoUsableImagesError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "NoUsableImagesError";
-  }
-}
 
 export type RegionMode =
   & (
@@ -237,7 +241,9 @@ function fhOf(m: Extract<RegionMode, { kind: "fh" }>) {
 
 /** A folder source and the report of what was skipped. */
 export interface FolderSource extends ImageSource {
+  /** The skip report as printed. */
   report: string;
+  /** Files that were not used, and why. */
   skipped: Skipped[];
 }
 

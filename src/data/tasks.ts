@@ -15,19 +15,29 @@ import { decodeLabelMapPng, readLabelMapPng, writeLabelMapPng } from "./labelmap
  * first of these paths that exists, which must decode, match the image's aspect and hold a region.
  */
 export interface LoadTask {
+  /** Task tag. */
   kind: "load";
+  /** Image folder. */
   root: string;
+  /** Image path relative to `root`. */
   rel: string;
+  /** Decode cache and downscale options. */
   opts: LoadOptions;
+  /** Candidate label-map paths, in order of preference. */
   labelmap?: string[];
 }
 
 /** Compute (or reuse) the FH label map of one image and write it to `out`. */
 export interface MaskTask {
+  /** Task tag. */
   kind: "fh-mask";
+  /** Image folder. */
   root: string;
+  /** Image path relative to `root`. */
   rel: string;
+  /** Decode cache and downscale options. */
   opts: LoadOptions;
+  /** Felzenszwalb segmentation parameters. */
   fh: FhOptions;
   /** Destination PNG ({@link maskPathFor}). */
   out: string;

@@ -14,12 +14,15 @@
 
 /** A request failed because its worker crashed (not because the handler threw). */
 export class ThreadCrashError extends Error {
+  /** The error's name. */
   override name = "ThreadCrashError";
 }
 
 /** What a request handler returns: the result and the buffers to transfer with it. */
 export interface ThreadReply<Res> {
+  /** The reply. */
   result: Res;
+  /** Buffers moved to the caller instead of copied. */
   transfer?: Transferable[];
 }
 
@@ -50,6 +53,7 @@ type Answer<Res> = { id: number; result: Res; error?: undefined } | { id: number
 
 /** A pool of `size` workers running the module at `url` (see {@link serveThread}); `size` must be ≥ 1. */
 export class ThreadPool<Req, Res> {
+  /** Number of workers. */
   readonly size: number;
   readonly #url: string;
   readonly #opts: ThreadPoolOptions;
@@ -59,6 +63,7 @@ export class ThreadPool<Req, Res> {
   #nextId = 0;
   #closed = false;
 
+  /** Starts `size` workers running the module at `url`. */
   constructor(url: string | URL, size: number, opts: ThreadPoolOptions = {}) {
     if (!(Number.isInteger(size) && size >= 1)) {
       throw new Error(`a thread pool needs an integer ≥ 1 workers, got ${size}`);

@@ -14,13 +14,17 @@ export type Box = [number, number, number, number];
 
 /** A ground-truth object. */
 export interface GtBox {
+  /** Index of the image the object is in. */
   image: number;
+  /** Class 0..K−1. */
   classId: number;
+  /** Corners [x0, y0, x1, y1] in pixels. */
   box: Box;
 }
 
 /** A scored detection. */
 export interface Detection extends GtBox {
+  /** Confidence; detections are ranked by it. */
   score: number;
 }
 

@@ -14,6 +14,7 @@ import { detectDiverged } from "./detect.ts";
 
 /** Transfer protocols (`plrc eval --protocol`) and the metrics each one is compared by. */
 export const PROTOCOL_METRICS = { linear: ["miou"], detect: ["ap", "ap50"], knn: ["accuracy"] } as const;
+/** A base transfer protocol. */
 export type Protocol = keyof typeof PROTOCOL_METRICS;
 
 /**
@@ -44,6 +45,7 @@ export const VARIANTS = {
     doc: "backbone frozen, C3 centred and scaled",
   },
 } as const satisfies Record<string, Variant>;
+/** A protocol variant's name. */
 export type VariantName = keyof typeof VARIANTS;
 
 /** Whether `name` is a protocol variant's name. */
@@ -95,11 +97,13 @@ export function variantArgs(size: CompareSize, variant: VariantName): string[] {
 
 /** What a comparison size fixes. */
 export interface CompareSize {
+  /** What the size is for. */
   doc: string;
   /** Configuration preset of every pre-training run, and of the random-init architecture. */
   preset: string;
   /** Extra `--set` assignments for every pre-training run. */
   pretrainSets: string[];
+  /** Seeds of the main comparison. */
   seeds: number[];
   /** Protocol variants of the main comparison, in the tables' column order. */
   protocols: VariantName[];
@@ -297,6 +301,7 @@ export function sizeForData(size: CompareSize, d: CompareData): CompareSize {
 
 /** Methods of the main comparison; `random` is the untrained backbone. */
 export const METHODS = ["random", "moco", "detcon", "plrc"] as const;
+/** A method of the comparison. */
 export type Method = (typeof METHODS)[number];
 
 /** The method name of plrc's runs without the distillation term (see {@link CompareSize.distillControl}). */
@@ -304,16 +309,21 @@ export const NO_DISTILL = "plrc-nodistill";
 
 /** One pre-training run. */
 export interface PretrainJob {
+  /** The run's name (its folder). */
   name: string;
   /** The configuration's method (`plrc` for the distillation control's runs too). */
   method: Exclude<Method, "random">;
+  /** Seed of the run. */
   seed: number;
+  /** Name of the region setting. */
   regions: string;
+  /** `--set` assignments of the run. */
   sets: string[];
 }
 
 /** A backbone from outside (a torchvision ResNet file), evaluated beside the methods as a row of its own. */
 export interface Baseline {
+  /** The baseline's name in the tables. */
   name: string;
   /** The file `plrc eval --ckpt` reads (src/export/import.ts). */
   file: string;
@@ -321,24 +331,31 @@ export interface Baseline {
 
 /** One evaluation: of a run's last checkpoint, of a random initialisation, or of a baseline's file. */
 export interface EvalJob {
+  /** The evaluation's name. */
   name: string;
+  /** The pre-training run evaluated, or null for a random initialisation or a baseline. */
   run: string | null;
   /** A method's name, or a baseline's. */
   method: string;
   /** A baseline's file (absent for runs and random initialisations). */
   ckpt?: string;
+  /** Seed of the run (or of the random initialisation). */
   seed: number;
+  /** Name of the region setting. */
   regions: string;
   /** The base protocol (`plrc eval --protocol`). */
   protocol: Protocol;
   /** The protocol variant (absent in records made before variants: then the protocol's name). */
   variant?: string;
+  /** Arguments of `plrc eval`. */
   args: string[];
 }
 
 /** Every job of a comparison, pre-training before evaluation. */
 export interface ComparePlan {
+  /** Pre-training runs. */
   pretrain: PretrainJob[];
+  /** Evaluations. */
   evals: EvalJob[];
 }
 
@@ -431,7 +448,9 @@ export function comparePlan(
 
 /** An evaluation's result as stored: the job and the JSON that `plrc eval --json` printed. */
 export interface EvalRecord {
+  /** The evaluation. */
   job: EvalJob;
+  /** What it printed, parsed. */
   result: Record<string, unknown>;
 }
 
@@ -444,14 +463,23 @@ export function meanStd(v: number[]): { mean: number; std: number; n: number } {
 
 /** One cell of a results table: a metric of one (method or baseline, regions, protocol variant) over seeds. */
 export interface Cell {
+  /** Method or baseline name. */
   method: string;
+  /** Name of the region setting. */
   regions: string;
+  /** Base protocol. */
   protocol: Protocol;
+  /** Protocol variant. */
   variant: string;
+  /** Metric name. */
   metric: string;
+  /** Mean over the seeds. */
   mean: number;
+  /** Sample standard deviation over the seeds. */
   std: number;
+  /** Number of values. */
   n: number;
+  /** The values, one per seed. */
   values: number[];
   /** The seed of each value. */
   seeds: number[];
@@ -459,6 +487,7 @@ export interface Cell {
   se: number | null;
   /** The numbers of training and of held-out images the records report (`train_images`, `test_images`), distinct. */
   trainImages: number[];
+  /** Held-out image counts the records report, distinct. */
   testImages: number[];
 }
 

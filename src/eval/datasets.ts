@@ -20,6 +20,7 @@ import type { ClassBox } from "../losses/centernet.ts";
 
 /** One labelled image, usable by every protocol. */
 export interface EvalImage {
+  /** The image. */
   image: RgbImage;
   /** 0 background, 1..n instance ids. */
   instances: LabelMap;
@@ -33,7 +34,9 @@ export interface EvalImage {
 
 /** A labelled set: images and the class names (index c names class c + 1). */
 export interface EvalSet {
+  /** The images. */
   images: EvalImage[];
+  /** Names of classes 1..C. */
   classNames: string[];
 }
 

@@ -61,7 +61,9 @@ export const DETECT_STRIDE = 8;
 
 /** A labelled image: R×R pixels and its objects' boxes (pixels) with classes 0..K−1. */
 export interface DetImage {
+  /** The image, R×R. */
   image: RgbImage;
+  /** Its objects' boxes. */
   boxes: ClassBox[];
 }
 
@@ -69,17 +71,25 @@ export interface DetImage {
 export interface DetectOptions {
   /** Number of classes K. */
   classes: number;
+  /** Normalisation mean per channel. */
   mean: readonly number[];
+  /** Normalisation std per channel. */
   std: readonly number[];
   /** Training epochs; 0 scores the untrained head (the chance level of the protocol). */
   epochs?: number;
+  /** Images per training step. */
   batch?: number;
+  /** Learning rate. */
   lr?: number;
+  /** SGD momentum. */
   momentum?: number;
+  /** L2 weight decay. */
   weightDecay?: number;
+  /** Channels of the head's hidden layer. */
   headWidth?: number;
   /** Peaks kept per image. */
   maxDetections?: number;
+  /** Seed of the head's initial weights and the training order. */
   seed?: number;
   /** Train the head only, on the backbone in eval mode (see the module's notes). */
   freezeBackbone?: boolean;
@@ -146,7 +156,9 @@ export function initDetectHead(store: ParamStore, c3: number, width: number, K: 
 
 /** Per-channel statistics of C3 over a set of images (float64), what the frozen protocol normalises by. */
 export interface C3Stats {
+  /** Mean per channel. */
   mean: Float64Array;
+  /** Standard deviation per channel. */
   std: Float64Array;
   /** Rows (image cells) they were measured over. */
   count: number;
@@ -160,6 +172,7 @@ export function c3Scale(s: C3Stats): number {
 
 /** A bound detector: the backbone up to C3 plus the head (and, for training, loss, backward and SGD). */
 export interface DetectorGraph {
+  /** The backbone up to C3. */
   net: ResNetGraph;
   /** What the head reads: C3, or with `normalise` C3 centred per channel and scaled ([B·g·g, C3]). */
   features: Tensor;
@@ -172,11 +185,15 @@ export interface DetectorGraph {
   out: Tensor;
   /** Grid side g = R / 8 (rounded as the convolutions round). */
   grid: number;
+  /** Backbone and head forward. */
   forward: Dispatch[];
   /** Loss + gradient + backward + SGD (training graphs only). */
   train: Dispatch[];
+  /** The CenterNet loss (training graphs only). */
   loss: Awaited<ReturnType<typeof buildCenterNetLoss>> | null;
+  /** The SGD update (training graphs only). */
   sgd: Dispatch | null;
+  /** Frees the graph's tensors. */
   dispose(): void;
 }
 
@@ -317,8 +334,11 @@ function headRange(store: ParamStore) {
 
 /** SGD settings of the detector. */
 export interface SgdSettings {
+  /** Learning rate. */
   lr: number;
+  /** Momentum. */
   momentum: number;
+  /** L2 weight decay. */
   weightDecay: number;
 }
 
@@ -409,22 +429,33 @@ export function decodeDetections(
 
 /** The result of the protocol. */
 export interface DetectResult {
+  /** Which protocol made the result. */
   protocol: "detect";
+  /** COCO-style AP@[.5:.95] over the test images. */
   ap: number;
+  /** AP at IoU 0.5. */
   ap50: number;
+  /** AP at IoU 0.75. */
   ap75: number;
   /** Bootstrap standard errors of `ap` and `ap50` over the test images. */
   ap_se: number;
+  /** Bootstrap standard error of `ap50`. */
   ap50_se: number;
   /** Per class (0..K−1): AP@[.5:.95] and AP50, null where the held-out images have no object of it. */
   perClass: { ap: number | null; ap50: number | null }[];
+  /** Training images given. */
   trainImages: number;
+  /** Test images given. */
   testImages: number;
   /** Distinct training images the detector was trained on, and test images scored. */
   train_images: number;
+  /** Test images scored. */
   test_images: number;
+  /** Objects in the test images. */
   testObjects: number;
+  /** Grid side g of the head. */
   grid: number;
+  /** Training steps taken. */
   steps: number;
   /** The training's losses (as read back; see {@link detectDiverged}). */
   loss: DetectLoss;
@@ -437,6 +468,7 @@ export interface DetectResult {
   lrUsed: number;
   /** Trainings that diverged and were started again with a smaller learning rate. */
   retries: number;
+  /** The settings used, defaults filled in. */
   settings: Required<Omit<DetectOptions, "onEpoch" | "mean" | "std">>;
 }
 
@@ -646,6 +678,7 @@ export async function detectEval(
 export interface DetectLoss {
   /** Mean training loss of the first and the last epoch (NaN with no epochs). */
   first: number;
+  /** Mean training loss of the last epoch. */
   last: number;
   /** The first step's loss, the untrained head's (absent from records written before it was kept). */
   initial?: number;

@@ -35,10 +35,13 @@ export function parseLevels(text: string): FeatureLevel[] {
 
 /** How to extract features. */
 export interface FeatureOptions {
+  /** Normalisation mean per channel. */
   mean: readonly number[];
+  /** Normalisation std per channel. */
   std: readonly number[];
   /** One level, or a '+'-joined list (see {@link parseLevels}), or the levels themselves; default C4. */
   level?: string | readonly FeatureLevel[];
+  /** Images per forward. */
   batch?: number;
   /** Name prefix of the backbone's parameters in the store. */
   prefix?: string;
@@ -46,14 +49,19 @@ export interface FeatureOptions {
 
 /** One level's map size. */
 export interface LevelShape {
+  /** The level. */
   level: FeatureLevel;
+  /** Map height. */
   h: number;
+  /** Map width. */
   w: number;
+  /** Channels. */
   C: number;
 }
 
 /** A bound frozen backbone: its levels, and `each` to run images and visit their maps (one per level) in order. */
 export interface FrozenBackbone {
+  /** Map size of each level, in order. */
   levels: LevelShape[];
   /** The levels' name, '+'-joined ("c4", "c3+c4"). */
   level: string;
@@ -61,8 +69,11 @@ export interface FrozenBackbone {
   C: number;
   /** Map size of the finest level. */
   h: number;
+  /** Map width of the finest level. */
   w: number;
+  /** Runs `images` through the backbone and calls `visit` with each image's maps, one per level, in order. */
   each(images: RgbImage[], visit: (index: number, maps: Float32Array[]) => void): Promise<void>;
+  /** Frees the bound backbone. */
   dispose(): void;
 }
 

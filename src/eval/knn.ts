@@ -15,7 +15,9 @@ import type { ParamStore } from "../nn/params.ts";
 
 /** A labelled region of one image: its mask (instance id in a label map) and class. */
 export interface LabelledImage {
+  /** The image. */
   image: RgbImage;
+  /** Instance id of each pixel, 0 background. */
   instances: LabelMap;
   /** class of each instance id (index = id); 0 = background / unused */
   classOf: number[];
@@ -76,19 +78,27 @@ export function knnClassify(bank: Float64Array[], bankLabels: number[], queries:
 
 /** The result of the protocol. */
 export interface KnnResult {
+  /** Which protocol made the result. */
   protocol: "knn";
   /** Feature levels, '+'-joined. */
   level: string;
+  /** Neighbours voted over. */
   k: number;
+  /** Bank images given. */
   trainImages: number;
+  /** Query images given. */
   testImages: number;
+  /** Regions in the bank. */
   trainRegions: number;
+  /** Regions classified. */
   testRegions: number;
+  /** Fraction of the query regions classified correctly. */
   accuracy: number;
   /** Binomial standard error of `accuracy` over the test regions. */
   accuracy_se: number;
   /** Images used: the bank's and the queries'. */
   train_images: number;
+  /** Query images scored. */
   test_images: number;
   /** Accuracy of always answering the bank's most frequent class. */
   majority: number;

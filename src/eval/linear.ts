@@ -20,7 +20,9 @@ import { sgdStep } from "../kernels/optim.ts";
 
 /** An image with its per-pixel class map (0 = background). */
 export interface SegImage {
+  /** The image. */
   image: RgbImage;
+  /** Class of each pixel, 0 background. */
   classes: LabelMap;
 }
 
@@ -67,6 +69,7 @@ export interface ProbeOptions {
   lr?: number;
   /** Nesterov momentum (PyTorch semantics; default 0.9). */
   momentum?: number;
+  /** L2 weight decay of the probe. */
   l2?: number;
   /** Weigh each present class equally instead of each pixel (plain cross-entropy). */
   balanced?: boolean;
@@ -185,9 +188,11 @@ export function fitSoftmaxRef(
 
 /** A fitted probe and how its optimisation ended. */
 export interface ProbeFit {
+  /** Weights of the fitted probe. */
   W: Float64Array;
   /** Weighted cross-entropy at the start of the last iteration. */
   loss: number;
+  /** Iterations run. */
   iterations: number;
   /** Whether the objective's relative change over the last check fell below the tolerance. */
   converged: boolean;
@@ -331,20 +336,27 @@ export function pixelStride(total: number, max: number): number {
 
 /** The result of the protocol. */
 export interface LinearResult {
+  /** Which protocol made the result. */
   protocol: "linear";
   /** Feature levels, '+'-joined ("c4", "c3+c4"). */
   level: string;
   /** Features per pixel (all levels together). */
   features: number;
+  /** Grid side the probe predicts on. */
   grid: number;
+  /** Training images given. */
   trainImages: number;
+  /** Test images given. */
   testImages: number;
   /** Images the probe was fitted on and scored on. */
   train_images: number;
+  /** Test images scored. */
   test_images: number;
+  /** Mean IoU over the classes on the test images. */
   miou: number;
   /** Bootstrap standard error of `miou` over the test images. */
   miou_se: number;
+  /** Fraction of test pixels classified correctly. */
   pixelAccuracy: number;
   /** mIoU of predicting the most frequent training class everywhere. */
   majorityMiou: number;
@@ -352,8 +364,11 @@ export interface LinearResult {
   trainLoss: number;
   /** How the probe's fit ended (see {@link ProbeFit}). */
   converged: boolean;
+  /** Iterations of the fit. */
   iterations: number;
+  /** Gradient norm at the end of the fit. */
   gradNorm: number;
+  /** Relative fall of the objective over the last check (null after one check). */
   lossChange: number | null;
 }
 

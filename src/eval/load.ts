@@ -17,8 +17,11 @@ import { stepConfigOf } from "../train/plan.ts";
 
 /** A loaded encoder: its configuration and a store holding `backbone.*` and the heads. */
 export interface LoadedEncoder {
+  /** The configuration saved with the checkpoint, with the `sets` laid over it. */
   cfg: PlrcConfig;
+  /** Backbone and head sizes. */
   encoder: EncoderConfig;
+  /** The backbone's and heads' weights. */
   store: ParamStore;
   /** Name prefix of the backbone inside `store`. */
   prefix: string;

@@ -27,7 +27,9 @@ import { VERSION } from "../version.ts";
 
 /** A host tensor in PyTorch layout: float32 values, or int64 (`num_batches_tracked`). */
 export interface HostTensor {
+  /** Shape in PyTorch's layout. */
   shape: number[];
+  /** Values, row-major. */
   data: Float32Array | BigInt64Array;
 }
 
@@ -38,6 +40,7 @@ export type ExportFormat = typeof EXPORT_FORMATS[number];
 
 /** Raised when the source tensors do not form the expected backbone. */
 export class ExportError extends Error {
+  /** `message` says what is missing or mismatched. */
   constructor(message: string) {
     super(message);
     this.name = "ExportError";
@@ -193,6 +196,7 @@ export function detectron2Config(model: ResNetConfig, weights: string): string[]
 
 /** What {@link writeExport} wrote. */
 export interface ExportResult {
+  /** The file written. */
   path: string;
   /** Names and shapes written (detectron2's names for that format). */
   entries: Map<string, number[]>;

@@ -30,6 +30,7 @@ export interface ImportedBackbone {
 
 /** Raised when a file does not hold a usable torchvision ResNet. */
 export class ImportError extends Error {
+  /** `message` says why the file cannot be used. */
   constructor(message: string) {
     super(message);
     this.name = "ImportError";

@@ -16,21 +16,31 @@ export type AdapterClass = "cpu" | "gpu";
 
 /** A summary of the adapter, as printed by `plrc info`. */
 export interface AdapterSummary {
+  /** The adapter's own description string. */
   description: string;
+  /** Vendor name reported by the adapter. */
   vendor: string;
+  /** Architecture name reported by the adapter. */
   architecture: string;
+  /** Device name reported by the adapter. */
   device: string;
+  /** The graphics API the adapter runs on. */
   backend: Backend;
   /** The value of `DENO_WEBGPU_BACKEND` when the adapter was requested (set by the user, or by {@link autoBackend}), or null. */
   requestedBackend: string | null;
   /** How the backend was chosen: `env` (the user's DENO_WEBGPU_BACKEND), `auto` ({@link autoBackend}) or `default` (wgpu's: every backend). */
   backendSelection: "env" | "auto" | "default";
+  /** The adapter is a fallback (software) adapter by WebGPU's own flag. */
   isFallbackAdapter: boolean;
   /** `cpu` for software rasterisers (llvmpipe/lavapipe/SwiftShader/WARP), else `gpu`. */
   adapterClass: AdapterClass;
+  /** Smallest subgroup size, where the adapter reports one. */
   subgroupMinSize: number | null;
+  /** Largest subgroup size, where the adapter reports one. */
   subgroupMaxSize: number | null;
+  /** Features the device was granted. */
   features: string[];
+  /** The device limits plrc reads, by WebGPU limit name. */
   limits: Record<string, number>;
 }
 
@@ -55,6 +65,7 @@ const OPTIONAL_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
 
 /** Thrown when no WebGPU adapter can be had, with what to do about it. */
 export class NoAdapterError extends Error {
+  /** `detail` says why no adapter could be had. */
   constructor(detail: string) {
     super(
       `no WebGPU adapter is available (${detail}).\n` +
@@ -69,6 +80,7 @@ export class NoAdapterError extends Error {
 
 /** Thrown when the device runs out of memory while `what` allocates its buffers ({@link withMemoryCheck}). */
 export class OutOfMemoryError extends Error {
+  /** `what` is the allocation that failed, `liveBytes` plrc's buffers at that moment, `hint` what to lower. */
   constructor(what: string, liveBytes: number, detail: string, hint: string = TRAINING_MEMORY_HINT) {
     super(
       `the GPU ran out of memory while ${what} (plrc's buffers had reached ${formatBytes(liveBytes)}: ${detail}); ` +
@@ -108,6 +120,7 @@ export async function withMemoryCheck<T>(
 
 /** Thrown when a buffer or binding would exceed a device limit. */
 export class LimitError extends Error {
+  /** `what` would need `bytes`, more than the device's `limitName` allows (`limit`). */
   constructor(what: string, bytes: number, limitName: string, limit: number) {
     super(
       `${what} needs ${formatBytes(bytes)} but the adapter's ${limitName} is ${formatBytes(limit)}; ` +
@@ -164,8 +177,11 @@ function readEnv(name: string): string | null {
 
 /** An acquired device plus everything plrc needs to know about its adapter. */
 export interface Gpu {
+  /** The WebGPU device. */
   device: GPUDevice;
+  /** The adapter the device came from. */
   adapter: GPUAdapter;
+  /** What the adapter is, for logs and kernel choices. */
   summary: AdapterSummary;
   /** `shader-f16` was granted. */
   hasF16: boolean;

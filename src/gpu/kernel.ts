@@ -16,22 +16,31 @@ export type Access = "read" | "read_write";
 
 /** One storage buffer of a kernel: name, WGSL element type (e.g. `f32`, `vec4<f32>`, `i32`), access. */
 export interface BufferDecl {
+  /** Binding name in the WGSL. */
   name: string;
+  /** WGSL element type. */
   type: string;
+  /** Storage access mode. */
   access: Access;
 }
 
 /** One scalar uniform: name and WGSL type. All are 4 bytes, packed in declaration order. */
 export interface UniformDecl {
+  /** Uniform name in the WGSL. */
   name: string;
+  /** WGSL scalar type. */
   type: "u32" | "i32" | "f32";
 }
 
 /** Everything needed to compile a kernel. `key` distinguishes specialisations of the same name. */
 export interface KernelSpec {
+  /** Kernel family name (the pipeline cache key and the profile label). */
   name: string;
+  /** Distinguishes specialisations of the same name in the pipeline cache. */
   key?: string;
+  /** Storage buffers, bound in this order. */
   buffers: BufferDecl[];
+  /** Scalar uniforms, packed in this order. */
   uniforms?: UniformDecl[];
   /** WGSL after the generated header: helper functions and the `@compute` entry point `main`. */
   body: string;
@@ -63,6 +72,7 @@ export function kernelSource(spec: KernelSpec): string {
 
 /** A WGSL compile or pipeline error, naming the kernel and quoting the offending line. */
 export class KernelCompileError extends Error {
+  /** `kernel` names the kernel that failed to compile. */
   constructor(readonly kernel: string, message: string) {
     super(`kernel "${kernel}": ${message}`);
     this.name = "KernelCompileError";
@@ -71,7 +81,9 @@ export class KernelCompileError extends Error {
 
 /** A compiled kernel. */
 export interface Kernel {
+  /** What was compiled. */
   spec: KernelSpec;
+  /** The compute pipeline. */
   pipeline: GPUComputePipeline;
   /** Milliseconds spent compiling (for `--profile` and bench notes). */
   compileMs: number;
@@ -171,10 +183,12 @@ export type Params = Record<string, number>;
  * can be changed with {@link Dispatch.setParams} (takes effect at the next submit).
  */
 export class Dispatch {
+  /** The bind group of the buffers and the uniform block. */
   readonly bindGroup: GPUBindGroup;
   readonly #uniform: GPUBuffer | null;
   readonly #params: Params;
 
+  /** Binds `kernel` to `buffers` (in the order of its declarations) and `params` (its uniforms), dispatched over `grid`. */
   constructor(
     readonly gpu: Gpu,
     readonly kernel: Kernel,

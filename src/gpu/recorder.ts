@@ -13,10 +13,12 @@ import { readBuffer } from "./tensor.ts";
 
 /** Collects timestamp pairs for dispatches and turns them into milliseconds per label. */
 export class Profiler {
+  /** The timestamp query set, two queries per timed dispatch. */
   readonly querySet: GPUQuerySet;
   readonly #resolve: GPUBuffer;
   #labels: string[] = [];
 
+  /** Room for `capacity` timed dispatches on `gpu` (which must have the timestamp-query feature). */
   constructor(readonly gpu: Gpu, readonly capacity = 4096) {
     if (!gpu.hasTimestamps) throw new Error("this adapter has no timestamp-query feature");
     this.querySet = gpu.device.createQuerySet({ type: "timestamp", count: capacity * 2 });
@@ -52,6 +54,7 @@ export class Profiler {
     return out;
   }
 
+  /** Frees the query set and its readback buffers. */
   destroy(): void {
     this.querySet.destroy();
     this.#resolve.destroy();
@@ -80,6 +83,7 @@ export class Recorder {
   #count = 0;
   #submitted = false;
 
+  /** A recorder for `gpu`; with `profiler`, every dispatch is timed. */
   constructor(readonly gpu: Gpu, readonly profiler: Profiler | null = null) {
     this.#enc = gpu.device.createCommandEncoder();
   }

@@ -46,14 +46,17 @@ export class BufferPool {
   /** High-water mark of `liveBytes`. */
   peakBytes = 0;
 
+  /** A pool for the buffers of `gpu`. */
   constructor(readonly gpu: Gpu) {}
 
+  /** The buffer size that `bytes` is rounded up to: a multiple of 16 up to 1 MiB, a power of two above. */
   static sizeClass(bytes: number): number {
     const b = roundUp(bytes);
     if (b <= 1 << 20) return b;
     return 2 ** Math.ceil(Math.log2(b));
   }
 
+  /** A storage buffer of at least `bytes`, reused from the pool when one of its size class is free. */
   acquire(bytes: number, what: string): GPUBuffer {
     const size = BufferPool.sizeClass(bytes);
     this.gpu.checkBufferSize(what, size);
@@ -64,6 +67,7 @@ export class BufferPool {
     return buf;
   }
 
+  /** Returns `buf` to the pool for reuse. */
   release(buf: GPUBuffer): void {
     this.liveBytes -= buf.size;
     const list = this.#free.get(buf.size) ?? [];
@@ -89,7 +93,9 @@ export function poolOf(gpu: Gpu): BufferPool {
 
 /** A dense, row-major tensor in a GPU storage buffer. */
 export class Tensor {
+  /** Number of elements. */
   readonly numel: number;
+  /** Size of the tensor's data in bytes. */
   readonly byteLength: number;
   /** Offset of the tensor inside its buffer (non-zero for views into flat parameter buffers). */
   readonly byteOffset: number;

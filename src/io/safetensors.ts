@@ -27,7 +27,9 @@ export type StDType =
 
 /** A decoded tensor: raw little-endian bytes in C order. */
 export interface StTensor {
+  /** Element type. */
   dtype: StDType;
+  /** Shape, outermost first. */
   shape: number[];
   /**
    * Raw bytes. Always a private copy with its own `ArrayBuffer` at byte
@@ -61,6 +63,7 @@ export type StInput = {
 
 /** Raised for any malformed safetensors input or invalid tensor to encode. */
 export class SafetensorsError extends Error {
+  /** `message` says what is malformed. */
   constructor(message: string) {
     super(message);
     this.name = "SafetensorsError";

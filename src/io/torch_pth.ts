@@ -41,6 +41,7 @@ const DTYPE_OF_STORAGE = new Map(Object.entries(STORAGE).map(([k, v]) => [v.cls,
 
 /** A dense, contiguous CPU tensor. */
 export class PthTensor {
+  /** A tensor of `dtype` and `shape` over `data` (whose length must match the shape). */
   constructor(readonly dtype: PthDType, readonly shape: number[], readonly data: PthData) {
     const n = shape.reduce((a, b) => a * b, 1);
     if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new PthError(`invalid shape [${shape}]`);
@@ -75,6 +76,7 @@ export type PthValue =
 
 /** Raised for values that cannot be written or files that cannot be read. */
 export class PthError extends Error {
+  /** `message` says what is wrong with the file or value. */
   constructor(message: string) {
     super(message);
     this.name = "PthError";
@@ -222,6 +224,7 @@ export interface PthFile {
   value: unknown;
   /** The folder every entry lives in (`archive` here; `torch.save` 1.13 uses the file's stem). */
   archiveName: string;
+  /** The archive's entries. */
   entries: ZipEntry[];
   /** Opcode names of `data.pkl`, in order. */
   opcodes: string[];

@@ -118,12 +118,15 @@ export function encodeZip(entries: ZipInput[], align = 64): Uint8Array {
 
 /** One entry of a read archive. */
 export interface ZipEntry {
+  /** Path inside the archive. */
   name: string;
   /** Offset of the local header. */
   headerOffset: number;
   /** Offset of the entry's data from the start of the archive. */
   dataOffset: number;
+  /** Stored size in bytes. */
   size: number;
+  /** CRC-32 of the data. */
   crc: number;
   /** Compression method (only 0, stored, can be extracted). */
   method: number;

@@ -23,11 +23,15 @@ import { Tensor } from "../gpu/tensor.ts";
 
 /** Shape and options of one batch-norm layer application. */
 export interface BnShape {
+  /** Rows: batch × spatial positions. */
   rows: number;
+  /** Channels. */
   c: number;
   /** Ghost-BN groups (rows must divide evenly); 1 = whole batch. */
   groups: number;
+  /** Added to the variance before the square root. */
   eps?: number;
+  /** Weight of the new batch statistics in the running averages. */
   momentum?: number;
   /**
    * Threads to aim for in the partial sums (default: 131072 on GPUs, which need many loads in flight,
@@ -38,7 +42,9 @@ export interface BnShape {
 
 /** The statistics a training forward saves for the backward. */
 export interface BnSaved {
+  /** Batch mean per (group, channel). */
   mean: Tensor;
+  /** Inverse standard deviation per (group, channel). */
   invstd: Tensor;
 }
 
@@ -94,8 +100,11 @@ function check(s: BnShape, x: Tensor): void {
 
 /** A bound forward: dispatches, saved statistics, scratch it owns. */
 export interface BnForward {
+  /** Dispatches to record, in order. */
   dispatches: Dispatch[];
+  /** The statistics the backward needs. */
   saved: BnSaved;
+  /** Buffers the forward owns (partial sums). */
   scratch: Tensor[];
 }
 
@@ -262,17 +271,15 @@ export async function bnBackward(
 // ---------------------------------------------------------------------------------------------------------
 // float64 references
 
-type A = ArrayLike<number>;
-
 /** Reference training forward: y, per-group mean and biased variance, new running statistics. */
 export function bnForwardRef(
-  x: A,
-  gamma: A,
-  beta: A,
-  runningMean: A,
-  runningVar: A,
+  x: ArrayLike<number>,
+  gamma: ArrayLike<number>,
+  beta: ArrayLike<number>,
+  runningMean: ArrayLike<number>,
+  runningVar: ArrayLike<number>,
   s: BnShape,
-  o: { residual?: A; relu?: boolean } = {},
+  o: { residual?: ArrayLike<number>; relu?: boolean } = {},
 ): {
   y: Float64Array;
   mean: Float64Array;
@@ -315,10 +322,10 @@ export function bnForwardRef(
 
 /** Reference backward (through the optional ReLU): dx, dγ, dβ and the masked gradient g. */
 export function bnBackwardRef(
-  x: A,
-  y: A,
-  dy: A,
-  gamma: A,
+  x: ArrayLike<number>,
+  y: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  gamma: ArrayLike<number>,
   s: BnShape,
   relu = false,
 ): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array; g: Float64Array } {

@@ -55,25 +55,30 @@ export function reluBackward(gpu: Gpu, x: Tensor, dy: Tensor, dx: Tensor): Promi
   return elementwise(gpu, ELEMENTWISE.reluBackward, [x, dy], dx);
 }
 
-type Vec = ArrayLike<number>;
 const map = (n: number, f: (i: number) => number) => Float64Array.from({ length: n }, (_, i) => f(i));
 
 /** Signatures of the float64 references. */
 export interface ElementwiseRef {
-  add(a: Vec, b: Vec): Float64Array;
-  mul(a: Vec, b: Vec): Float64Array;
-  scale(a: Vec, alpha: number): Float64Array;
-  axpy(alpha: number, a: Vec, y: Vec): Float64Array;
-  relu(a: Vec): Float64Array;
-  reluBackward(x: Vec, dy: Vec): Float64Array;
+  /** a + b. */
+  add(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array;
+  /** a · b, elementwise. */
+  mul(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array;
+  /** alpha · a. */
+  scale(a: ArrayLike<number>, alpha: number): Float64Array;
+  /** alpha · a + y. */
+  axpy(alpha: number, a: ArrayLike<number>, y: ArrayLike<number>): Float64Array;
+  /** max(a, 0). */
+  relu(a: ArrayLike<number>): Float64Array;
+  /** dy where x > 0, else 0. */
+  reluBackward(x: ArrayLike<number>, dy: ArrayLike<number>): Float64Array;
 }
 
 /** Float64 references of the elementwise ops. */
 export const elementwiseRef: ElementwiseRef = {
-  add: (a: Vec, b: Vec) => map(a.length, (i) => a[i] + b[i]),
-  mul: (a: Vec, b: Vec) => map(a.length, (i) => a[i] * b[i]),
-  scale: (a: Vec, alpha: number) => map(a.length, (i) => alpha * a[i]),
-  axpy: (alpha: number, a: Vec, y: Vec) => map(a.length, (i) => y[i] + alpha * a[i]),
-  relu: (a: Vec) => map(a.length, (i) => Math.max(a[i], 0)),
-  reluBackward: (x: Vec, dy: Vec) => map(x.length, (i) => (x[i] > 0 ? dy[i] : 0)),
+  add: (a: ArrayLike<number>, b: ArrayLike<number>) => map(a.length, (i) => a[i] + b[i]),
+  mul: (a: ArrayLike<number>, b: ArrayLike<number>) => map(a.length, (i) => a[i] * b[i]),
+  scale: (a: ArrayLike<number>, alpha: number) => map(a.length, (i) => alpha * a[i]),
+  axpy: (alpha: number, a: ArrayLike<number>, y: ArrayLike<number>) => map(a.length, (i) => y[i] + alpha * a[i]),
+  relu: (a: ArrayLike<number>) => map(a.length, (i) => Math.max(a[i], 0)),
+  reluBackward: (x: ArrayLike<number>, dy: ArrayLike<number>) => map(x.length, (i) => (x[i] > 0 ? dy[i] : 0)),
 };

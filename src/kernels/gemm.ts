@@ -27,14 +27,23 @@ export type { BLayout, Epilogue, GemmMode, GemmShape, GemmTile };
 
 /** A 2-D convolution's geometry (no dilation, no groups, no bias). */
 export interface ConvGeom {
+  /** Batch size. */
   nb: number;
+  /** Input height. */
   ih: number;
+  /** Input width. */
   iw: number;
+  /** Input channels. */
   cin: number;
+  /** Output channels. */
   cout: number;
+  /** Kernel height. */
   kh: number;
+  /** Kernel width. */
   kw: number;
+  /** Stride, the same along both axes. */
   stride: number;
+  /** Zero padding on every side. */
   pad: number;
 }
 
@@ -107,11 +116,15 @@ function extras(e: Epilogue, bias?: Tensor, residual?: Tensor, affine?: [Tensor,
 
 /** Options of the forward-type products. */
 export interface ProductOptions {
+  /** Per-output-channel bias, added first. */
   bias?: Tensor;
   /** Per-output-channel [scale, shift], applied after the bias. */
   affine?: [Tensor, Tensor];
+  /** A tensor of the output's shape added before the ReLU (a residual connection). */
   residual?: Tensor;
+  /** Apply a ReLU last. */
   relu?: boolean;
+  /** Overrides of the tile the adapter class would choose. */
   tile?: Partial<GemmTile>;
 }
 
@@ -172,7 +185,9 @@ export function convDgrad(
 
 /** A bound product that may own a scratch buffer (split-K partial sums). */
 export interface SplitOp {
+  /** Dispatches to record, in order. */
   dispatches: Dispatch[];
+  /** Buffers the op owns (split-K partial sums); empty without a split. */
   scratch: Tensor[];
 }
 
@@ -263,8 +278,6 @@ export function matmulTA(
 // ---------------------------------------------------------------------------------------------------------
 // float64 references
 
-type A = ArrayLike<number>;
-
 /**
  * Visits every (output pixel, kernel tap) pair of `g` that lands inside the input: `o` is the output
  * row's offset (× cout), `xi` the input pixel's offset (× cin), `wi` the tap's weight block (× cin·cout).
@@ -291,7 +304,7 @@ function forEachTap(g: ConvGeom, f: (o: number, xi: number, wi: number) => void)
 }
 
 /** Reference of {@link convForward} (NHWC, HWIO). */
-export function convForwardRef(x: A, w: A, g: ConvGeom): Float64Array {
+export function convForwardRef(x: ArrayLike<number>, w: ArrayLike<number>, g: ConvGeom): Float64Array {
   const [oh, ow] = convOutSize(g);
   const out = new Float64Array(g.nb * oh * ow * g.cout);
   forEachTap(g, (o, xi, wi) => {
@@ -304,7 +317,7 @@ export function convForwardRef(x: A, w: A, g: ConvGeom): Float64Array {
 }
 
 /** Reference input gradient: the adjoint of {@link convForwardRef}. */
-export function convDgradRef(dy: A, w: A, g: ConvGeom): Float64Array {
+export function convDgradRef(dy: ArrayLike<number>, w: ArrayLike<number>, g: ConvGeom): Float64Array {
   const dx = new Float64Array(g.nb * g.ih * g.iw * g.cin);
   forEachTap(g, (o, xi, wi) => {
     for (let ci = 0; ci < g.cin; ci++) {
@@ -317,7 +330,7 @@ export function convDgradRef(dy: A, w: A, g: ConvGeom): Float64Array {
 }
 
 /** Reference weight gradient of {@link convForwardRef}. */
-export function convWgradRef(x: A, dy: A, g: ConvGeom): Float64Array {
+export function convWgradRef(x: ArrayLike<number>, dy: ArrayLike<number>, g: ConvGeom): Float64Array {
   const dw = new Float64Array(g.kh * g.kw * g.cin * g.cout);
   forEachTap(g, (o, xi, wi) => {
     for (let ci = 0; ci < g.cin; ci++) {
@@ -329,7 +342,14 @@ export function convWgradRef(x: A, dy: A, g: ConvGeom): Float64Array {
 }
 
 /** Reference of {@link matmul}: a [M,K] · b ([K,N], or [N,K] when transB). */
-export function matmulRef(a: A, b: A, m: number, k: number, n: number, transB = false): Float64Array {
+export function matmulRef(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  m: number,
+  k: number,
+  n: number,
+  transB = false,
+): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let p = 0; p < k; p++) {

@@ -11,9 +11,13 @@ import { Tensor } from "../gpu/tensor.ts";
 
 /** SGD hyper-parameters; `lr` can be changed every step with `setParams({ lr })`. */
 export interface SgdOptions {
+  /** Learning rate. */
   lr: number;
+  /** Momentum coefficient. */
   momentum: number;
+  /** L2 weight decay, applied where the mask is 1. */
   weightDecay: number;
+  /** Nesterov momentum. */
   nesterov?: boolean;
 }
 

@@ -11,12 +11,19 @@ import { reduceAxis, reduceAxisBackward, type ReduceOp } from "./reduce.ts";
 
 /** Pooling geometry. */
 export interface PoolGeom {
+  /** Batch size. */
   nb: number;
+  /** Input height. */
   ih: number;
+  /** Input width. */
   iw: number;
+  /** Channels. */
   c: number;
+  /** Window size. */
   k: number;
+  /** Stride. */
   stride: number;
+  /** Padding on every side. */
   pad: number;
 }
 

@@ -32,7 +32,9 @@ const CHUNK = 256;
 
 /** A bound reduction: its dispatches and the scratch tensor it owns (if split). */
 export interface ReduceOp {
+  /** Dispatches to record, in order. */
   dispatches: Dispatch[];
+  /** The partial sums between the two passes, or null when one pass suffices. */
   scratch: Tensor | null;
 }
 

@@ -37,26 +37,32 @@ export function rowOp(
   return bind(gpu, rowSpec(k, variant), tensors, { rows, cols, ...scalars }, rowGrid(variant, rows));
 }
 
-type V = RowVariant | undefined;
 const K = ROW_KERNELS;
 /** `y = softmax(x)` along the last axis. */
-export function softmax(gpu: Gpu, x: Tensor, y: Tensor, v?: V): Promise<Dispatch> {
+export function softmax(gpu: Gpu, x: Tensor, y: Tensor, v?: RowVariant): Promise<Dispatch> {
   return rowOp(gpu, K.softmax, [x, y], {}, v);
 }
 /** `dx = y ⊙ (dy − ⟨y, dy⟩)`. */
-export function softmaxBackward(gpu: Gpu, y: Tensor, dy: Tensor, dx: Tensor, v?: V): Promise<Dispatch> {
+export function softmaxBackward(gpu: Gpu, y: Tensor, dy: Tensor, dx: Tensor, v?: RowVariant): Promise<Dispatch> {
   return rowOp(gpu, K.softmaxBackward, [y, dy, dx], {}, v);
 }
 /** `y = x − logsumexp(x)`. */
-export function logSoftmax(gpu: Gpu, x: Tensor, y: Tensor, v?: V): Promise<Dispatch> {
+export function logSoftmax(gpu: Gpu, x: Tensor, y: Tensor, v?: RowVariant): Promise<Dispatch> {
   return rowOp(gpu, K.logSoftmax, [x, y], {}, v);
 }
 /** `dx = dy − exp(y) Σ dy`. */
-export function logSoftmaxBackward(gpu: Gpu, y: Tensor, dy: Tensor, dx: Tensor, v?: V): Promise<Dispatch> {
+export function logSoftmaxBackward(gpu: Gpu, y: Tensor, dy: Tensor, dx: Tensor, v?: RowVariant): Promise<Dispatch> {
   return rowOp(gpu, K.logSoftmaxBackward, [y, dy, dx], {}, v);
 }
 /** `y = x / max(‖x‖, eps)`, also writing `norm[row] = ‖x‖` for the backward. */
-export function l2Normalize(gpu: Gpu, x: Tensor, y: Tensor, norm: Tensor, eps = L2_EPS, v?: V): Promise<Dispatch> {
+export function l2Normalize(
+  gpu: Gpu,
+  x: Tensor,
+  y: Tensor,
+  norm: Tensor,
+  eps = L2_EPS,
+  v?: RowVariant,
+): Promise<Dispatch> {
   return rowOp(gpu, K.l2Normalize, [x, y, norm], { eps }, v);
 }
 /** `dx = (dy − y⟨y, dy⟩) / ‖x‖` (or `dy / eps` below eps, as PyTorch). */
@@ -67,12 +73,19 @@ export function l2NormalizeBackward(
   dy: Tensor,
   dx: Tensor,
   eps = L2_EPS,
-  v?: V,
+  v?: RowVariant,
 ): Promise<Dispatch> {
   return rowOp(gpu, K.l2NormalizeBackward, [y, norm, dy, dx], { eps }, v);
 }
 /** Per-row `loss = logsumexp(x) − x[target]` (i32 targets), saving `lse` for the backward. */
-export function crossEntropy(gpu: Gpu, x: Tensor, target: Tensor, loss: Tensor, lse: Tensor, v?: V): Promise<Dispatch> {
+export function crossEntropy(
+  gpu: Gpu,
+  x: Tensor,
+  target: Tensor,
+  loss: Tensor,
+  lse: Tensor,
+  v?: RowVariant,
+): Promise<Dispatch> {
   return rowOp(gpu, K.crossEntropy, [x, target, loss, lse], {}, v);
 }
 /** `dx = (softmax(x) − onehot(target)) · dloss[row]`. */
@@ -83,7 +96,7 @@ export function crossEntropyBackward(
   target: Tensor,
   dloss: Tensor,
   dx: Tensor,
-  v?: V,
+  v?: RowVariant,
 ): Promise<Dispatch> {
   return rowOp(gpu, K.crossEntropyBackward, [x, lse, target, dloss, dx], {}, v);
 }
@@ -94,7 +107,7 @@ export function softCrossEntropy(
   target: Tensor,
   loss: Tensor,
   lse: Tensor,
-  v?: V,
+  v?: RowVariant,
 ): Promise<Dispatch> {
   return rowOp(gpu, K.softCrossEntropy, [x, target, loss, lse], {}, v);
 }
@@ -106,7 +119,7 @@ export function softCrossEntropyBackward(
   target: Tensor,
   dloss: Tensor,
   dx: Tensor,
-  v?: V,
+  v?: RowVariant,
 ): Promise<Dispatch> {
   return rowOp(gpu, K.softCrossEntropyBackward, [x, lse, target, dloss, dx], {}, v);
 }
@@ -114,13 +127,11 @@ export function softCrossEntropyBackward(
 // ---------------------------------------------------------------------------------------------------------
 // float64 references
 
-type A = ArrayLike<number>;
-
 function eachRow(rows: number, cols: number, f: (r: number, base: number) => void): void {
   for (let r = 0; r < rows; r++) f(r, r * cols);
 }
 
-function lseRow(x: A, base: number, cols: number): number {
+function lseRow(x: ArrayLike<number>, base: number, cols: number): number {
   let m = -Infinity;
   for (let j = 0; j < cols; j++) m = Math.max(m, x[base + j]);
   let s = 0;
@@ -130,21 +141,60 @@ function lseRow(x: A, base: number, cols: number): number {
 
 /** Signatures of the float64 references. */
 export interface RowsRef {
-  softmax(x: A, rows: number, cols: number): Float64Array;
-  softmaxBackward(y: A, dy: A, rows: number, cols: number): Float64Array;
-  logSoftmax(x: A, rows: number, cols: number): Float64Array;
-  logSoftmaxBackward(y: A, dy: A, rows: number, cols: number): Float64Array;
-  l2Normalize(x: A, rows: number, cols: number, eps?: number): { y: Float64Array; norm: Float64Array };
-  l2NormalizeBackward(y: A, norm: A, dy: A, rows: number, cols: number, eps?: number): Float64Array;
-  crossEntropy(x: A, target: A, rows: number, cols: number): { loss: Float64Array; lse: Float64Array };
-  crossEntropyBackward(x: A, target: A, dloss: A, rows: number, cols: number): Float64Array;
-  softCrossEntropy(x: A, t: A, rows: number, cols: number): { loss: Float64Array; lse: Float64Array };
-  softCrossEntropyBackward(x: A, t: A, dloss: A, rows: number, cols: number): Float64Array;
+  /** Softmax of each row. */
+  softmax(x: ArrayLike<number>, rows: number, cols: number): Float64Array;
+  /** Gradient of the softmax input from the output `y` and its gradient. */
+  softmaxBackward(y: ArrayLike<number>, dy: ArrayLike<number>, rows: number, cols: number): Float64Array;
+  /** Log-softmax of each row. */
+  logSoftmax(x: ArrayLike<number>, rows: number, cols: number): Float64Array;
+  /** Gradient of the log-softmax input from the output `y` and its gradient. */
+  logSoftmaxBackward(y: ArrayLike<number>, dy: ArrayLike<number>, rows: number, cols: number): Float64Array;
+  /** Each row divided by its L2 norm (at least `eps`), with the norms. */
+  l2Normalize(x: ArrayLike<number>, rows: number, cols: number, eps?: number): { y: Float64Array; norm: Float64Array };
+  /** Gradient of the L2-normalisation input. */
+  l2NormalizeBackward(
+    y: ArrayLike<number>,
+    norm: ArrayLike<number>,
+    dy: ArrayLike<number>,
+    rows: number,
+    cols: number,
+    eps?: number,
+  ): Float64Array;
+  /** Cross-entropy of each row against an integer class `target`, with the log-sum-exp. */
+  crossEntropy(
+    x: ArrayLike<number>,
+    target: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): { loss: Float64Array; lse: Float64Array };
+  /** Gradient of the cross-entropy input, scaled by `dloss` per row. */
+  crossEntropyBackward(
+    x: ArrayLike<number>,
+    target: ArrayLike<number>,
+    dloss: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): Float64Array;
+  /** Cross-entropy of each row against a target distribution `t`, with the log-sum-exp. */
+  softCrossEntropy(
+    x: ArrayLike<number>,
+    t: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): { loss: Float64Array; lse: Float64Array };
+  /** Gradient of the soft cross-entropy input, scaled by `dloss` per row. */
+  softCrossEntropyBackward(
+    x: ArrayLike<number>,
+    t: ArrayLike<number>,
+    dloss: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): Float64Array;
 }
 
 /** Float64 references of the row ops (arrays are [rows, cols] row-major). */
 export const rowsRef: RowsRef = {
-  softmax(x: A, rows: number, cols: number): Float64Array {
+  softmax(x: ArrayLike<number>, rows: number, cols: number): Float64Array {
     const y = new Float64Array(rows * cols);
     eachRow(rows, cols, (_, b) => {
       const l = lseRow(x, b, cols);
@@ -152,7 +202,7 @@ export const rowsRef: RowsRef = {
     });
     return y;
   },
-  softmaxBackward(y: A, dy: A, rows: number, cols: number): Float64Array {
+  softmaxBackward(y: ArrayLike<number>, dy: ArrayLike<number>, rows: number, cols: number): Float64Array {
     const dx = new Float64Array(rows * cols);
     eachRow(rows, cols, (_, b) => {
       let d = 0;
@@ -161,7 +211,7 @@ export const rowsRef: RowsRef = {
     });
     return dx;
   },
-  logSoftmax(x: A, rows: number, cols: number): Float64Array {
+  logSoftmax(x: ArrayLike<number>, rows: number, cols: number): Float64Array {
     const y = new Float64Array(rows * cols);
     eachRow(rows, cols, (_, b) => {
       const l = lseRow(x, b, cols);
@@ -169,7 +219,7 @@ export const rowsRef: RowsRef = {
     });
     return y;
   },
-  logSoftmaxBackward(y: A, dy: A, rows: number, cols: number): Float64Array {
+  logSoftmaxBackward(y: ArrayLike<number>, dy: ArrayLike<number>, rows: number, cols: number): Float64Array {
     const dx = new Float64Array(rows * cols);
     eachRow(rows, cols, (_, b) => {
       let g = 0;
@@ -178,7 +228,7 @@ export const rowsRef: RowsRef = {
     });
     return dx;
   },
-  l2Normalize(x: A, rows: number, cols: number, eps = L2_EPS): { y: Float64Array; norm: Float64Array } {
+  l2Normalize(x: ArrayLike<number>, rows: number, cols: number, eps = L2_EPS): { y: Float64Array; norm: Float64Array } {
     const y = new Float64Array(rows * cols), norm = new Float64Array(rows);
     eachRow(rows, cols, (r, b) => {
       let ss = 0;
@@ -189,7 +239,14 @@ export const rowsRef: RowsRef = {
     });
     return { y, norm };
   },
-  l2NormalizeBackward(y: A, norm: A, dy: A, rows: number, cols: number, eps = L2_EPS): Float64Array {
+  l2NormalizeBackward(
+    y: ArrayLike<number>,
+    norm: ArrayLike<number>,
+    dy: ArrayLike<number>,
+    rows: number,
+    cols: number,
+    eps = L2_EPS,
+  ): Float64Array {
     const dx = new Float64Array(rows * cols);
     eachRow(rows, cols, (r, b) => {
       let d = 0;
@@ -199,7 +256,12 @@ export const rowsRef: RowsRef = {
     });
     return dx;
   },
-  crossEntropy(x: A, target: A, rows: number, cols: number): { loss: Float64Array; lse: Float64Array } {
+  crossEntropy(
+    x: ArrayLike<number>,
+    target: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): { loss: Float64Array; lse: Float64Array } {
     const loss = new Float64Array(rows), lse = new Float64Array(rows);
     eachRow(rows, cols, (r, b) => {
       lse[r] = lseRow(x, b, cols);
@@ -207,7 +269,13 @@ export const rowsRef: RowsRef = {
     });
     return { loss, lse };
   },
-  crossEntropyBackward(x: A, target: A, dloss: A, rows: number, cols: number): Float64Array {
+  crossEntropyBackward(
+    x: ArrayLike<number>,
+    target: ArrayLike<number>,
+    dloss: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): Float64Array {
     const dx = new Float64Array(rows * cols);
     eachRow(rows, cols, (r, b) => {
       const l = lseRow(x, b, cols);
@@ -215,7 +283,12 @@ export const rowsRef: RowsRef = {
     });
     return dx;
   },
-  softCrossEntropy(x: A, t: A, rows: number, cols: number): { loss: Float64Array; lse: Float64Array } {
+  softCrossEntropy(
+    x: ArrayLike<number>,
+    t: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): { loss: Float64Array; lse: Float64Array } {
     const loss = new Float64Array(rows), lse = new Float64Array(rows);
     eachRow(rows, cols, (r, b) => {
       lse[r] = lseRow(x, b, cols);
@@ -225,7 +298,13 @@ export const rowsRef: RowsRef = {
     });
     return { loss, lse };
   },
-  softCrossEntropyBackward(x: A, t: A, dloss: A, rows: number, cols: number): Float64Array {
+  softCrossEntropyBackward(
+    x: ArrayLike<number>,
+    t: ArrayLike<number>,
+    dloss: ArrayLike<number>,
+    rows: number,
+    cols: number,
+  ): Float64Array {
     const dx = new Float64Array(rows * cols);
     eachRow(rows, cols, (r, b) => {
       const l = lseRow(x, b, cols);

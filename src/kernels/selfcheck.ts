@@ -15,9 +15,11 @@ import { transpose, transposeRef } from "./transpose.ts";
 
 /** One kernel's outcome. */
 export interface SelfCheckResult {
+  /** Kernel name. */
   kernel: string;
   /** Largest |gpu − ref| / max(|ref|, 1). */
   maxErr: number;
+  /** `maxErr` is within the kernel's tolerance. */
   ok: boolean;
 }
 

@@ -22,7 +22,9 @@ import { reduceAxis } from "../kernels/reduce.ts";
 
 /** Loss weights of the regression channels. */
 export interface CenterNetWeights {
+  /** Weight of the log-size channels. */
   size: number;
+  /** Weight of the offset channels. */
   offset: number;
 }
 
@@ -43,7 +45,9 @@ export interface CenterNetTargets {
 
 /** A box in pixels [x0, y0, x1, y1] with its class 0..K−1. */
 export interface ClassBox {
+  /** Corners [x0, y0, x1, y1] in pixels. */
   box: [number, number, number, number];
+  /** Class 0..K−1. */
   classId: number;
 }
 
@@ -127,10 +131,15 @@ export function centerNetLossRef(
 
 /** The bound loss: upload targets, run `dispatches`; `grad` [N, K + 4] and `loss` [1] are then written. */
 export interface CenterNetLoss {
+  /** Dispatches to record. */
   dispatches: Dispatch[];
+  /** Gradient w.r.t. the head output [N, K + 4]. */
   grad: Tensor;
+  /** The loss [1]. */
   loss: Tensor;
+  /** Uploads a batch's targets (queued writes). */
   upload(t: CenterNetTargets): void;
+  /** Every tensor the op owns. */
   tensors: Tensor[];
 }
 

@@ -46,8 +46,11 @@ export type { DistillVariant };
 
 /** Matched pairs of a batch (as {@link PlrcBatch}): A0 position u, B0 position v, image index. */
 export interface DistillPairs {
+  /** Position u in A0 of each pair (row · S + column). */
   pairA: Uint32Array;
+  /** Position v in B0 of each pair (row · S + column). */
   pairB: Uint32Array;
+  /** Image index of each pair. */
   pairImage: Uint32Array;
 }
 
@@ -59,16 +62,21 @@ export interface DistillOptions {
   lq: Tensor;
   /** Teacher (B0) bottleneck and logits; no gradient. */
   zt: Tensor;
+  /** Teacher (B0) prototype logits [B·h·w, K]; no gradient. */
   lt: Tensor;
   /** Teacher on A1 [B·h·w, dimZ]: the affinity targets; no gradient. */
   za: Tensor;
   /** Images B. */
   batch: number;
+  /** Feature-map height. */
   h: number;
+  /** Feature-map width. */
   w: number;
   /** Pair grid S (positions row·S + col). */
   S: number;
+  /** Bottleneck width. */
   dimZ: number;
+  /** Prototypes K. */
   K: number;
   /** Capacity of the per-step pair list. */
   maxPairs: number;
@@ -97,12 +105,17 @@ export interface Distillation {
   alignment: Tensor;
   /** dLoss/dZq [B·h·w, dimZ] and dLoss/dLq [B·h·w, K] (written, not accumulated). */
   dZq: Tensor;
+  /** dLoss/dLq [B·h·w, K] (written, not accumulated). */
   dLq: Tensor;
+  /** Computes `loss`, `entropy` and `alignment`. */
   forward: Dispatch[];
+  /** Writes `dZq` and `dLq`; record after `forward`. */
   backward: Dispatch[];
+  /** Moves `center` towards this step's teacher mean by the centre momentum; record after `backward`. */
   centerUpdate: Dispatch[];
   /** Centre [S² + K], starts at 0; updated in place by `centerUpdate`. */
   center: Tensor;
+  /** Sets the teacher temperature τ_T for the next submit. */
   setTeacherTemperature(t: number): void;
   /** Sets this step's pairs (queued writes; no GPU wait). */
   upload(pairs: DistillPairs): void;
@@ -329,37 +342,55 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
 // ---------------------------------------------------------------------------------------------------------
 // float64 references
 
-type A = ArrayLike<number>;
-
 /** Inputs of the references (arrays row-major as on the GPU). */
 export interface DistillRefInput {
-  zq: A;
-  lq: A;
-  zt: A;
-  lt: A;
-  za: A;
+  /** Student bottleneck [B·h·w, dimZ]. */
+  zq: ArrayLike<number>;
+  /** Student logits [B·h·w, K]. */
+  lq: ArrayLike<number>;
+  /** Teacher bottleneck [B·h·w, dimZ]. */
+  zt: ArrayLike<number>;
+  /** Teacher logits [B·h·w, K]. */
+  lt: ArrayLike<number>;
+  /** Teacher bottleneck on A1 [B·h·w, dimZ] (the affinity targets). */
+  za: ArrayLike<number>;
+  /** The step's matched pairs. */
   pairs: DistillPairs;
+  /** Images. */
   B: number;
+  /** Feature-map height. */
   h: number;
+  /** Feature-map width. */
   w: number;
+  /** Pair grid S. */
   S: number;
+  /** Bottleneck width. */
   dimZ: number;
+  /** Prototypes K. */
   K: number;
+  /** Student temperature. */
   tauS: number;
+  /** Teacher temperature. */
   tauT: number;
+  /** Affinity scale α. */
   alpha: number;
+  /** Centre momentum μ. */
   mu: number;
   /** Centre before the step [S² + K]. */
-  center: A;
+  center: ArrayLike<number>;
 }
 
 /** Reference results: loss, gradients w.r.t. Zq and Lq, and the centre after the EMA. */
 export interface DistillRefOutput {
+  /** Mean cross-entropy over the pairs. */
   loss: number;
   /** Mean entropy (nats) of the teacher's distribution over the pairs. */
   entropy: number;
+  /** dLoss/dZq. */
   dZq: Float64Array;
+  /** dLoss/dLq. */
   dLq: Float64Array;
+  /** The centre after this step's update. */
   center: Float64Array;
 }
 
@@ -370,7 +401,7 @@ export interface DistillRefOutput {
 function pairCe(
   s: Float64Array,
   t: Float64Array,
-  c: A,
+  c: ArrayLike<number>,
   tauS: number,
   tauT: number,
   g: Float64Array,
@@ -392,7 +423,7 @@ function pairCe(
 }
 
 /** The collapse monitor's alignment: the mean of the centre's first S² entries ÷ α. */
-export function centerAlignment(center: A, S: number, alpha: number): number {
+export function centerAlignment(center: ArrayLike<number>, S: number, alpha: number): number {
   let s = 0;
   for (let j = 0; j < S * S; j++) s += center[j];
   return s / (S * S * alpha);
@@ -406,7 +437,7 @@ export function centerAlignment(center: A, S: number, alpha: number): number {
 export function distillNaiveRef(x: DistillRefInput): DistillRefOutput {
   const { B, h, w, S, dimZ: D, K, alpha } = x, n = h * w, P = S * S, E = P + K;
   const U = upsampleMatrix(h, w, S);
-  const up = (src: A, cols: number) => {
+  const up = (src: ArrayLike<number>, cols: number) => {
     const out = new Float64Array(B * P * cols);
     for (let b = 0; b < B; b++) {
       for (let j = 0; j < P; j++) {
@@ -468,7 +499,7 @@ export function distillNaiveRef(x: DistillRefInput): DistillRefOutput {
  */
 export function distillFusedRef(x: DistillRefInput): DistillRefOutput {
   const { B, h, w, S, dimZ: D, K, alpha } = x, n = h * w, P = S * S, E = P + K;
-  const gram = (z: A) => {
+  const gram = (z: ArrayLike<number>) => {
     const g = new Float64Array(B * n * n);
     for (let b = 0; b < B; b++) {
       for (let c = 0; c < n; c++) {
@@ -488,7 +519,7 @@ export function distillFusedRef(x: DistillRefInput): DistillRefOutput {
     for (let i = 0; i < 4; i++) for (let cp = 0; cp < n; cp++) r[cp] += weights[i] * G[(b * n + cells[i]) * n + cp];
     return r;
   };
-  const blendLogits = (L: A, b: number, pos: number, out: Float64Array) => {
+  const blendLogits = (L: ArrayLike<number>, b: number, pos: number, out: Float64Array) => {
     const { cells, weights } = corners[pos];
     for (let k = 0; k < K; k++) {
       let s = 0;
@@ -573,6 +604,7 @@ export class DistillCollapseMonitor {
     return Math.max(16, Math.round(steps / 10));
   }
 
+  /** Detects a collapse once the alignment stays above `threshold` for `patience` consecutive steps. */
   constructor(readonly patience: number, readonly threshold = 0.9) {}
 
   /** Feeds one step's alignment; true exactly once, at the step the collapse is detected. */

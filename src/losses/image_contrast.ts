@@ -37,9 +37,11 @@ export interface ImageContrastOptions {
   y1A0: Tensor;
   /** Head output of A1 from the momentum encoder; no gradient. */
   y1A1: Tensor;
+  /** Images B. */
   batch: number;
   /** Grid positions per image (h·w). */
   hw: number;
+  /** Feature width D. */
   dim: number;
   /** Queue rows Q (≥ batch). */
   queueSize: number;
@@ -64,6 +66,7 @@ export interface ImageContrast {
   loss: Tensor;
   /** [B·hw, D]: dL/d y1(A0) after `backward` (written, not accumulated; dL = 1). */
   dY1: Tensor;
+  /** Computes `loss`. */
   forward: Dispatch[];
   /** Overwrites the negatives with their gradient: record after `forward`, before the next `forward`. */
   backward: Dispatch[];
@@ -158,16 +161,21 @@ export async function buildImageContrast(gpu: Gpu, o: ImageContrastOptions): Pro
 // ---------------------------------------------------------------------------------------------------------
 // float64 reference
 
-type A = ArrayLike<number>;
-
 /** Inputs of {@link imageContrastRef}: maps [B·hw, D], queue [Q, D]. */
 export interface ImageContrastRefInput {
-  y1A0: A;
-  y1A1: A;
-  queue: A;
+  /** A0 head output [B·hw, D]. */
+  y1A0: ArrayLike<number>;
+  /** A1 head output [B·hw, D]. */
+  y1A1: ArrayLike<number>;
+  /** Queue of negatives [Q, D]. */
+  queue: ArrayLike<number>;
+  /** Images B. */
   batch: number;
+  /** Grid positions per image. */
   hw: number;
+  /** Feature width D. */
   dim: number;
+  /** T (default 0.2). */
   temperature?: number;
 }
 
@@ -175,7 +183,7 @@ export interface ImageContrastRefInput {
 export function imageContrastRef(x: ImageContrastRefInput): { loss: number; dY1: Float64Array; keys: Float64Array } {
   const { batch: B, hw, dim: D } = x;
   const invT = 1 / (x.temperature ?? IMAGE_TEMPERATURE), Q = x.queue.length / D;
-  const mean = (y: A) => {
+  const mean = (y: ArrayLike<number>) => {
     const m = new Float64Array(B * D);
     for (let b = 0; b < B; b++) {
       for (let p = 0; p < hw; p++) for (let d = 0; d < D; d++) m[b * D + d] += y[(b * hw + p) * D + d] / hw;

@@ -54,7 +54,9 @@ export interface PointContrastOptions {
   y1A1: Tensor;
   /** Images B. */
   batch: number;
+  /** Feature-map height. */
   h: number;
+  /** Feature-map width. */
   w: number;
   /** Feature width D. */
   dim: number;
@@ -78,8 +80,11 @@ export interface PointContrastOptions {
 
 /** Host arrays of one step: points in feature-grid units (x = column, y = row), [P, 2] each; labels [P]. */
 export interface PointInputs {
+  /** Points in A0. */
   a0: Float32Array;
+  /** The matching points in A1. */
   a1: Float32Array;
+  /** Label of each point pair: pairs with the same label are positives of each other. */
   labels: Int32Array;
 }
 
@@ -89,6 +94,7 @@ export interface PointContrast {
   loss: Tensor;
   /** [B·h·w, D]: dL/d y1(A0) after `backward` (written, not accumulated; dL = 1). */
   dY1: Tensor;
+  /** Computes `loss`. */
   forward: Dispatch[];
   /** Needs `forward` to have run in the same or an earlier submit. */
   backward: Dispatch[];
@@ -104,8 +110,11 @@ export interface PointContrast {
  * are left out. At most 4·P entries (P = points.length / 2), `ptr` has B·h·w + 1 entries.
  */
 export interface SamplingCsr {
+  /** Start of each cell's entries in `index`/`weight` (B·h·w + 1 offsets). */
   ptr: Uint32Array;
+  /** Point index of each entry. */
   index: Uint32Array;
+  /** Bilinear weight of each entry. */
   weight: Float32Array;
 }
 
@@ -252,26 +261,42 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
 // ---------------------------------------------------------------------------------------------------------
 // float64 reference
 
-type A = ArrayLike<number>;
-
 /** Inputs of {@link pointContrastRef}: maps [B·h·w, D], points [P, 2] (feature units), labels [P]. */
 export interface PointContrastRefInput {
-  y1A0: A;
-  y1A1: A;
+  /** A0 head output [B·h·w, D]. */
+  y1A0: ArrayLike<number>;
+  /** A1 head output [B·h·w, D]. */
+  y1A1: ArrayLike<number>;
+  /** Images B. */
   batch: number;
+  /** Feature-map height. */
   h: number;
+  /** Feature-map width. */
   w: number;
+  /** Feature width D. */
   dim: number;
-  a0: A;
-  a1: A;
-  labels: A;
+  /** Points in A0 [P, 2]. */
+  a0: ArrayLike<number>;
+  /** Matching points in A1 [P, 2]. */
+  a1: ArrayLike<number>;
+  /** Labels [P]. */
+  labels: ArrayLike<number>;
+  /** τ (default 0.2). */
   temperature?: number;
+  /** Loss scale (default 0.2 / 0.07). */
   scale?: number;
   /** Runs of points averaged into one row (see {@link PointContrastOptions.pool}); default 1. */
   pool?: number;
 }
 
-function sampleRef(y: A, pts: A, B: number, h: number, w: number, D: number): Float64Array {
+function sampleRef(
+  y: ArrayLike<number>,
+  pts: ArrayLike<number>,
+  B: number,
+  h: number,
+  w: number,
+  D: number,
+): Float64Array {
   const P = pts.length / 2, ppi = P / B, out = new Float64Array(P * D);
   for (let p = 0; p < P; p++) {
     for (const [c, wt] of taps(pts[2 * p], pts[2 * p + 1], Math.floor(p / ppi), h, w)) {

@@ -21,7 +21,9 @@ import {
 
 /** Backbone and head sizes. */
 export interface EncoderConfig {
+  /** The backbone's depth and width. */
   backbone: ResNetConfig;
+  /** Head sizes (the input width comes from the backbone). */
   heads: Omit<HeadsConfig, "inDim">;
 }
 
@@ -45,14 +47,21 @@ export function createEncoderStore(gpu: Gpu, c: EncoderConfig, seed: number): Pa
 
 /** One bound forward (and optional backward) of an encoder on one view. */
 export interface EncoderGraph {
+  /** The bound backbone. */
   backbone: ResNetGraph;
+  /** The bound heads on C5. */
   heads: HeadsGraph;
+  /** The view's images [B, R, R, 3] (NHWC). */
   input: Tensor;
   /** C5 spatial size. */
   h: number;
+  /** C5 spatial width. */
   w: number;
+  /** Backbone then heads forward. */
   forward: Dispatch[];
+  /** Heads then backbone backward. */
   backward: Dispatch[];
+  /** Frees the graphs' tensors. */
   dispose(): void;
 }
 

@@ -25,9 +25,11 @@ import { Rng } from "../util/rng.ts";
 export interface HeadsConfig {
   /** C5 channels. */
   inDim: number;
+  /** Hidden width of the point head. */
   pointHidden: number;
   /** Point embedding size (128 in the paper). */
   pointDim: number;
+  /** Hidden width of the DINO head. */
   dinoHidden: number;
   /** L2-normalised bottleneck (256). */
   bottleneck: number;
@@ -98,10 +100,15 @@ export function initHeads(store: ParamStore, seed: number, prefix = ""): void {
 
 /** How to bind the heads. */
 export interface HeadsBuildOptions {
+  /** Rows N = B·h·w. */
   rows: number;
+  /** Training-mode BN (batch statistics) vs eval mode. */
   train: boolean;
+  /** Bind the backward pass. */
   backward: boolean;
+  /** Ghost-BN groups (rows must divide evenly). */
   bnGroups?: number;
+  /** Update running statistics in training mode (default true). */
   updateRunning?: boolean;
   /** Where the backward writes d C5 (the backbone graph's `dC5`). */
   dC5?: Tensor;
@@ -109,16 +116,25 @@ export interface HeadsBuildOptions {
 
 /** Bound heads: outputs, loss-gradient inputs, dispatch lists. */
 export interface HeadsGraph {
+  /** Point head output [N, D]. */
   y1: Tensor;
+  /** L2-normalised bottleneck [N, bottleneck]. */
   z: Tensor;
+  /** Prototype logits [N, K]. */
   logits: Tensor;
   /** Gradients of the outputs, written by the losses before `backward` runs. */
   dY1: Tensor | null;
+  /** Gradient of `z`. */
   dZ: Tensor | null;
+  /** Gradient of `logits`. */
   dLogits: Tensor | null;
+  /** The forward's dispatches, in order. */
   forward: Dispatch[];
+  /** The backward's dispatches (empty without `backward`). */
   backward: Dispatch[];
+  /** Every tensor the heads allocated. */
   tensors: Tensor[];
+  /** Frees every tensor in `tensors`. */
   dispose(): void;
 }
 

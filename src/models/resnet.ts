@@ -17,6 +17,7 @@ import { Rng } from "../util/rng.ts";
 
 /** Which ResNet. */
 export interface ResNetConfig {
+  /** 18, 34 (basic blocks) or 50 (bottleneck blocks). */
   depth: 18 | 34 | 50;
   /** Channel multiplier (1 = torchvision's widths); widths are rounded and at least 1. */
   width: number;
@@ -36,19 +37,31 @@ export function resnetOutChannels(cfg: ResNetConfig): { c4: number; c5: number }
   return { c4: planes[2] * expansion, c5: planes[3] * expansion };
 }
 
-interface ConvUnit {
+/** One convolution and its batch norm, by torchvision name and geometry. */
+export interface ConvUnit {
+  /** Convolution weight name. */
   conv: string;
+  /** Batch-norm name prefix. */
   bn: string;
+  /** Input channels. */
   cin: number;
+  /** Output channels. */
   cout: number;
+  /** Kernel size (square). */
   k: number;
+  /** Stride. */
   stride: number;
+  /** Zero padding. */
   pad: number;
 }
 
-interface BlockPlan {
+/** One residual block: its units in order and the optional downsampling unit of the shortcut. */
+export interface BlockPlan {
+  /** Name prefix of the block (e.g. `layer1.0.`). */
   prefix: string;
+  /** The block's conv+BN units in order. */
   units: ConvUnit[];
+  /** The shortcut's 1×1 conv+BN when the block changes shape, else null. */
   downsample: ConvUnit | null;
 }
 
@@ -164,7 +177,9 @@ export function initResNet(store: ParamStore, cfg: ResNetConfig, seed: number, p
 
 /** How to build the graph. */
 export interface ResNetBuildOptions {
+  /** Images per forward. */
   batch: number;
+  /** Input side R (images are R×R). */
   resolution: number;
   /** Training-mode BN (batch statistics, running-stat updates) vs eval mode. */
   train: boolean;
@@ -192,20 +207,27 @@ export interface ResNetBuildOptions {
 
 /** A bound ResNet: input, outputs, and the dispatch lists of one forward and one backward. */
 export interface ResNetGraph {
+  /** Input images [B, R, R, 3] (NHWC). */
   input: Tensor;
   /** The output: C5, or the last stage run when `stages` < 4. */
   c5: Tensor;
+  /** Shape of `c5` [B, h, w, C] (NHWC). */
   c5Shape: [number, number, number, number];
+  /** C3 (stage-2 output) when `c3` was asked for, else null. */
   c3: Tensor | null;
+  /** C4 (stage-3 output) when `c4` was asked for, else null. */
   c4: Tensor | null;
   /** Gradient of C5, written by whatever consumes C5 before `backward` runs. */
   dC5: Tensor | null;
+  /** The forward's dispatches, in order. */
   forward: Dispatch[];
+  /** The backward's dispatches (empty without `backward`). */
   backward: Dispatch[];
   /** Multiply-add FLOPs of one forward (×2), and of one backward (≈ 2× forward). */
   flops: { forward: number; backward: number };
   /** Every tensor the graph allocated (activations, saved statistics, scratch). */
   tensors: Tensor[];
+  /** Frees every tensor in `tensors`. */
   dispose(): void;
 }
 

@@ -15,9 +15,11 @@ export type ParamKind = "conv" | "linear_weight" | "bias" | "bn_weight" | "bn_bi
 
 /** One named entry, with its PyTorch shape. */
 export interface ParamSpec {
+  /** Unique name (torchvision's for backbone entries). */
   name: string;
   /** Shape in PyTorch's layout (OIHW for convolutions). */
   shape: number[];
+  /** What the entry is, which decides its buffer, initialisation and weight decay. */
   kind: ParamKind;
 }
 
@@ -61,17 +63,21 @@ export function hwioToOihw(src: ArrayLike<number>, shape: number[]): Float32Arra
 
 /** Where one entry lives. */
 export interface ParamEntry {
+  /** The entry's spec. */
   spec: ParamSpec;
   /** Offset in floats inside its flat buffer. */
   offset: number;
+  /** Number of floats. */
   numel: number;
 }
 
 /** A set of named parameters in flat GPU buffers. */
 export class ParamStore {
+  /** Every entry, by name. */
   readonly entries: Map<string, ParamEntry> = new Map();
   /** Floats in the trainable buffers / the statistics buffer (including alignment gaps). */
   trainableSize = 0;
+  /** Floats in the statistics buffer (including alignment gaps). */
   statsSize = 0;
   #gpu: Gpu | null = null;
   #bufs: { params: GPUBuffer; grads: GPUBuffer; momentum: GPUBuffer; wdMask: GPUBuffer; stats: GPUBuffer } | null =
@@ -79,6 +85,7 @@ export class ParamStore {
   #views = new Map<string, { value: Tensor; grad: Tensor | null }>();
   #alignFloats = 64;
 
+  /** A store for `specs` (names must be unique); `allocate` creates its buffers. */
   constructor(readonly specs: ParamSpec[]) {
     const seen = new Set<string>();
     for (const s of specs) {

@@ -40,6 +40,7 @@ export const CHECKPOINT_FORMAT = "plrc-checkpoint/1";
 
 /** Raised for unreadable, malformed or mismatched checkpoints; the message names the file and the entry. */
 export class CheckpointError extends Error {
+  /** `message` names the file and what is wrong with it. */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";
@@ -152,6 +153,7 @@ export async function saveCheckpoint(path: string, content: CheckpointContent): 
 
 /** A checkpoint read on the host only (no GPU): for inspection and `plrc export`. */
 export interface CheckpointFile {
+  /** The tensors by name. */
   tensors: Map<string, StTensor>;
   /** The caller's metadata, parsed. */
   meta: Record<string, unknown>;

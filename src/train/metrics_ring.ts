@@ -12,7 +12,9 @@ import type { Tensor } from "../gpu/tensor.ts";
 
 /** Values read back for one step. */
 export interface StepScalars {
+  /** The step the values belong to. */
   step: number;
+  /** The scalars, in the order of the ring's sources. */
   values: Float32Array;
   /** GPU milliseconds of the step (timestamp queries), or null without them. */
   gpuMs: number | null;
@@ -31,6 +33,7 @@ export class MetricsRing {
   readonly #timeOffset: number;
   #next = 0;
 
+  /** A ring of `depth` staging buffers reading one float from each of `sources` per step. */
   constructor(readonly gpu: Gpu, readonly sources: Tensor[], readonly depth = 4) {
     this.#timeOffset = Math.ceil((sources.length * 4) / 8) * 8;
     this.#slots = Array.from({ length: depth }, () => ({
@@ -108,6 +111,7 @@ export class MetricsRing {
     return out;
   }
 
+  /** Frees the staging buffers and query set. */
   destroy(): void {
     for (const s of this.#slots) s.buf.destroy();
     this.#timer?.qs.destroy();

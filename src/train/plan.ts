@@ -58,20 +58,30 @@ export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>
   };
 }
 
+/** What {@link makePlan} takes besides the configuration; each field is copied into the {@link TrainPlan}. */
+export interface PlanOptions {
+  /** The configuration as saved in checkpoints (default: `cfg` written as YAML). */
+  configText?: string;
+  /** Continue from this checkpoint. */
+  resume?: string;
+  /** Print no progress. */
+  quiet?: boolean;
+  /** Draw a progress bar when stdout is a terminal. */
+  progressBar?: boolean;
+  /** Time every kernel of one step and log the breakdown. */
+  profile?: boolean;
+  /** Backbone weights (torchvision names, PyTorch layout) that both encoders start from. */
+  init?: Map<string, Float32Array>;
+  /** Runs every `monitor.every` steps on the online store. */
+  monitor?: Monitor;
+}
+
 /** The whole training plan for `cfg` on `source`, writing into `outDir`. */
 export function makePlan(
   cfg: PlrcConfig,
   source: ImageSource,
   outDir: string,
-  o: {
-    configText?: string;
-    resume?: string;
-    quiet?: boolean;
-    progressBar?: boolean;
-    profile?: boolean;
-    init?: Map<string, Float32Array>;
-    monitor?: Monitor;
-  } = {},
+  o: PlanOptions = {},
 ): TrainPlan {
   const d = deriveConfig(cfg, { datasetSize: source.count });
   return {

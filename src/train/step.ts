@@ -44,9 +44,13 @@ export type { Method };
 
 /** Everything the step needs to bind its kernels. */
 export interface StepConfig {
+  /** Pre-training method. */
   method: Method;
+  /** Backbone and head sizes. */
   encoder: EncoderConfig;
+  /** Images per step. */
   batch: number;
+  /** View side R. */
   resolution: number;
   /** Images per ghost-BN group (the batch must be a multiple, or smaller: then one group). */
   bnGroupSize: number;
@@ -55,18 +59,27 @@ export interface StepConfig {
    * groups mix images differently from the query's), and its outputs are put back in order.
    */
   shuffleBn?: boolean;
+  /** Region slots per image. */
   regions: number;
+  /** Points per region slot. */
   points: number;
+  /** Loss weights. */
   weights: { image: number; point: number; distill: number };
+  /** Loss temperatures (the teacher's is the starting value; the schedule changes it). */
   temperatures: { image: number; point: number; pointBase: number; student: number; teacher: number };
+  /** Rows of the image-level queue of keys. */
   queueSize: number;
+  /** Affinity scale α of the distillation. */
   affinityScale: number;
+  /** Centre momentum of the distillation. */
   centerMomentum: number;
   /** Upper bound of matched pairs per image (the pair list is truncated beyond it). */
   maxPairsPerImage: number;
   /** SGD; with `lars`, the per-tensor LARS trust ratio (coefficient `larsTrust`) on weights. */
   optim: { lr: number; momentum: number; weightDecay: number; nesterov: boolean; lars?: boolean; larsTrust?: number };
+  /** EMA momentum of the key encoder (the starting value; the schedule changes it). */
   ema: number;
+  /** Seed of the encoders' initial weights, the queue and the per-step shuffles. */
   seed: number;
   /** Micro-batches per step (gradient accumulation); divides `batch`. Default 1. */
   accumulate?: number;
@@ -74,8 +87,11 @@ export interface StepConfig {
 
 /** Per-step values that change with the schedules. */
 export interface StepSchedule {
+  /** Learning rate. */
   lr: number;
+  /** EMA momentum. */
   ema: number;
+  /** Teacher temperature of the distillation. */
   teacherTemperature: number;
 }
 
@@ -99,6 +115,7 @@ export class PlrcStep {
   readonly pass: Dispatch[] = [];
   /** Accumulation: one momentum-encoder pass, and the gathers of its whole-batch outputs into image order. */
   readonly keyPass: Dispatch[] = [];
+  /** Accumulation: the gathers that put the key encoder's shuffled outputs back in image order. */
   readonly unshuffle: Dispatch[] = [];
   #keySlices: KeySlice[] = [];
   /** Once per step after the passes: optimizer, EMA, queue write (and the centre without accumulation). */

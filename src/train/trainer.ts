@@ -27,16 +27,21 @@ import type { ImageSource } from "../data/sources.ts";
  * RUN/monitor.jsonl (the k-NN monitor of src/eval/monitor.ts is one).
  */
 export interface Monitor {
+  /** Steps between runs. */
   every: number;
   /** One line for the log: what is measured on which images. */
   description: string;
+  /** Measures the online `store` and returns the named numbers. */
   run(gpu: Gpu, store: ParamStore): Promise<Record<string, number>>;
 }
 
 /** Everything the loop needs. */
 export interface TrainPlan {
+  /** What the step binds. */
   step: StepConfig;
+  /** How samples are made. */
   data: DataConfig;
+  /** Where the images come from. */
   source: ImageSource;
   /** Data worker threads (0 or absent: batches are made on the main thread). */
   workers?: number;
@@ -51,9 +56,13 @@ export interface TrainPlan {
   stepsPerEpoch: number;
   /** Learning rate, EMA momentum and teacher temperature per step. */
   schedules: Schedules;
+  /** Run folder: checkpoints, metrics.jsonl, monitor.jsonl. */
   outDir: string;
+  /** Steps between log lines. */
   logInterval: number;
+  /** Steps between checkpoints. */
   checkpointInterval: number;
+  /** Periodic `step_N` checkpoints kept besides `last.safetensors`: the newest this many (0: all). */
   keepLast: number;
   /** The resolved configuration, saved in checkpoints. */
   configText: string;
@@ -78,6 +87,7 @@ export interface TrainPlan {
 
 /** What a finished (or stopped) run reports. */
 export interface TrainResult {
+  /** The step count reached: steps before a resume included. */
   steps: number;
   /** Mean weighted loss over the first window of steps after the queue filled (see `window`). */
   firstLoss: number | null;
@@ -91,21 +101,31 @@ export interface TrainResult {
   distillAlignment: number | null;
   /** Steps per window (10% of the run, at least 1) and the step the first window starts at. */
   window: { size: number; firstStart: number };
+  /** Why the run ended: all steps done, a signal, or a non-finite loss. */
   stoppedBy: "done" | "signal" | "nan";
   /** The signal that stopped the run (with `stoppedBy` "signal"). */
   signal: "SIGINT" | "SIGTERM" | null;
+  /** Path of the last checkpoint written. */
   checkpoint: string;
+  /** Training throughput of this run. */
   imagesPerSecond: number;
 }
 
 /** Metric record written to metrics.jsonl (one per step, once its losses are read back). */
 export interface MetricRecord {
+  /** Step index (0-based). */
   step: number;
+  /** Epoch of the step (0-based). */
   epoch: number;
+  /** Learning rate of the step. */
   lr: number;
+  /** Weighted total loss. */
   loss: number;
+  /** Image-level InfoNCE (unweighted). */
   loss_image: number;
+  /** Point contrast (unweighted). */
   loss_point: number;
+  /** Distillation (unweighted). */
   loss_distill: number;
   /**
    * With distillation: the bottleneck alignment (mean cosine of the teacher's and the anchors' bottleneck
@@ -113,7 +133,9 @@ export interface MetricRecord {
    * log(S² + K) (1: a uniform teacher, which teaches nothing).
    */
   distill_alignment?: number;
+  /** The teacher's mean entropy ÷ log(S² + K). */
   distill_entropy?: number;
+  /** Training throughput at this step. */
   images_per_s: number;
   /** Wall-clock milliseconds of the step: from its start to the next step's start (data, upload, GPU). */
   ms_per_step: number;
@@ -135,7 +157,7 @@ export function batchIndices(
   count: number,
   batch: number,
   step: number,
-  spe = dropLastSteps(count, batch),
+  spe: number = dropLastSteps(count, batch),
 ): { epoch: number; indices: number[] } {
   const epoch = Math.floor(step / spe);
   const order = Rng.derive(seed ^ 0x5eed, epoch).shuffle(Array.from({ length: count }, (_, i) => i));
@@ -152,7 +174,7 @@ export function batchRequests(
   count: number,
   batch: number,
   step: number,
-  spe = dropLastSteps(count, batch),
+  spe: number = dropLastSteps(count, batch),
 ): { index: number; key: number }[] {
   const { epoch, indices } = batchIndices(seed, count, batch, step, spe);
   return indices.map((i) => ({ index: i, key: epoch * count + i }));

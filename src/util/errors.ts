@@ -7,6 +7,7 @@
 
 /** A problem with the command line, the configuration or an input path: the caller's to fix (CLI exit code 2). */
 export class UsageError extends Error {
+  /** `help` is the usage text to print with the message. */
   constructor(message: string, readonly help?: string) {
     super(message);
     this.name = "UsageError";

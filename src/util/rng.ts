@@ -8,6 +8,7 @@
 /** Deterministic PRNG; the same seed gives the same stream on every machine. */
 export class Rng {
   #s: number;
+  /** A generator whose stream is fixed by `seed` (taken as an unsigned 32-bit integer). */
   constructor(seed: number) {
     this.#s = seed >>> 0;
   }

@@ -100,7 +100,9 @@ export function normalizeRange(v: ArrayLike<number>): { t: Float64Array; lo: num
 
 /** A view's geometry: its crop box in the original image and whether it is flipped. */
 export interface ViewGeometry {
+  /** Crop box in the original image. */
   box: CropBox;
+  /** Whether the view is flipped horizontally. */
   flipped: boolean;
 }
 

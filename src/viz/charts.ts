@@ -8,7 +8,9 @@ import { GLYPH_HEIGHT, textWidth } from "./font.ts";
 
 /** One group of bars (e.g. a protocol metric), one bar per series (e.g. a method). */
 export interface BarGroup {
+  /** Group label under the bars. */
   label: string;
+  /** One bar per series: mean and standard deviation. */
   bars: { mean: number; std: number }[];
 }
 

@@ -8,7 +8,9 @@ import { glyph, GLYPH_ADVANCE } from "./font.ts";
 
 /** An RGB canvas. */
 export class Canvas {
+  /** RGB bytes, 3 per pixel, row-major. */
   readonly data: Uint8Array;
+  /** A `width` × `height` canvas filled with `background`. */
   constructor(readonly width: number, readonly height: number, background: [number, number, number] = [255, 255, 255]) {
     this.data = new Uint8Array(width * height * 3);
     for (let i = 0; i < width * height; i++) this.data.set(background, 3 * i);

@@ -115,9 +115,13 @@ export function renderCurves(
 export interface AffinityPicture {
   /** View side R; both views are normalised [R, R, 3] HWC. */
   resolution: number;
+  /** View 1, normalised. */
   view1: Float32Array;
+  /** View 2, normalised. */
   view2: Float32Array;
+  /** Normalisation mean per channel (to undo it). */
   mean: readonly number[];
+  /** Normalisation std per channel (to undo it). */
   std: readonly number[];
   /** Query positions in view 1 (continuous pixels). */
   queries: { x: number; y: number }[];
@@ -125,8 +129,9 @@ export interface AffinityPicture {
   truth: { x: number; y: number; inside: boolean }[];
   /** Each query's similarity over view 2, [R, R]. */
   maps: Float64Array[];
-  /** Pixel scale (default 3) and heat-map opacity (default 0.65). */
+  /** Pixel scale (default 3). */
   scale?: number;
+  /** Heat-map opacity (default 0.65). */
   alpha?: number;
 }
 

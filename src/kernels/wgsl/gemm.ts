@@ -40,6 +40,7 @@ export interface Epilogue {
 
 /** Kernel shape and register block: what fixes a GEMM pipeline's tile geometry. */
 export interface GemmTile {
+  /** Register-blocked or workgroup-tiled kernel. */
   shape: GemmShape;
   /** Rows per invocation. */
   rm: number;

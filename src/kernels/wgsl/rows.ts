@@ -35,6 +35,7 @@ const NEG_MAX = "-3.4028234e38";
 /** Code builders for one variant; `j` is the column index inside loops, `base` the row's offset. */
 export class RowCode {
   #n = 0;
+  /** Builders for the `variant` ("thread": one row per invocation, "workgroup": one row per workgroup). */
   constructor(readonly variant: RowVariant) {}
 
   /** Statements reducing `expr` (which may use `j`) over the row into `let out`. */
@@ -73,9 +74,13 @@ export class RowCode {
 
 /** A row kernel: its bindings, extra uniforms, and statements built with {@link RowCode}. */
 export interface RowKernel {
+  /** Kernel family name. */
   name: string;
+  /** Storage buffers, bound in this order. */
   buffers: BufferDecl[];
+  /** Names of extra `f32` uniforms after the row count and length. */
   scalars?: string[];
+  /** The kernel body for one variant. */
   code: (r: RowCode) => string;
 }
 

@@ -34,11 +34,13 @@ export interface Derived {
   c5: number;
   /** Head widths with auto resolved. */
   pointHidden: number;
+  /** DINO head hidden width with auto resolved. */
   dinoHidden: number;
   /** Distillation vector length E = S² + K. */
   distillDim: number;
   /** Ghost-BN group size actually used (at most the batch) and the number of groups. */
   bnGroup: number;
+  /** Ghost-BN groups per batch. */
   bnGroups: number;
   /** Felzenszwalb-Huttenlocher minimum size with auto resolved. */
   fhMinSize: number;
@@ -46,6 +48,7 @@ export interface Derived {
   workers: number;
   /** Steps per epoch and in all (min of epochs × steps and maxSteps); null when the dataset size is unknown. */
   stepsPerEpoch: number | null;
+  /** Steps to run: epochs × steps per epoch, or fewer with train.maxSteps; null as above. */
   totalSteps: number | null;
   /** Steps the schedules span (all epochs, ignoring maxSteps); null as above. */
   scheduleSteps: number | null;

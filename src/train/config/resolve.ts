@@ -23,8 +23,9 @@ import {
 
 // ---------------------------------------------------------------- helpers
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+/** A configuration file as parsed, before validation: nested sections of keys and values. */
+export type ConfigTree = Record<string, unknown>;
+const isObj = (v: unknown): v is ConfigTree => typeof v === "object" && v !== null && !Array.isArray(v);
 const SECTIONS = new Set(
   CONFIG_PATHS.flatMap((p) => p.split(".").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("."))),
 );
@@ -38,11 +39,11 @@ function getPath(o: unknown, path: string): unknown {
 }
 
 /** Writes a value by path, creating sections. */
-function setPath(o: Obj, path: string, v: unknown): void {
+function setPath(o: ConfigTree, path: string, v: unknown): void {
   const ks = path.split(".");
   for (const k of ks.slice(0, -1)) {
     if (!isObj(o[k])) o[k] = {};
-    o = o[k] as Obj;
+    o = o[k] as ConfigTree;
   }
   o[ks[ks.length - 1]] = Array.isArray(v) ? [...v] : v;
 }
@@ -169,7 +170,7 @@ function badValue(path: string, v: unknown, allowed: string, origin?: string): s
 
 /** The schema's defaults as a configuration (a fresh copy each call). */
 export function schemaDefaults(): PlrcConfig {
-  const o: Obj = {};
+  const o: ConfigTree = {};
   for (const p of CONFIG_PATHS) setPath(o, p, SCHEMA[p].default);
   return o as unknown as PlrcConfig;
 }
@@ -181,7 +182,7 @@ export const DEFAULTS: Readonly<PlrcConfig> = schemaDefaults();
 function problemsOf(cfg: unknown, origins: Map<string, string> = new Map()): string[] {
   const problems: string[] = [];
   if (!isObj(cfg)) return [`the configuration must be a mapping of keys to values, got ${show(cfg)}`];
-  const walk = (o: Obj, pre: string) => {
+  const walk = (o: ConfigTree, pre: string) => {
     for (const [k, v] of Object.entries(o)) {
       const p = pre + k;
       if (isLeaf(p)) continue;
@@ -278,7 +279,9 @@ export function validateConfig(cfg: unknown): PlrcConfig {
 
 /** One `--set` assignment. */
 export interface Assignment {
+  /** The key. */
   path: ConfigPath;
+  /** The value, already checked against the key's rule. */
   value: unknown;
 }
 
@@ -352,7 +355,7 @@ export function resolveConfig(opts: ResolveOptions = {}): PlrcConfig {
       problems.push(...e.problems);
     }
   }
-  let file: Obj = {};
+  let file: ConfigTree = {};
   if (opts.file !== undefined && opts.file !== null) {
     if (isObj(opts.file)) file = opts.file;
     else problems.push(`${fileName}: the configuration must be a mapping of keys to values, got ${show(opts.file)}`);
@@ -370,14 +373,14 @@ export function resolveConfig(opts: ResolveOptions = {}): PlrcConfig {
     problems.push(badValue("preset", preset.name, describeRule(SCHEMA.preset), preset.origin || undefined));
   }
 
-  const cfg = schemaDefaults() as unknown as Obj;
+  const cfg = schemaDefaults() as unknown as ConfigTree;
   setPath(cfg, "preset", presetName);
   if (preset.origin) origins.set("preset", preset.origin);
   for (const [p, v] of Object.entries(PRESETS[presetName].values)) {
     setPath(cfg, p, v), origins.set(p, `preset ${presetName}`);
   }
 
-  const walk = (o: Obj, pre: string) => {
+  const walk = (o: ConfigTree, pre: string) => {
     for (const [k, v] of Object.entries(o)) {
       const p = pre + k;
       if (p === "preset") continue;
@@ -403,7 +406,7 @@ export function resolveConfig(opts: ResolveOptions = {}): PlrcConfig {
 }
 
 /** Reads and parses a YAML configuration file; unreadable or malformed files are a {@link ConfigError}. */
-export async function readConfigFile(path: string): Promise<Obj | null> {
+export async function readConfigFile(path: string): Promise<ConfigTree | null> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -414,7 +417,7 @@ export async function readConfigFile(path: string): Promise<Obj | null> {
 }
 
 /** Parses configuration YAML (a file's, or the one a checkpoint holds); `name` says where it came from. */
-export function parseConfigText(text: string, name: string): Obj | null {
+export function parseConfigText(text: string, name: string): ConfigTree | null {
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -435,7 +438,7 @@ export function configChanges(from: PlrcConfig, to: PlrcConfig): { path: ConfigP
 
 /** The resolved configuration as YAML, every key in schema order, with a header comment. */
 export function configToYaml(cfg: PlrcConfig): string {
-  const o: Obj = {};
+  const o: ConfigTree = {};
   for (const p of CONFIG_PATHS) setPath(o, p, getPath(cfg, p));
   const doc = new Document(o);
   visit(doc, { Seq: (_, node) => void (node.flow = true) });

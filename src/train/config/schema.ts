@@ -18,23 +18,37 @@ export type Method = "plrc" | "moco" | "detcon";
 
 /** Backbone and heads. */
 export interface ModelConfig {
+  /** `model.depth`: ResNet depth (torchvision v1.5 layout). */
   depth: 18 | 34 | 50;
+  /** `model.width`: channel multiplier (1 = torchvision widths). */
   width: number;
+  /** `model.pointHidden`: hidden width of the point head; auto: C5 channels. */
   pointHidden: number | Auto;
+  /** `model.pointDim`: output width D of the point head. */
   pointDim: number;
+  /** `model.dinoHidden`: hidden width of the DINO head; auto: C5 channels. */
   dinoHidden: number | Auto;
+  /** `model.bottleneck`: the DINO head's L2-normalised bottleneck width. */
   bottleneck: number;
+  /** `model.prototypes`: prototypes K of the weight-normalised layer. */
   prototypes: number;
+  /** `model.bnGroup`: ghost batch-norm group size (images per BN statistics group). */
   bnGroup: number;
+  /** `model.shuffleBn`: emulate shuffle-BN in the key encoder. */
   shuffleBn: boolean;
+  /** `model.init`: a torchvision ResNet file whose weights both encoders start from, or null. */
   init: string | null;
 }
 
 /** Images, views, regions and points. */
 export interface DataSection {
+  /** `data.source`: "scenes" (the built-in scenes) or a folder of images. */
   source: string;
+  /** `data.scenes.*`: the built-in scenes' count, classes, size, seed and cache folder. */
   scenes: { count: number; classes: number; size: number; seed: number; cache: string | null };
+  /** `data.resolution`: view size R in pixels. */
   resolution: number;
+  /** `data.regions.*`: where region maps come from, how many region slots, and their degradation. */
   regions: {
     source: "grid" | "fh" | "labelmaps" | "gt";
     labelmaps: string | null;
@@ -47,21 +61,33 @@ export interface DataSection {
     noiseBlock: number;
     shift: number;
   };
+  /** `data.points`: points per region per view. */
   points: number;
+  /** `data.cropScale`: RandomResizedCrop area range. */
   cropScale: [number, number];
+  /** `data.minOverlap`: A0/B0 overlap threshold (intersection / larger area). */
   minOverlap: number;
+  /** `data.flipP`: horizontal flip probability per view. */
   flipP: number;
+  /** `data.photometric`: MoCo v2 colour jitter, grayscale and blur (false: geometry only). */
   photometric: boolean;
+  /** `data.cacheShortSide`: decoded images are cached with their short side at most this. */
   cacheShortSide: number;
+  /** `data.cacheDir`: where a folder source keeps its decode cache and masks; null: inside the image folder. */
   cacheDir: string | null;
+  /** `data.workers`: data worker threads (0: the main thread); auto: from the CPU cores. */
   workers: number | Auto;
+  /** `data.prefetch`: batches the data workers make ahead. */
   prefetch: number;
 }
 
 /** Loss weights, temperatures and buffers. */
 export interface LossConfig {
+  /** `loss.image.*`: weight, temperature and queue length of the image-level InfoNCE. */
   image: { weight: number; temperature: number; queue: number };
+  /** `loss.point.*`: weight, temperature and base temperature of the point contrast. */
   point: { weight: number; temperature: number; baseTemperature: number };
+  /** `loss.distill.*`: weight, temperatures, warm-up, centre momentum and affinity scale of the distillation. */
   distill: {
     weight: number;
     studentTemperature: number;
@@ -71,17 +97,25 @@ export interface LossConfig {
     centerMomentum: number;
     affinityScale: number;
   };
+  /** `loss.region.*`: temperature of the region contrast of the `detcon` method. */
   region: { temperature: number };
 }
 
 /** The whole configuration; `docs/config.md` documents every key. */
 export interface PlrcConfig {
+  /** The preset the configuration starts from. */
   preset: PresetName;
+  /** The pre-training method. */
   method: Method;
+  /** Seed of initialisation, data order and augmentation. */
   seed: number;
+  /** Backbone and heads. */
   model: ModelConfig;
+  /** Images, views, regions and points. */
   data: DataSection;
+  /** Loss weights, temperatures and buffers. */
   loss: LossConfig;
+  /** `optim.*`: SGD (optionally with LARS) and the learning-rate scaling with the batch. */
   optim: {
     lr: number;
     lrScaling: "linear" | "none";
@@ -92,8 +126,11 @@ export interface PlrcConfig {
     lars: boolean;
     larsTrust: number;
   };
+  /** `schedule.*`: learning-rate schedule, warm-up and how often it steps. */
   schedule: { lr: "cosine" | "constant"; warmup: number; granularity: "epoch" | "step" };
+  /** `ema.*`: momentum encoder update and its schedule. */
   ema: { momentum: number; schedule: "constant" | "cosine" };
+  /** `train.*`: epochs, batch, accumulation and step counts. */
   train: {
     epochs: number;
     batchSize: number;
@@ -101,13 +138,18 @@ export interface PlrcConfig {
     stepsPerEpoch: number | Auto;
     maxSteps: number | null;
   };
+  /** `log.*`: steps between log lines. */
   log: { interval: number };
+  /** `eval.*`: the k-NN monitor during training. */
   eval: { knnEvery: number; knnTrain: number; knnTest: number; knnAnn: string | null };
+  /** `checkpoint.*`: how often checkpoints are written and how many are kept. */
   checkpoint: { interval: number; unit: "epoch" | "step"; keepLast: number };
+  /** `device.*`: device options. */
   device: { f16Storage: boolean };
 }
 
-type Leaves<T, P extends string = ""> = {
+/** The dotted key paths of the leaves of `T` (arrays are leaves), each prefixed with `P`. */
+export type Leaves<T, P extends string = ""> = {
   [K in keyof T & string]: T[K] extends readonly unknown[] ? `${P}${K}`
     : T[K] extends object ? Leaves<T[K], `${P}${K}.`>
     : `${P}${K}`;
@@ -147,7 +189,9 @@ const POS = { min: 0, minExclusive: true } as const;
 
 /** A preset: what it is for, and the keys it sets. */
 export interface Preset {
+  /** What the preset is for. */
   doc: string;
+  /** The keys it sets. */
   values: Omit<FlatConfig, "preset">;
 }
 
@@ -645,6 +689,7 @@ export const SECTION_DOCS: Record<string, string> = {
 
 /** A configuration problem (or several): a {@link UsageError}, so the CLI exits with code 2. */
 export class ConfigError extends UsageError {
+  /** `problems` lists each problem found, one line each. */
   constructor(readonly problems: string[]) {
     super(
       problems.length === 1
