@@ -153,7 +153,7 @@ export async function benchConv(
       measurement(gpu, "conv", `wgrad ${tag}`, shape, await timeCase(gpu, single(wg.dispatches), o.reps ?? 3), flops),
     );
     for (const r of out.slice(-3)) o.onRow?.(r);
-    for (const t of [x, w, y, dx, dw, yo, ...wg.scratch]) t.dispose();
+    for (const t of [x, w, y, dx, dw, yo, ...wg.owned]) t.dispose();
   }
   return out;
 }

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { TensorArena } from "../gpu/bound.ts";
 import { EVAL_MEMORY_HINT, type Gpu, withMemoryCheck } from "../gpu/device.ts";
 import { Recorder, sync } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
@@ -231,12 +232,8 @@ export async function buildDetector(
   const [, g, gw, C3] = net.c5Shape;
   if (g !== gw) throw new Error("detector: square inputs only");
   const N = B * g * g;
-  const tensors: Tensor[] = [];
-  const mk = (shape: number[], name: string) => {
-    const t = Tensor.empty(gpu, shape, "f32", name);
-    tensors.push(t);
-    return t;
-  };
+  const arena = new TensorArena(gpu);
+  const mk = (shape: number[], name: string) => arena.alloc(shape, name);
   const g3: ConvGeom = { nb: B, ih: g, iw: g, cin: C3, cout: W, kh: 3, kw: 3, stride: 1, pad: 1 };
   const g1: ConvGeom = { nb: B, ih: g, iw: g, cin: W, cout: K + 4, kh: 1, kw: 1, stride: 1, pad: 0 };
   const P = (n: string) => store.value(`head.${n}`), G = (n: string) => store.grad(`head.${n}`);
@@ -250,13 +247,14 @@ export async function buildDetector(
     const ones = mk([C3], "C3 normalise gamma"), zeros = mk([C3], "C3 normalise beta");
     stats.mean.fill(0), stats.variance.fill(1), ones.fill(1), zeros.fill(0);
     features = mk([N, C3], "C3 normalised");
-    const bn = await bnForwardEval(gpu, net.c5, features, ones, zeros, stats.mean, stats.variance, {
-      rows: N,
-      c: C3,
-      groups: 1,
-      eps: 0,
-    });
-    tensors.push(...bn.scratch);
+    const bn = arena.adopt(
+      await bnForwardEval(gpu, net.c5, features, ones, zeros, stats.mean, stats.variance, {
+        rows: N,
+        c: C3,
+        groups: 1,
+        eps: 0,
+      }),
+    );
     normalise.push(...bn.dispatches);
   }
   const forward = [
@@ -268,18 +266,13 @@ export async function buildDetector(
   const train: Dispatch[] = [];
   let loss: DetectorGraph["loss"] = null, sgd: Dispatch | null = null;
   if (o.train) {
-    loss = await buildCenterNetLoss(gpu, out, N, K);
-    tensors.push(...loss.tensors);
+    loss = arena.adopt(await buildCenterNetLoss(gpu, out, N, K));
     const dOut = loss.grad, dHidden = mk([N, W], "grad detect head hidden"), dPre = mk([N, W], "grad head pre-ReLU");
     const wgrad = async (x: Tensor, dy: Tensor, dw: Tensor, geom: ConvGeom) => {
-      const w = await convWgrad(gpu, x, dy, dw, geom);
-      tensors.push(...w.scratch);
-      return w.dispatches;
+      return arena.adopt(await convWgrad(gpu, x, dy, dw, geom)).dispatches;
     };
     const bias = async (dy: Tensor, db: Tensor) => {
-      const r = await reduceAxis(gpu, dy, 0, "sum", db);
-      if (r.scratch) tensors.push(r.scratch);
-      return r.dispatches;
+      return arena.adopt(await reduceAxis(gpu, dy, 0, "sum", db)).dispatches;
     };
     train.push(
       ...loss.dispatches,
@@ -313,7 +306,7 @@ export async function buildDetector(
     sgd,
     dispose() {
       net.dispose();
-      for (const t of tensors) t.dispose();
+      arena.dispose();
     },
   };
 }

@@ -244,7 +244,7 @@ export async function fitSoftmax(
     const ce = await crossEntropy(gpu, t.logits, t.y, t.loss, t.lse);
     const ceBack = await crossEntropyBackward(gpu, t.logits, t.lse, t.y, t.rw, t.dlogits);
     const wgrad = await matmulTA(gpu, t.z, t.dlogits, t.grad, N, C1, K);
-    scratch.push(...wgrad.scratch);
+    scratch.push(...wgrad.owned);
     const step = await sgdStep(gpu, t.W, t.grad, t.buf, t.mask, { lr, momentum, weightDecay: l2, nesterov: true });
     const iteration = [forward, ce, ceBack, ...wgrad.dispatches, step];
     // The objective (weighted cross-entropy + l2/2·‖W‖² at the start of a chunk's last iteration) is read

@@ -31,4 +31,6 @@ export { BufferPool, DTYPE_BYTES, numel, readBuffer, Tensor } from "./tensor.ts"
 export type { DType, HostArray } from "./tensor.ts";
 export { bind, compileKernel, Dispatch, grid1d, KernelCompileError, kernelSource, pipelineCount } from "./kernel.ts";
 export type { Access, BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl } from "./kernel.ts";
+export { TensorArena } from "./bound.ts";
+export type { Bound, OwnsTensors } from "./bound.ts";
 export { Profiler, Recorder, summarise, sync } from "./recorder.ts";

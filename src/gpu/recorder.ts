@@ -9,7 +9,7 @@
  */
 import type { Gpu } from "./device.ts";
 import type { Dispatch } from "./kernel.ts";
-import { readBuffer } from "./tensor.ts";
+import { readBuffer, type Tensor } from "./tensor.ts";
 
 /** Collects timestamp pairs for dispatches and turns them into milliseconds per label. */
 export class Profiler {
@@ -124,6 +124,14 @@ export class Recorder {
     this.#endPass();
     this.#enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     return this;
+  }
+
+  /** Records a copy of the whole of `from` into `to` (same byte length; ends the current pass). */
+  copyTensor(from: Tensor, to: Tensor): this {
+    if (from.byteLength !== to.byteLength) {
+      throw new Error(`copy "${from.name}" → "${to.name}": ${from.byteLength} bytes into ${to.byteLength}`);
+    }
+    return this.copy(from.buffer, from.byteOffset, to.buffer, to.byteOffset, from.byteLength);
   }
 
   /** Writes a GPU timestamp into `querySet[index]` at this point (an empty pass; ends the current one). */

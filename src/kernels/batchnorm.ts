@@ -17,6 +17,7 @@ import {
   bnPartialSpec,
   bnVarSpec,
 } from "./wgsl/batchnorm.ts";
+import type { Bound } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -77,8 +78,8 @@ async function foldPartials(
   cv: number,
   lanes: BnLanes,
   label: string,
-): Promise<{ dispatches: Dispatch[]; part: Tensor; chunks: number; scratch: Tensor[] }> {
-  const dispatches: Dispatch[] = [], scratch: Tensor[] = [];
+): Promise<Bound & { part: Tensor; chunks: number }> {
+  const dispatches: Dispatch[] = [], owned: Tensor[] = [];
   while (chunks > FOLD) {
     const n = Math.ceil(chunks / FOLD), chunk = Math.ceil(chunks / n), next = Math.ceil(chunks / chunk);
     const out = Tensor.empty(gpu, [groups, next, cv * lanes], "f32", `${part.name} folded`);
@@ -86,11 +87,11 @@ async function foldPartials(
     dispatches.push(
       await bind(gpu, bnPartialSpec("sum", lanes), [part, out], u, grid1d(groups * next * cv, BN_WG), label),
     );
-    scratch.push(out);
+    owned.push(out);
     part = out;
     chunks = next;
   }
-  return { dispatches, part, chunks, scratch };
+  return { dispatches, part, chunks, owned };
 }
 
 function check(s: BnShape, x: Tensor): void {
@@ -98,14 +99,10 @@ function check(s: BnShape, x: Tensor): void {
   if (x.numel !== s.rows * s.c) throw new Error(`batch norm: "${x.name}" is not [${s.rows}, ${s.c}]`);
 }
 
-/** A bound forward: dispatches, saved statistics, scratch it owns. */
-export interface BnForward {
-  /** Dispatches to record, in order. */
-  dispatches: Dispatch[];
+/** A bound forward: its dispatches, the statistics the backward needs, and what it owns (partial sums, statistics). */
+export interface BnForward extends Bound {
   /** The statistics the backward needs. */
   saved: BnSaved;
-  /** Buffers the forward owns (partial sums). */
-  scratch: Tensor[];
 }
 
 /**
@@ -155,7 +152,7 @@ export async function bnForwardTrain(
     ),
     await bnApply(gpu, x, y, { mean, invstd }, gamma, beta, s, o),
   ];
-  return { dispatches, saved: { mean, invstd }, scratch: [part, mean, invstd, ...sum.scratch, ...sq.scratch] };
+  return { dispatches, saved: { mean, invstd }, owned: [part, mean, invstd, ...sum.owned, ...sq.owned] };
 }
 
 function bnApply(
@@ -208,7 +205,7 @@ export async function bnForwardEval(
     ),
     await bnApply(gpu, x, y, { mean, invstd }, gamma, beta, one, o),
   ];
-  return { dispatches, saved: { mean, invstd }, scratch: [mean, invstd] };
+  return { dispatches, saved: { mean, invstd }, owned: [mean, invstd] };
 }
 
 /**
@@ -227,7 +224,7 @@ export async function bnBackward(
   dbeta: Tensor,
   s: BnShape,
   o: { relu?: boolean; gradOut?: Tensor } = {},
-): Promise<{ dispatches: Dispatch[]; scratch: Tensor[] }> {
+): Promise<Bound> {
   check(s, x);
   const relu = !!o.relu;
   const lanes = lanesOf(s), cv = s.c / lanes;
@@ -265,7 +262,7 @@ export async function bnBackward(
       "bn_backward",
     ),
   ];
-  return { dispatches, scratch: [part, sums, ...fold.scratch] };
+  return { dispatches, owned: [part, sums, ...fold.owned] };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import {
   gemmSpec,
   type GemmTile,
 } from "./wgsl/gemm.ts";
+import type { Bound } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -183,14 +184,6 @@ export function convDgrad(
   );
 }
 
-/** A bound product that may own a scratch buffer (split-K partial sums). */
-export interface SplitOp {
-  /** Dispatches to record, in order. */
-  dispatches: Dispatch[];
-  /** Buffers the op owns (split-K partial sums); empty without a split. */
-  scratch: Tensor[];
-}
-
 /** Number of reduction splits so that enough workgroups run (CPU adapters need few, GPUs many). */
 export function chooseSplits(gpu: Gpu, tile: GemmTile, rows: number, cols: number, red: number): number {
   const [gx, gy] = gemmGrid(tile, rows, cols);
@@ -207,7 +200,7 @@ export async function convWgrad(
   dw: Tensor,
   g: ConvGeom,
   o: { tile?: Partial<GemmTile>; splits?: number } = {},
-): Promise<SplitOp> {
+): Promise<Bound> {
   const [oh, ow] = convOutSize(g);
   const rows = g.kh * g.kw * g.cin, cols = g.cout, red = g.nb * oh * ow;
   checkSize(x, g.nb * g.ih * g.iw * g.cin, "conv input");
@@ -221,13 +214,13 @@ export async function convWgrad(
   if (splits === 1) {
     return {
       dispatches: [await bind(gpu, spec, [x, dy, dw], p, gemmGrid(tile, rows, cols), "conv_wgrad")],
-      scratch: [],
+      owned: [],
     };
   }
   const partial = Tensor.empty(gpu, [splits, rows, cols], "f32", `${dw.name} split-K partials`);
   const d = await bind(gpu, spec, [x, dy, partial], p, gemmGrid(tile, rows, cols, splits), "conv_wgrad");
   const sum = await reduceAxis(gpu, partial, 0, "sum", dw, false);
-  return { dispatches: [d, ...sum.dispatches], scratch: [partial] };
+  return { dispatches: [d, ...sum.dispatches], owned: [partial] };
 }
 
 /** Dense geometry: an [M, K] matrix as a 1×1 convolution over M pixels. */
@@ -270,7 +263,7 @@ export function matmulTA(
   r: number,
   n: number,
   o: { tile?: Partial<GemmTile>; splits?: number } = {},
-): Promise<SplitOp> {
+): Promise<Bound> {
   // Aᵀ·B is the weight gradient of a 1×1 convolution with Cin = R
   return convWgrad(gpu, a, b, out, { ...denseGeom(m, r, n) }, o);
 }

@@ -41,7 +41,7 @@ export {
   reduceAxisRef,
   reducedShape,
 } from "./reduce.ts";
-export type { ReduceKind, ReduceOp } from "./reduce.ts";
+export type { ReduceKind } from "./reduce.ts";
 export {
   crossEntropy,
   crossEntropyBackward,
@@ -82,7 +82,6 @@ export {
   matmulRef,
   matmulTA,
   type ProductOptions,
-  type SplitOp,
 } from "./gemm.ts";
 export {
   bnBackward,

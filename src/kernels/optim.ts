@@ -5,6 +5,7 @@
  * @module
  */
 import { emaSpec, larsSgdSpec, larsTrustSpec, OPTIM_WG, sgdSpec } from "./wgsl/optim.ts";
+import type { Bound } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -89,7 +90,7 @@ export async function larsStep(
   buf: Tensor,
   segments: LarsSegment[],
   o: SgdOptions & { eta: number },
-): Promise<{ dispatches: Dispatch[]; tensors: Tensor[] }> {
+): Promise<Bound> {
   const n = params.numel;
   const all = [...segments, { offset: 0, numel: 0, adapt: false }]; // last: gaps
   const segTable = new Uint32Array(all.length * 3);
@@ -124,7 +125,7 @@ export async function larsStep(
     grid1d(n, OPTIM_WG),
     "optimizer",
   );
-  return { dispatches: [d1, d2], tensors: [seg, of, trust] };
+  return { dispatches: [d1, d2], owned: [seg, of, trust] };
 }
 
 /** Reference LARS step (float64). */

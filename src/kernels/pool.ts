@@ -4,10 +4,11 @@
  * @module
  */
 import { maxPoolBackwardSpec, maxPoolSpec, POOL_WG } from "./wgsl/pool.ts";
+import type { Bound } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { reduceAxis, reduceAxisBackward, type ReduceOp } from "./reduce.ts";
+import { reduceAxis, reduceAxisBackward } from "./reduce.ts";
 
 /** Pooling geometry. */
 export interface PoolGeom {
@@ -56,7 +57,7 @@ export function maxPoolBackward(gpu: Gpu, dy: Tensor, arg: Tensor, dx: Tensor, g
 }
 
 /** Global average pool [N, H·W, C] → [N, C]. */
-export function globalAvgPool(gpu: Gpu, x: Tensor, y: Tensor, nb: number, hw: number, c: number): Promise<ReduceOp> {
+export function globalAvgPool(gpu: Gpu, x: Tensor, y: Tensor, nb: number, hw: number, c: number): Promise<Bound> {
   if (x.numel !== nb * hw * c) throw new Error(`global pool: "${x.name}" is not [${nb}, ${hw}, ${c}]`);
   return reduceAxis(gpu, x, 1, "mean", y);
 }

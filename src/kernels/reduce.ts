@@ -4,6 +4,7 @@
  * @module
  */
 import { broadcastSpec, REDUCE_WG, reduceSumSpec } from "./wgsl/reduce.ts";
+import type { Bound } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -30,14 +31,6 @@ const SPLIT_BELOW = 2048;
 /** Chunk length of the first pass. */
 const CHUNK = 256;
 
-/** A bound reduction: its dispatches and the scratch tensor it owns (if split). */
-export interface ReduceOp {
-  /** Dispatches to record, in order. */
-  dispatches: Dispatch[];
-  /** The partial sums between the two passes, or null when one pass suffices. */
-  scratch: Tensor | null;
-}
-
 /**
  * `y = sum|mean of x over axis`. Few outputs along a long axis take two passes (chunk partial sums,
  * then their sum); the order of additions is fixed either way.
@@ -49,7 +42,7 @@ export async function reduceAxis(
   kind: ReduceKind,
   y: Tensor,
   split: boolean | "auto" = "auto",
-): Promise<ReduceOp> {
+): Promise<Bound> {
   const [outer, len, inner] = axisView(x.shape, axis);
   if (y.numel !== outer * inner) throw new Error(`reduce: output "${y.name}" must have ${outer * inner} elements`);
   const scale = kind === "mean" ? 1 / len : 1;
@@ -64,7 +57,7 @@ export async function reduceAxis(
       { outer, len, inner, chunk: len, chunks: 1, scale },
       grid1d(outputs, REDUCE_WG),
     );
-    return { dispatches: [d], scratch: null };
+    return { dispatches: [d], owned: [] };
   }
   const chunks = Math.ceil(len / CHUNK);
   const partial = Tensor.empty(gpu, [outer, chunks, inner], "f32", `${x.name} partial sums`);
@@ -82,7 +75,7 @@ export async function reduceAxis(
     { outer, len: chunks, inner, chunk: chunks, chunks: 1, scale },
     grid1d(outputs, REDUCE_WG),
   );
-  return { dispatches: [p1, p2], scratch: partial };
+  return { dispatches: [p1, p2], owned: [partial] };
 }
 
 /** Backward of {@link reduceAxis}: `dx[o, l, i] = dy[o, i]` (÷ len for mean). */

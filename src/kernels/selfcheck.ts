@@ -61,6 +61,6 @@ export async function selfCheck(gpu: Gpu, tol = 1e-4): Promise<SelfCheckResult[]
     await cmp("reduce_sum", sum, reduceAxisRef(xv, [R, C], 0, "sum")),
   ];
   for (const tt of [x, t, relu, sm, tr, loss, lse, sum]) tt.dispose();
-  red.scratch?.dispose();
+  for (const tt of red.owned) tt.dispose();
   return results;
 }

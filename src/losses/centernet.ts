@@ -15,9 +15,10 @@
  * @module
  */
 import { CENTERNET_WG, centerNetLossSpec } from "../kernels/wgsl/centernet.ts";
+import { type Bound, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { bind, grid1d } from "../gpu/kernel.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { reduceAxis } from "../kernels/reduce.ts";
 
 /** Loss weights of the regression channels. */
@@ -130,17 +131,13 @@ export function centerNetLossRef(
 }
 
 /** The bound loss: upload targets, run `dispatches`; `grad` [N, K + 4] and `loss` [1] are then written. */
-export interface CenterNetLoss {
-  /** Dispatches to record. */
-  dispatches: Dispatch[];
+export interface CenterNetLoss extends Bound {
   /** Gradient w.r.t. the head output [N, K + 4]. */
   grad: Tensor;
   /** The loss [1]. */
   loss: Tensor;
   /** Uploads a batch's targets (queued writes). */
   upload(t: CenterNetTargets): void;
-  /** Every tensor the op owns. */
-  tensors: Tensor[];
 }
 
 /** Binds the fused loss + gradient over head outputs `out` [N, K + 4] (gradient into `grad` if given). */
@@ -153,10 +150,11 @@ export async function buildCenterNetLoss(
 ): Promise<CenterNetLoss> {
   const wt = o.weights ?? CENTERNET_WEIGHTS;
   if (out.numel !== N * (K + 4)) throw new Error(`centernet loss: "${out.name}" must have ${N}×${K + 4} elements`);
-  const mk = (shape: number[], name: string) => Tensor.empty(gpu, shape, "f32", name);
-  const heat = mk([N, K], "heat-map targets"), reg = mk([N, 4], "box targets"), mask = mk([N], "centre mask");
-  const norm = mk([1], "1 / centres"), rowLoss = mk([N], "detection loss per cell"), loss = mk([1], "detection loss");
-  const grad = o.grad ?? mk([N, K + 4], "grad of head output");
+  const arena = new TensorArena(gpu);
+  const heat = arena.alloc([N, K], "heat-map targets"), reg = arena.alloc([N, 4], "box targets");
+  const mask = arena.alloc([N], "centre mask"), norm = arena.alloc([1], "1 / centres");
+  const rowLoss = arena.alloc([N], "detection loss per cell"), loss = arena.alloc([1], "detection loss");
+  const grad = o.grad ?? arena.alloc([N, K + 4], "grad of head output");
   if (grad.numel !== N * (K + 4)) throw new Error(`centernet loss: "${grad.name}" has the wrong size`);
   const d = await bind(
     gpu,
@@ -165,9 +163,7 @@ export async function buildCenterNetLoss(
     { n: N, k: K, w_size: wt.size, w_off: wt.offset },
     grid1d(N, CENTERNET_WG),
   );
-  const sum = await reduceAxis(gpu, rowLoss, 0, "sum", loss);
-  const tensors = [heat, reg, mask, norm, rowLoss, loss, ...(o.grad ? [] : [grad])];
-  if (sum.scratch) tensors.push(sum.scratch);
+  const sum = arena.adopt(await reduceAxis(gpu, rowLoss, 0, "sum", loss));
   return {
     dispatches: [d, ...sum.dispatches],
     grad,
@@ -176,6 +172,6 @@ export async function buildCenterNetLoss(
       heat.upload(t.heat), reg.upload(t.reg), mask.upload(t.mask);
       norm.upload([1 / Math.max(1, t.centres)]);
     },
-    tensors,
+    owned: arena.owned,
   };
 }

@@ -37,6 +37,7 @@ import {
   pairForwardSpec,
   pairGrid,
 } from "../kernels/wgsl/distill.ts";
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -93,7 +94,7 @@ export interface DistillOptions {
 }
 
 /** The bound distillation loss. */
-export interface Distillation {
+export interface Distillation extends OwnsTensors {
   /** Mean CE over the pairs [1]. */
   loss: Tensor;
   /** Mean entropy (nats) of the centred, sharpened teacher over the pairs [1]; at most log(S² + K). */
@@ -119,8 +120,6 @@ export interface Distillation {
   setTeacherTemperature(t: number): void;
   /** Sets this step's pairs (queued writes; no GPU wait). */
   upload(pairs: DistillPairs): void;
-  /** Every tensor owned by the op (inputs excluded). */
-  tensors: Tensor[];
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -245,17 +244,18 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
   expect(o.lq, K, "lq"), expect(o.lt, K, "lt");
   const variant = o.variant ?? (gpu.summary.adapterClass === "cpu" ? "thread" : "workgroup");
 
-  const f = (shape: number[], name: string) => Tensor.empty(gpu, shape, "f32", `distill ${name}`);
+  const arena = new TensorArena(gpu);
+  const f = (shape: number[], name: string) => arena.alloc(shape, `distill ${name}`);
   const gq = f([B, n, n], "Gq"), gt = f([B, n, n], "Gt");
   const lseS = f([cap], "lse_s"), lseT = f([cap], "lse_t"), part = f([cap], "loss parts");
   const entPart = f([cap], "entropy parts"), entropy = f([1], "teacher entropy"), align = f([1], "alignment");
-  const pairs = Tensor.empty(gpu, [cap, 3], "u32", "distill pairs");
-  const cptr = Tensor.empty(gpu, [B * n + 1], "u32", "distill csr ptr");
-  const cpair = Tensor.empty(gpu, [4 * cap], "u32", "distill csr pairs");
+  const pairs = arena.alloc([cap, 3], "distill pairs", "u32");
+  const cptr = arena.alloc([B * n + 1], "distill csr ptr", "u32");
+  const cpair = arena.alloc([4 * cap], "distill csr pairs", "u32");
   const cw = f([4 * cap], "csr weights"), wv = f([B * n], "teacher cell mass");
   const q = f([cap, n], "q"), hm = f([B, n, n], "H");
   const dZq = f([B * n, dimZ], "dZq"), dLq = f([B * n, K], "dLq"), loss = f([1], "loss");
-  const center = Tensor.from(gpu, [P + K], new Float32Array(P + K), "f32", "distill center");
+  const center = arena.track(Tensor.from(gpu, [P + K], new Float32Array(P + K), "f32", "distill center"));
   cptr.upload(new Uint32Array(B * n + 1));
   wv.upload(new Float32Array(B * n));
 
@@ -283,8 +283,8 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
     params,
     pairGrid(variant, cap),
   );
-  const red = await reduceAxis(gpu, part, 0, "sum", loss);
-  const entRed = await reduceAxis(gpu, entPart, 0, "sum", entropy);
+  const red = arena.adopt(await reduceAxis(gpu, part, 0, "sum", loss));
+  const entRed = arena.adopt(await reduceAxis(gpu, entPart, 0, "sum", entropy));
   const alignment = await bind(gpu, alignmentSpec(), [center, align], params, [1, 1, 1]);
   const bwd = await bind(
     gpu,
@@ -334,8 +334,7 @@ export async function buildDistillation(gpu: Gpu, o: DistillOptions): Promise<Di
       write(wv, Float32Array.from(teacherCellMass(p, B, h, w, S)));
       for (const d of mine) d.setParams({ m: M });
     },
-    tensors: [gq, gt, lseS, lseT, part, entPart, entropy, align, pairs, cptr, cpair, cw, wv, q, hm, dZq, dLq, loss]
-      .concat([center], [red.scratch, entRed.scratch].filter((t): t is Tensor => !!t)),
+    owned: arena.owned,
   };
 }
 

@@ -20,6 +20,7 @@ import {
   infoNcePosGradSpec,
   rowDotSpec,
 } from "../kernels/wgsl/image_contrast.ts";
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -61,7 +62,7 @@ export interface ImageContrastOptions {
 }
 
 /** The bound loss. */
-export interface ImageContrast {
+export interface ImageContrast extends OwnsTensors {
   /** [1]: the loss after `forward`. */
   loss: Tensor;
   /** [B·hw, D]: dL/d y1(A0) after `backward` (written, not accumulated; dL = 1). */
@@ -78,8 +79,6 @@ export interface ImageContrast {
   keys: Tensor;
   /** Sets the ring pointer used by the next submitted `enqueue` (taken mod Q). */
   setPointer(ptr: number): void;
-  /** Every tensor this op owns (queue included; the inputs are not), for disposal. */
-  tensors: Tensor[];
 }
 
 /** Initial queue: uniform in [−s, s] with s = 1/√(D/3) (expected row norm ≈ 1), from `seed`. */
@@ -96,12 +95,8 @@ export async function buildImageContrast(gpu: Gpu, o: ImageContrastOptions): Pro
   for (const t of [o.y1A0, o.y1A1]) {
     if (t.numel !== B * hw * D) throw new Error(`image contrast: "${t.name}" must have ${B}·${hw}·${D} elements`);
   }
-  const owned: Tensor[] = [];
-  const T = (shape: number[], name: string) => {
-    const t = Tensor.empty(gpu, shape, "f32", `image contrast ${name}`);
-    owned.push(t);
-    return t;
-  };
+  const arena = new TensorArena(gpu);
+  const T = (shape: number[], name: string) => arena.alloc(shape, `image contrast ${name}`);
   const queue = T([Q, D], "queue");
   queue.upload(initQueue(Q, D, o.seed));
   const qraw = T([B, D], "query mean"), q = T([B, D], "query"), qnorm = T([B], "query norm");
@@ -115,7 +110,7 @@ export async function buildImageContrast(gpu: Gpu, o: ImageContrastOptions): Pro
   const poolQ = await reduceAxis(gpu, asMaps(o.y1A0), 1, "mean", qraw);
   const poolK = await reduceAxis(gpu, asMaps(o.y1A1), 1, "mean", kraw);
   const lossMean = await reduceAxis(gpu, rowLoss, 0, "mean", loss);
-  for (const red of [poolQ, poolK, lossMean]) if (red.scratch) owned.push(red.scratch);
+  for (const red of [poolQ, poolK, lossMean]) arena.adopt(red);
   const forward = [
     ...poolQ.dispatches,
     ...poolK.dispatches,
@@ -155,7 +150,7 @@ export async function buildImageContrast(gpu: Gpu, o: ImageContrastOptions): Pro
     if (!Number.isInteger(ptr) || ptr < 0) throw new Error(`image contrast: bad queue pointer ${ptr}`);
     enq.setParams({ ptr: ptr % Q });
   };
-  return { loss, dY1, forward, backward, enqueue: [enq], queue, keys: k, setPointer, tensors: owned };
+  return { loss, dY1, forward, backward, enqueue: [enq], queue, keys: k, setPointer, owned: arena.owned };
 }
 
 // ---------------------------------------------------------------------------------------------------------

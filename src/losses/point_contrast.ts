@@ -33,6 +33,7 @@ import {
   supconGradSpec,
   supconLossSpec,
 } from "../kernels/wgsl/point_contrast.ts";
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bind, type Dispatch, grid1d } from "../gpu/kernel.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -89,7 +90,7 @@ export interface PointInputs {
 }
 
 /** The bound loss. */
-export interface PointContrast {
+export interface PointContrast extends OwnsTensors {
   /** [1]: the loss after `forward`. */
   loss: Tensor;
   /** [B·h·w, D]: dL/d y1(A0) after `backward` (written, not accumulated; dL = 1). */
@@ -100,8 +101,6 @@ export interface PointContrast {
   backward: Dispatch[];
   /** Uploads one step's points and labels (and the CSR of the A0 points); queued, no GPU wait. */
   upload(points: PointInputs): void;
-  /** Every tensor this op owns (the inputs are not among them), for disposal. */
-  tensors: Tensor[];
 }
 
 /**
@@ -181,12 +180,9 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
   for (const t of [o.y1A0, o.y1A1]) {
     if (t.numel !== cells * D) throw new Error(`point contrast: "${t.name}" must have ${cells}·${D} elements`);
   }
-  const owned: Tensor[] = [];
-  const T = (shape: number[], name: string, dtype: "f32" | "i32" | "u32" = "f32") => {
-    const t = Tensor.empty(gpu, shape, dtype, `point contrast ${name}`);
-    owned.push(t);
-    return t;
-  };
+  const arena = new TensorArena(gpu);
+  const T = (shape: number[], name: string, dtype: "f32" | "i32" | "u32" = "f32") =>
+    arena.alloc(shape, `point contrast ${name}`, dtype);
   const pts = T([N, 2], "points"), labels = T([NR], "labels", "i32");
   const ptr = T([cells + 1], "csr ptr", "u32"), idx = T([4 * P], "csr index", "u32"), wt = T([4 * P], "csr weight");
   const g = T([N, D], "samples");
@@ -211,7 +207,7 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
       pooled,
     )
     : null;
-  if (pool?.scratch) owned.push(pool.scratch);
+  if (pool) arena.adopt(pool);
 
   const forward = [
     await bind(gpu, pointSampleSpec(), [o.y1A0, o.y1A1, pts, g], { np: P, dim: D, h, w, ppi }, grid1d(N * D, PC_WG)),
@@ -255,7 +251,7 @@ export async function buildPointContrast(gpu: Gpu, o: PointContrastOptions): Pro
     idx.upload(ib);
     wt.upload(wb);
   };
-  return { loss, dY1, forward, backward, upload, tensors: owned };
+  return { loss, dY1, forward, backward, upload, owned: arena.owned };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@
  *
  * @module
  */
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { bnBackward, bnForwardEval, bnForwardTrain } from "../kernels/batchnorm.ts";
 import { reluBackward } from "../kernels/elementwise.ts";
 import { matmul, matmulTA } from "../kernels/gemm.ts";
@@ -115,7 +116,7 @@ export interface HeadsBuildOptions {
 }
 
 /** Bound heads: outputs, loss-gradient inputs, dispatch lists. */
-export interface HeadsGraph {
+export interface HeadsGraph extends OwnsTensors {
   /** Point head output [N, D]. */
   y1: Tensor;
   /** L2-normalised bottleneck [N, bottleneck]. */
@@ -132,9 +133,7 @@ export interface HeadsGraph {
   forward: Dispatch[];
   /** The backward's dispatches (empty without `backward`). */
   backward: Dispatch[];
-  /** Every tensor the heads allocated. */
-  tensors: Tensor[];
-  /** Frees every tensor in `tensors`. */
+  /** Frees every tensor in `owned`. */
   dispose(): void;
 }
 
@@ -148,13 +147,9 @@ export async function buildHeads(
   prefix = "",
 ): Promise<HeadsGraph> {
   const N = o.rows, groups = o.bnGroups ?? 1;
-  const tensors: Tensor[] = [];
+  const arena = new TensorArena(gpu);
   const fwd: Dispatch[] = [], bwd: Dispatch[] = [];
-  const alloc = (shape: number[], name: string) => {
-    const t = Tensor.empty(gpu, shape, "f32", prefix + name);
-    tensors.push(t);
-    return t;
-  };
+  const alloc = (shape: number[], name: string) => arena.alloc(shape, prefix + name);
   const P = (n: string) => store.value(prefix + n);
   const G = (n: string) => store.grad(prefix + n);
   if (c5.numel !== N * c.inDim) throw new Error(`heads: C5 must be [${N}, ${c.inDim}]`);
@@ -169,9 +164,8 @@ export async function buildHeads(
   };
   /** Backward of a linear layer: dW, db into the store; returns dX (optionally added to `addTo`). */
   const linearBack = async (x: Tensor, dy: Tensor, name: string, inD: number, outD: number, addTo?: Tensor) => {
-    const dw = await matmulTA(gpu, dy, x, G(`${name}.weight`), N, outD, inD);
-    const db = await reduceAxis(gpu, dy, 0, "sum", G(`${name}.bias`));
-    tensors.push(...dw.scratch, ...(db.scratch ? [db.scratch] : []));
+    const dw = arena.adopt(await matmulTA(gpu, dy, x, G(`${name}.weight`), N, outD, inD));
+    const db = arena.adopt(await reduceAxis(gpu, dy, 0, "sum", G(`${name}.bias`)));
     bwd.push(...dw.dispatches, ...db.dispatches);
     const dx = alloc([N, inD], `${name} grad in`);
     bwd.push(await matmul(gpu, dy, P(`${name}.weight`), dx, N, outD, inD, { residual: addTo }));
@@ -182,10 +176,11 @@ export async function buildHeads(
     const y = alloc([N, ch], `${name} out`);
     const s = { rows: N, c: ch, groups, eps: 1e-5, momentum: 0.1 };
     const args = [P(`${name}.weight`), P(`${name}.bias`), P(`${name}.running_mean`), P(`${name}.running_var`)] as const;
-    const f = o.train
-      ? await bnForwardTrain(gpu, x, y, ...args, s, { relu: true, updateRunning: o.updateRunning })
-      : await bnForwardEval(gpu, x, y, ...args, s, { relu: true });
-    tensors.push(...f.scratch);
+    const f = arena.adopt(
+      o.train
+        ? await bnForwardTrain(gpu, x, y, ...args, s, { relu: true, updateRunning: o.updateRunning })
+        : await bnForwardEval(gpu, x, y, ...args, s, { relu: true }),
+    );
     fwd.push(...f.dispatches);
     const back = async (dy: Tensor) => {
       const dx = alloc([N, ch], `${name} grad in`);
@@ -204,8 +199,7 @@ export async function buildHeads(
           relu: true,
         },
       );
-      tensors.push(...b.scratch);
-      bwd.push(...b.dispatches);
+      bwd.push(...arena.adopt(b).dispatches);
       return dx;
     };
     return { y, back };
@@ -234,8 +228,7 @@ export async function buildHeads(
     dLogits = alloc([N, c.prototypes], "grad logits");
     // prototype layer: logits = z·Wnᵀ, Wn = rows of v normalised (gain 1, frozen)
     const dWn = alloc([c.prototypes, c.bottleneck], "grad prototypes normalised");
-    const dwn = await matmulTA(gpu, dLogits, z, dWn, N, c.prototypes, c.bottleneck);
-    tensors.push(...dwn.scratch);
+    const dwn = arena.adopt(await matmulTA(gpu, dLogits, z, dWn, N, c.prototypes, c.bottleneck));
     bwd.push(...dwn.dispatches);
     bwd.push(await l2NormalizeBackward(gpu, wn, vNorm, dWn, G("dino_head.last_layer.weight_v")));
     const dzTotal = alloc([N, c.bottleneck], "grad z total");
@@ -251,9 +244,8 @@ export async function buildHeads(
     const dH1m = alloc([N, c.pointHidden], "grad point hidden pre-relu");
     bwd.push(await reluBackward(gpu, h1, dH1, dH1m));
     const dC5Point = await linearBack(c5, dH1m, "point_head.0", c.inDim, c.pointHidden);
-    const dw0 = await matmulTA(gpu, dA1, c5, G("dino_head.mlp.0.weight"), N, c.dinoHidden, c.inDim);
-    const db0 = await reduceAxis(gpu, dA1, 0, "sum", G("dino_head.mlp.0.bias"));
-    tensors.push(...dw0.scratch, ...(db0.scratch ? [db0.scratch] : []));
+    const dw0 = arena.adopt(await matmulTA(gpu, dA1, c5, G("dino_head.mlp.0.weight"), N, c.dinoHidden, c.inDim));
+    const db0 = arena.adopt(await reduceAxis(gpu, dA1, 0, "sum", G("dino_head.mlp.0.bias")));
     bwd.push(...dw0.dispatches, ...db0.dispatches);
     bwd.push(
       await matmul(gpu, dA1, P("dino_head.mlp.0.weight"), o.dC5, N, c.dinoHidden, c.inDim, { residual: dC5Point }),
@@ -268,9 +260,9 @@ export async function buildHeads(
     dLogits,
     forward: fwd,
     backward: bwd,
-    tensors,
+    owned: arena.owned,
     dispose() {
-      for (const t of tensors) t.dispose();
+      arena.dispose();
     },
   };
 }

@@ -6,9 +6,10 @@
  *
  * @module
  */
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { bnBackward, bnForwardEval, bnForwardTrain } from "../kernels/batchnorm.ts";
 import { convDgrad, convForward, type ConvGeom, convOutSize, convWgrad, type GemmTile } from "../kernels/gemm.ts";
 import { maxPool, maxPoolBackward, type PoolGeom, poolOutSize } from "../kernels/pool.ts";
@@ -206,7 +207,7 @@ export interface ResNetBuildOptions {
 }
 
 /** A bound ResNet: input, outputs, and the dispatch lists of one forward and one backward. */
-export interface ResNetGraph {
+export interface ResNetGraph extends OwnsTensors {
   /** Input images [B, R, R, 3] (NHWC). */
   input: Tensor;
   /** The output: C5, or the last stage run when `stages` < 4. */
@@ -225,9 +226,7 @@ export interface ResNetGraph {
   backward: Dispatch[];
   /** Multiply-add FLOPs of one forward (×2), and of one backward (≈ 2× forward). */
   flops: { forward: number; backward: number };
-  /** Every tensor the graph allocated (activations, saved statistics, scratch). */
-  tensors: Tensor[];
-  /** Frees every tensor in `tensors`. */
+  /** Frees every tensor in `owned` (activations, saved statistics, scratch). */
   dispose(): void;
 }
 
@@ -248,15 +247,11 @@ export async function buildResNet(
 ): Promise<ResNetGraph> {
   const B = o.batch, groups = o.bnGroups ?? 1;
   const plan = resnetPlan(cfg);
-  const tensors: Tensor[] = [];
+  const arena = new TensorArena(gpu);
   const fwd: Dispatch[] = [];
   const bwd: Dispatch[] = [];
   let flopsF = 0, flopsB = 0;
-  const alloc = (shape: number[], name: string) => {
-    const t = Tensor.empty(gpu, shape, "f32", name);
-    tensors.push(t);
-    return t;
-  };
+  const alloc = (shape: number[], name: string) => arena.alloc(shape, name);
   const P = (n: string) => store.value(prefix + n);
   const G = (n: string) => store.grad(prefix + n);
 
@@ -295,10 +290,11 @@ export async function buildResNet(
       P(`${u.bn}.running_mean`),
       P(`${u.bn}.running_var`),
     ] as const;
-    const bn = o.train
-      ? await bnForwardTrain(gpu, h, y, ...bnArgs, s, { residual, relu, updateRunning: o.updateRunning })
-      : await bnForwardEval(gpu, h, y, ...bnArgs, s, { residual, relu });
-    tensors.push(...bn.scratch);
+    const bn = arena.adopt(
+      o.train
+        ? await bnForwardTrain(gpu, h, y, ...bnArgs, s, { residual, relu, updateRunning: o.updateRunning })
+        : await bnForwardEval(gpu, h, y, ...bnArgs, s, { residual, relu }),
+    );
     fwd.push(...bn.dispatches);
     const flops = 2 * rows * u.cout * u.k * u.k * x.c;
     flopsF += flops;
@@ -320,11 +316,9 @@ export async function buildResNet(
           gradOut: opts.gradOut,
         },
       );
-      tensors.push(...bb.scratch);
-      bwd.push(...bb.dispatches);
+      bwd.push(...arena.adopt(bb).dispatches);
       const wg = await convWgrad(gpu, x.t, dh, G(`${u.conv}.weight`), g, { tile: o.tile });
-      tensors.push(...wg.scratch);
-      bwd.push(...wg.dispatches);
+      bwd.push(...arena.adopt(wg).dispatches);
       flopsB += flops;
       if (!opts.needDx) return null;
       const dx = alloc([B * x.h * x.w, x.c], `grad ${prefix}${u.conv} in`);
@@ -343,8 +337,7 @@ export async function buildResNet(
   const pg: PoolGeom = { nb: B, ih: stem.y.h, iw: stem.y.w, c: stem.y.c, k: 3, stride: 2, pad: 1 };
   const [ph, pw] = poolOutSize(pg);
   const pooled = alloc([B * ph * pw, stem.y.c], `${prefix}maxpool out`);
-  const arg = Tensor.empty(gpu, [B * ph * pw * stem.y.c], "i32", `${prefix}maxpool argmax`);
-  tensors.push(arg);
+  const arg = arena.alloc([B * ph * pw * stem.y.c], `${prefix}maxpool argmax`, "i32");
   fwd.push(await maxPool(gpu, stem.y.t, pooled, arg, pg));
   let cur: Act = { t: pooled, h: ph, w: pw, c: stem.y.c };
   let c3: Tensor | null = null, c4: Tensor | null = null;
@@ -401,9 +394,9 @@ export async function buildResNet(
     forward: fwd,
     backward: bwd,
     flops: { forward: flopsF, backward: flopsB },
-    tensors,
+    owned: arena.owned,
     dispose() {
-      for (const t of tensors) t.dispose();
+      arena.dispose();
     },
   };
 }

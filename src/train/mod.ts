@@ -33,7 +33,7 @@ export {
   type TrainPlan,
   type TrainResult,
 } from "./trainer.ts";
-export { PlrcStep, STEP_SCALARS, type StepConfig, type StepSchedule } from "./step.ts";
+export { PlrcStep, STEP_SCALARS, type StepConfig, type StepLosses, type StepSchedule } from "./step.ts";
 export {
   CHECKPOINT_FORMAT,
   type CheckpointContent,

@@ -23,18 +23,19 @@
  *
  * @module
  */
+import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
 import { Rng } from "../util/rng.ts";
 import { emaUpdate, larsStep, sgdStep } from "../kernels/optim.ts";
-import { buildDistillation } from "../losses/distill.ts";
-import { buildImageContrast } from "../losses/image_contrast.ts";
-import { buildPointContrast, pointInputsFromBatch } from "../losses/point_contrast.ts";
+import { buildDistillation, type Distillation } from "../losses/distill.ts";
+import { buildImageContrast, type ImageContrast } from "../losses/image_contrast.ts";
+import { buildPointContrast, type PointContrast, pointInputsFromBatch } from "../losses/point_contrast.ts";
 import { buildEncoder, createEncoderStore, type EncoderConfig, type EncoderGraph } from "../models/encoder.ts";
 import type { ParamStore } from "../nn/params.ts";
 import { MetricsRing, type StepScalars } from "./metrics_ring.ts";
@@ -107,46 +108,119 @@ export const STEP_SCALARS = [
   "distill_entropy",
 ] as const;
 
+/** The losses of a bound step (point contrast and distillation only for the methods that use them). */
+export interface StepLosses {
+  /** Image-level contrast (every method). */
+  image: ImageContrast;
+  /** Point or region contrast (all but MoCo). */
+  point: PointContrast | null;
+  /** Point-affinity distillation (PLRC only). */
+  distill: Distillation | null;
+}
+
+/** Everything {@link PlrcStep.build} binds, handed to the step in one piece. */
+interface StepParts extends OwnsTensors {
+  gpu: Gpu;
+  cfg: StepConfig;
+  online: ParamStore;
+  momentum: ParamStore;
+  /** The online encoder (view A0) and the momentum encoder's two passes (views A1 and B0). */
+  q: EncoderGraph;
+  kA1: EncoderGraph;
+  kB0: EncoderGraph;
+  losses: StepLosses;
+  /** The weighted combination of the loss gradients into the online heads' output gradients. */
+  gradDispatches: Dispatch[];
+  /** The optimizer's dispatches; `sgd` (the last) takes the learning rate. */
+  optimDispatches: Dispatch[];
+  sgd: Dispatch;
+  emaDispatch: Dispatch;
+  ring: MetricsRing;
+  lossTensors: Tensor[];
+  /** Gathers of the key encoder's shuffled outputs back into image order (empty without shuffle-BN). */
+  unshuffle: Dispatch[];
+  /** Shuffle-BN: the image order of each key view (empty without). */
+  shuffleOrder: Tensor[];
+  accumulation: Accumulation | null;
+  keySlices: KeySlice[];
+}
+
 /** The bound step. */
 export class PlrcStep {
   /** Dispatches of one step without accumulation, in recording order (for profiling by family). */
-  readonly dispatches: Dispatch[] = [];
+  readonly dispatches: Dispatch[];
   /** One pass over the bound images (the whole batch, or one micro-batch): forwards, losses, backward. */
-  readonly pass: Dispatch[] = [];
+  readonly pass: Dispatch[];
   /** Accumulation: one momentum-encoder pass, and the gathers of its whole-batch outputs into image order. */
-  readonly keyPass: Dispatch[] = [];
+  readonly keyPass: Dispatch[];
   /** Accumulation: the gathers that put the key encoder's shuffled outputs back in image order. */
-  readonly unshuffle: Dispatch[] = [];
-  #keySlices: KeySlice[] = [];
+  readonly unshuffle: Dispatch[];
   /** Once per step after the passes: optimizer, EMA, queue write (and the centre without accumulation). */
-  readonly update: Dispatch[] = [];
+  readonly update: Dispatch[];
   /** The weighted combination of the loss gradients into the online heads' output gradients. */
-  gradDispatches: Dispatch[] = [];
+  readonly gradDispatches: Dispatch[];
+  /** The device the step is bound on. */
+  readonly gpu: Gpu;
+  /** The configuration the step was bound for. */
+  readonly cfg: StepConfig;
+  /** The online encoder's parameters (trained). */
+  readonly online: ParamStore;
+  /** The momentum encoder's parameters (an EMA of the online ones). */
+  readonly momentum: ParamStore;
+  /** The online encoder's graph (view A0). */
+  readonly q: EncoderGraph;
+  /** The momentum encoder's graph over view A1. */
+  readonly kA1: EncoderGraph;
+  /** The momentum encoder's graph over view B0. */
+  readonly kB0: EncoderGraph;
+  /** The bound losses. */
+  readonly losses: StepLosses;
+  /** The optimizer's dispatch that takes the learning rate. */
+  readonly sgd: Dispatch;
+  /** The EMA update of the momentum encoder (takes the momentum). */
+  readonly emaDispatch: Dispatch;
+  /** The ring the loss scalars are read back through. */
+  readonly ring: MetricsRing;
+  /** The loss scalars of one pass, in {@link STEP_SCALARS} order. */
+  readonly lossTensors: Tensor[];
+  /** Tensors the step allocated besides its graphs' and losses' (freed by `dispose`). */
+  readonly owned: Tensor[];
+  readonly #keySlices: KeySlice[];
   #queuePtr = 0;
-  #shuffleOrder: Tensor[] = [];
+  readonly #shuffleOrder: Tensor[];
   /** Accumulation only: the uploaded batch's micro-batches and its key views (in the key encoder's order). */
   #micro: { batches: PlrcBatch[]; keyViews: [Float32Array, Float32Array] } | null = null;
-  #accumulation: Accumulation | null = null;
+  readonly #accumulation: Accumulation | null;
 
-  private constructor(
-    readonly gpu: Gpu,
-    readonly cfg: StepConfig,
-    readonly online: ParamStore,
-    readonly momentum: ParamStore,
-    readonly q: EncoderGraph,
-    readonly kA1: EncoderGraph,
-    readonly kB0: EncoderGraph,
-    readonly losses: {
-      image: Awaited<ReturnType<typeof buildImageContrast>>;
-      point: Awaited<ReturnType<typeof buildPointContrast>> | null;
-      distill: Awaited<ReturnType<typeof buildDistillation>> | null;
-    },
-    readonly sgd: Dispatch,
-    readonly emaDispatch: Dispatch,
-    readonly ring: MetricsRing,
-    readonly lossTensors: Tensor[],
-    readonly tensors: Tensor[],
-  ) {}
+  private constructor(p: StepParts) {
+    this.gpu = p.gpu, this.cfg = p.cfg, this.online = p.online, this.momentum = p.momentum;
+    this.q = p.q, this.kA1 = p.kA1, this.kB0 = p.kB0, this.losses = p.losses;
+    this.sgd = p.sgd, this.emaDispatch = p.emaDispatch, this.ring = p.ring;
+    this.lossTensors = p.lossTensors, this.owned = p.owned, this.gradDispatches = p.gradDispatches;
+    this.#shuffleOrder = p.shuffleOrder, this.#accumulation = p.accumulation, this.#keySlices = p.keySlices;
+    const { q, kA1, kB0, losses: { image, point, distill }, accumulation } = p;
+    // the momentum encoder's pass; with accumulation it runs over the whole batch before the online passes
+    this.keyPass = [...kA1.forward, ...kB0.forward];
+    this.unshuffle = [...p.unshuffle];
+    // one online pass over the bound images: forward, losses, backward (without accumulation, after the keys)
+    this.pass = [
+      ...(accumulation ? [] : [...this.keyPass, ...p.unshuffle]),
+      ...q.forward,
+      ...image.forward,
+      ...(point?.forward ?? []),
+      ...(distill?.forward ?? []),
+      ...image.backward,
+      ...(point?.backward ?? []),
+      ...(distill?.backward ?? []),
+      ...p.gradDispatches,
+      ...q.backward,
+    ];
+    // then, once per step: the optimizer, EMA, queue and centre
+    this.update = [...p.optimDispatches, p.emaDispatch, ...image.enqueue];
+    if (!accumulation) this.update.push(...(distill?.centerUpdate ?? []));
+    // one step's work in recording order (with accumulation: one pass of each kind, for profiling)
+    this.dispatches = [...(accumulation ? [...this.keyPass, ...p.unshuffle] : []), ...this.pass, ...this.update];
+  }
 
   /** Binds every kernel of the step for `cfg`. */
   static async build(gpu: Gpu, cfg: StepConfig): Promise<PlrcStep> {
@@ -161,9 +235,7 @@ export class PlrcStep {
     const momentum = createEncoderStore(gpu, cfg.encoder, cfg.seed);
     // the momentum encoder starts as a copy of the online one
     const fo = online.flat(), fm = momentum.flat();
-    const copy = new Recorder(gpu).copy(fo.params.buffer, 0, fm.params.buffer, 0, fo.params.byteLength);
-    copy.copy(fo.stats.buffer, 0, fm.stats.buffer, 0, fo.stats.byteLength);
-    copy.submit();
+    new Recorder(gpu).copyTensor(fo.params, fm.params).copyTensor(fo.stats, fm.stats).submit();
 
     const enc = (store: ParamStore, backward: boolean) =>
       buildEncoder(gpu, store, cfg.encoder, { batch: B, resolution: R, backward, bnGroups: groups });
@@ -172,12 +244,8 @@ export class PlrcStep {
     const kB0 = await enc(momentum, false);
     const { h, w } = q;
     const D = cfg.encoder.heads.pointDim;
-    const tensors: Tensor[] = [];
-    const alloc = (shape: number[], name: string) => {
-      const t = Tensor.empty(gpu, shape, "f32", name);
-      tensors.push(t);
-      return t;
-    };
+    const arena = new TensorArena(gpu);
+    const alloc = (shape: number[], name: string) => arena.alloc(shape, name);
     // accumulation: every micro-batch's keys wait here, to be enqueued together after the last
     const stepKeys = m > 1 ? alloc([cfg.batch, D], "keys of the step's micro-batches") : undefined;
     // Key outputs as the losses read them: the images of this pass, in image order.
@@ -189,9 +257,8 @@ export class PlrcStep {
     const order: Tensor[] = [];
     if (shuffle) {
       for (const v of ["A1", "B0"]) {
-        const o = Tensor.empty(gpu, [cfg.batch], "u32", `shuffle order ${v}`);
+        const o = arena.alloc([cfg.batch], `shuffle order ${v}`, "u32");
         o.upload(Uint32Array.from({ length: cfg.batch }, (_, i) => i));
-        tensors.push(o);
         order.push(o);
       }
     }
@@ -280,11 +347,12 @@ export class PlrcStep {
           numel: e.numel,
           adapt: e.spec.kind === "conv" || e.spec.kind === "linear_weight",
         }));
-      const l = await larsStep(gpu, f.params, f.grads, f.momentum, segments, {
-        ...cfg.optim,
-        eta: cfg.optim.larsTrust ?? 0.001,
-      });
-      tensors.push(...l.tensors);
+      const l = arena.adopt(
+        await larsStep(gpu, f.params, f.grads, f.momentum, segments, {
+          ...cfg.optim,
+          eta: cfg.optim.larsTrust ?? 0.001,
+        }),
+      );
       optimDispatches.push(...l.dispatches);
       sgd = l.dispatches[l.dispatches.length - 1];
     } else {
@@ -304,9 +372,9 @@ export class PlrcStep {
     const accumulation = m > 1
       ? await buildAccumulation(gpu, m, f.grads, lossTensors, image.keys, stepKeys!, distill?.center ?? null)
       : null;
-    if (accumulation) tensors.push(...accumulation.tensors);
+    if (accumulation) arena.adopt(accumulation);
     const ring = new MetricsRing(gpu, accumulation?.losses ?? lossTensors);
-    const step = new PlrcStep(
+    return new PlrcStep({
       gpu,
       cfg,
       online,
@@ -314,39 +382,19 @@ export class PlrcStep {
       q,
       kA1,
       kB0,
-      { image, point, distill },
+      losses: { image, point, distill },
+      gradDispatches,
+      optimDispatches,
       sgd,
       emaDispatch,
       ring,
       lossTensors,
-      tensors,
-    );
-    step.gradDispatches = gradDispatches;
-    step.#shuffleOrder = order;
-    step.#accumulation = accumulation;
-    step.#keySlices = keySlices;
-    // the momentum encoder's pass; with accumulation it runs over the whole batch before the online passes
-    step.keyPass.push(...kA1.forward, ...kB0.forward);
-    step.unshuffle.push(...unshuffle);
-    // one online pass over the bound images: forward, losses, backward (without accumulation, after the keys)
-    if (!accumulation) step.pass.push(...step.keyPass, ...unshuffle);
-    step.pass.push(
-      ...q.forward,
-      ...image.forward,
-      ...(point?.forward ?? []),
-      ...(distill?.forward ?? []),
-      ...image.backward,
-      ...(point?.backward ?? []),
-      ...(distill?.backward ?? []),
-      ...gradDispatches,
-      ...q.backward,
-    );
-    // then, once per step: the optimizer, EMA, queue and centre
-    step.update.push(...optimDispatches, emaDispatch, ...image.enqueue);
-    if (!accumulation) step.update.push(...(distill?.centerUpdate ?? []));
-    // one step's work in recording order (with accumulation: one pass of each kind, for profiling)
-    step.dispatches.push(...(accumulation ? [...step.keyPass, ...unshuffle] : []), ...step.pass, ...step.update);
-    return step;
+      unshuffle,
+      shuffleOrder: order,
+      accumulation,
+      keySlices,
+      owned: arena.owned,
+    });
   }
 
   /**
@@ -497,9 +545,9 @@ export class PlrcStep {
   dispose(): void {
     for (const g of [this.q, this.kA1, this.kB0]) g.dispose();
     for (const l of [this.losses.image, this.losses.point, this.losses.distill]) {
-      for (const t of l?.tensors ?? []) t.dispose();
+      for (const t of l?.owned ?? []) t.dispose();
     }
-    for (const t of this.tensors) t.dispose();
+    for (const t of this.owned) t.dispose();
     this.ring.destroy();
   }
 }
@@ -508,13 +556,12 @@ export class PlrcStep {
  * The buffers and dispatches of gradient accumulation over `parts` micro-batches: the mean of their
  * gradients and loss values, their keys gathered for one enqueue, and the distillation centre moved once.
  */
-interface Accumulation {
+interface Accumulation extends OwnsTensors {
   parts: number;
   /** Dispatches it adds after each pass. */
   perPass: number;
   /** The mean loss values (what the metrics ring reads). */
   losses: Tensor[];
-  tensors: Tensor[];
   /** Before the first micro-batch: keep the centre the losses must all see. */
   begin(rec: Recorder): void;
   /** After micro-batch `i`'s pass: add its gradients and losses (÷ parts), keep its keys. */
@@ -534,12 +581,8 @@ async function buildAccumulation(
   stepKeys: Tensor,
   center: Tensor | null,
 ): Promise<Accumulation> {
-  const tensors: Tensor[] = [];
-  const T = (like: Tensor, name: string) => {
-    const t = Tensor.empty(gpu, [like.numel], "f32", name);
-    tensors.push(t);
-    return t;
-  };
+  const arena = new TensorArena(gpu);
+  const T = (like: Tensor, name: string) => arena.alloc([like.numel], name);
   const w = 1 / parts;
   // the first micro-batch writes the sums (y = w·x), the others add to them (y += w·x)
   const meanOf = async (x: Tensor, name: string) => {
@@ -550,15 +593,13 @@ async function buildAccumulation(
   const l = await Promise.all(losses.map((t, k) => meanOf(t, `mean ${STEP_SCALARS[k]}`)));
   const c = center ? await meanOf(center, "mean centre") : null;
   const kept = center ? T(center, "centre of the step") : null;
-  const copy = (rec: Recorder, from: Tensor, to: Tensor) =>
-    rec.copy(from.buffer, from.byteOffset, to.buffer, to.byteOffset, from.byteLength);
   return {
     parts,
     perPass: 1 + l.length + (c ? 1 + 1 : 0),
     losses: l.map((x) => x.y),
-    tensors,
+    owned: arena.owned,
     begin(rec) {
-      if (center && kept) copy(rec, center, kept);
+      if (center && kept) rec.copyTensor(center, kept);
     },
     collect(rec, i) {
       for (const x of [g, ...l]) rec.run(i ? x.next : x.first);
@@ -574,11 +615,11 @@ async function buildAccumulation(
       if (!c || !center || !kept) return;
       rec.runAll(centerUpdate);
       rec.run(i ? c.next : c.first);
-      copy(rec, kept, center);
+      rec.copyTensor(kept, center);
     },
     end(rec) {
-      copy(rec, g.y, grads);
-      if (c && center) copy(rec, c.y, center);
+      rec.copyTensor(g.y, grads);
+      if (c && center) rec.copyTensor(c.y, center);
     },
   };
 }

@@ -87,7 +87,7 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
         const dwRef = convWgradRef(xv, dyv, g);
         assertClose(await readF64(dw), dwRef, tolFor(g.nb * oh * ow), `wgrad split 3 ${tag}`);
         assertClose(await readF64(dw1), dwRef, tolFor(g.nb * oh * ow), `wgrad split 1 ${tag}`);
-        for (const t of [x, w, dy, bias, scl, shf, res, dxRes, y, yFused, dx, dxAdd, dw, dw1, ...wg.scratch]) {
+        for (const t of [x, w, dy, bias, scl, shf, res, dxRes, y, yFused, dx, dxAdd, dw, dw1, ...wg.owned]) {
           t.dispose();
         }
       },
@@ -120,7 +120,7 @@ for (const shape of ["register", "tiled"] as GemmShape[]) {
       // Aᵀ·C: transpose A on the host for the reference
       const at = Float64Array.from({ length: K * M }, (_, i) => av[(i % M) * K + Math.floor(i / M)]);
       assertClose(await readF64(atc), matmulRef(at, cv, K, M, N), tolFor(M), `Aᵀ·B ${tag}`);
-      for (const t of [a, b, bt, bias, c, ab, abt, atc, ...ta.scratch]) t.dispose();
+      for (const t of [a, b, bt, bias, c, ab, abt, atc, ...ta.owned]) t.dispose();
     },
   });
 }

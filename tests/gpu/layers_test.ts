@@ -84,9 +84,9 @@ for (
           dbet,
           gout,
           yEval,
-          ...fwd.scratch,
-          ...bwd.scratch,
-          ...ev.scratch,
+          ...fwd.owned,
+          ...bwd.owned,
+          ...ev.owned,
         ]
       ) t.dispose();
     },
@@ -196,7 +196,7 @@ Deno.test({
     // the adapted step really is scaled: compare with plain SGD on the same numbers
     const sgd = sgdRef(pv, gv, bv, new Float32Array(n).fill(1), o);
     assert.ok(Math.abs(sgd.p[0] - ref.p[0]) > 1e-6);
-    for (const t of [p, gr, buf, ...l.tensors]) t.dispose();
+    for (const t of [p, gr, buf, ...l.owned]) t.dispose();
   },
 });
 

@@ -56,7 +56,7 @@ for (const { shape, axis, split } of CASES) {
           `${kind} backward seed=${seed}`,
         );
         for (const t of [x, y, dy, dx]) t.dispose();
-        op.scratch?.dispose();
+        for (const t of op.owned) t.dispose();
       },
     });
   }

@@ -91,7 +91,7 @@ Deno.test({
       const ref = centerNetLossRef(Float32Array.from(c.out), c, K, { size: 0.5, offset: 2 });
       assertClose(await readF64(grad), ref.grad, { rtol: 1e-4, atol: 1e-6 }, `seed ${seed}: gradient N ${N}`);
       assertClose(await readF64(l.loss), [ref.loss], { rtol: 1e-4, atol: 1e-6 }, `seed ${seed}: loss N ${N}`);
-      for (const t of [out, grad, ...l.tensors]) t.dispose();
+      for (const t of [out, grad, ...l.owned]) t.dispose();
     }
   },
 });

@@ -117,7 +117,7 @@ for (const c of CASES) {
         assertMaxAbs(await readF64(d.dZq), x.expect.dzq, 1e-4, `dZq ${tag}`);
         assertMaxAbs(await readF64(d.dLq), x.expect.dlq, 1e-4, `dLq ${tag}`);
         assertMaxAbs(await readF64(d.center), x.expect.center, 1e-4, `center ${tag}`);
-        for (const u of [...ins, ...teach, ...d.tensors]) u.dispose();
+        for (const u of [...ins, ...teach, ...d.owned]) u.dispose();
       },
     });
   }

@@ -210,7 +210,7 @@ for (const variant of ["thread", "workgroup"] as DistillVariant[]) {
       for (const [step, pairs, tauT] of [[1, p1, x.tauT], [2, p2, 0.07]] as const) {
         const tag = `${variant} step ${step} M=${pairs.pairA.length} seed=${seed}`;
         // poison every owned buffer but the centre, then upload the pairs (rewriting the pair buffers)
-        for (const o of d.tensors) if (o !== d.center) o.fill(o.dtype === "f32" ? NaN : 0xffffffff);
+        for (const o of d.owned) if (o !== d.center) o.fill(o.dtype === "f32" ? NaN : 0xffffffff);
         d.upload(pairs);
         d.setTeacherTemperature(tauT);
         await runOnce(g, [...d.forward, ...d.backward]);
@@ -239,7 +239,7 @@ for (const variant of ["thread", "workgroup"] as DistillVariant[]) {
       assert.ok((await readF64(d.dLq)).every((v) => v === 0) && (await readF64(d.dZq)).every((v) => v === 0));
       assert.deepEqual(await readF64(d.center), center);
       assert.throws(() => d.upload(randomPairs(rng, z.B, z.S, maxPairs)), /exceed maxPairs/);
-      for (const u of [...inputs, za, ...d.tensors]) u.dispose();
+      for (const u of [...inputs, za, ...d.owned]) u.dispose();
     },
   });
 }

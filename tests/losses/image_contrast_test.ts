@@ -69,7 +69,7 @@ for (const variant of ["thread", "workgroup"] as RowVariant[]) {
           queue = after;
           ptr = (ptr + B) % Q;
         }
-        for (const t of new Set([y0, y1, ic.dY1, ...ic.tensors])) t.dispose();
+        for (const t of new Set([y0, y1, ic.dY1, ...ic.owned])) t.dispose();
       },
     });
   }

@@ -61,7 +61,7 @@ for (const variant of ["thread", "workgroup"] as RowVariant[]) {
       await runOnce(g, [...pc.forward, ...pc.backward]);
       assertRel(await readF64(pc.loss), toFloat32(get("point.loss")), `point.loss (${variant})`);
       assertRel(await readF64(pc.dY1), toFloat32(get("point.dY1")), `point.dY1 (${variant})`);
-      for (const t of [y0, y1, ...pc.tensors]) t.dispose();
+      for (const t of [y0, y1, ...pc.owned]) t.dispose();
     },
   });
 
@@ -96,7 +96,7 @@ for (const variant of ["thread", "workgroup"] as RowVariant[]) {
       const expected = Float64Array.from(queue);
       for (let i = 0; i < B; i++) expected.set(keys.subarray(i * D, (i + 1) * D), ((Q - 1 + i) % Q) * D);
       assertRel(after, expected, `queue after enqueue (${variant})`);
-      for (const t of [y0, y1, ...ic.tensors]) t.dispose();
+      for (const t of [y0, y1, ...ic.owned]) t.dispose();
     },
   });
 }
@@ -169,6 +169,6 @@ Deno.test({
       const fd = (up - down) / (2 * H);
       assert.ok(Math.abs(dy[i] - fd) <= 1e-4 * scaleMax + 1e-7, `d y1[${i}] ${dy[i]} vs ${fd} (seed ${seed})`);
     }
-    for (const t of [y0, y1, ...pc.tensors]) t.dispose();
+    for (const t of [y0, y1, ...pc.owned]) t.dispose();
   },
 });

@@ -64,7 +64,7 @@ for (const variant of ["thread", "workgroup"] as RowVariant[]) {
           const dy = await readF64(pc.dY1);
           assertClose(dy, ref.dY1, gradTol(ref.dY1, 2e-5), `d y1(A0) ${tag}`);
         }
-        for (const t of new Set([y0, y1, pc.dY1, ...pc.tensors])) t.dispose();
+        for (const t of new Set([y0, y1, pc.dY1, ...pc.owned])) t.dispose();
       },
     });
   }
@@ -86,7 +86,7 @@ Deno.test({
     await runOnce(g, [...pc.forward, ...pc.backward]);
     assert.deepEqual([...await readF64(pc.loss)], [0]);
     assert.ok((await readF64(pc.dY1)).every((v) => v === 0));
-    for (const t of [y0, y1, ...pc.tensors]) t.dispose();
+    for (const t of [y0, y1, ...pc.owned]) t.dispose();
   },
 });
 

@@ -55,7 +55,7 @@ for (const [B, h, w, D, regions, points] of [[2, 3, 4, 8, 3, 4], [4, 2, 2, 16, 4
       let scale = 0;
       for (const v of ref.dY1) scale = Math.max(scale, Math.abs(v));
       assertClose(await readF64(pc.dY1), ref.dY1, { rtol: 0, atol: 2e-5 * scale + 1e-7 }, `dY1 ${tag}`);
-      for (const t of [y0, y1, ...pc.tensors]) t.dispose();
+      for (const t of [y0, y1, ...pc.owned]) t.dispose();
     },
   });
 }

@@ -51,7 +51,7 @@ async function oneStep(
   const step = await PlrcStep.build(g, sc);
   // poison what a step must overwrite: gradients and the accumulation buffers
   step.online.flat().grads.fill(NaN);
-  for (const t of step.tensors) if (t.name.startsWith("mean ") || t.name.startsWith("keys of")) t.fill(NaN);
+  for (const t of step.owned) if (t.name.startsWith("mean ") || t.name.startsWith("keys of")) t.fill(NaN);
   step.upload(data, 3);
   await step.run(3, { lr: 0.05, ema: 0.9, teacherTemperature: 0.04 });
   await sync(g);
