@@ -20,7 +20,8 @@ export type MpiErrorKind =
   | "not-found" // no MPI library could be opened
   | "abi" // a library whose ABI this module does not know, or whose handles failed their check
   | "state" // called before init, after finalize, or init twice
-  | "call"; // an MPI function returned an error code
+  | "call" // an MPI function returned an error code
+  | "timeout"; // a nonblocking collective did not complete in time (another rank hung or died)
 
 /** A failed MPI operation; `kind` says which way, `mpiCode` is the MPI error code of a failed call. */
 export class MpiError extends Error {
@@ -166,6 +167,7 @@ function symbolsFor(h: "i32" | "pointer") {
     MPI_Test: { parameters: ["buffer", "buffer", "pointer"], result: "i32" },
     MPI_Wait: { parameters: ["buffer", "pointer"], result: "i32" },
     MPI_Allgather: { parameters: ["buffer", "i32", h, "buffer", "i32", h, h], result: "i32" },
+    MPI_Iallgather: { parameters: ["buffer", "i32", h, "buffer", "i32", h, h, "buffer"], result: "i32" },
     MPI_Bcast: { parameters: ["buffer", "i32", h, "i32", h], result: "i32" },
     MPI_Barrier: { parameters: [h], result: "i32" },
     MPI_Abort: { parameters: [h, "i32"], result: "i32" },
@@ -234,6 +236,9 @@ function openLibrary(named: string | undefined): { path: string; abi: Abi; versi
   );
 }
 
+/** Send buffers of nonblocking all-gathers, kept alive as long as their requests. */
+const sendKeep = new WeakMap<MpiRequest, unknown>();
+
 let channel: MessageChannel | null = null;
 const waiting: (() => void)[] = [];
 
@@ -256,14 +261,16 @@ function nextTask(): Promise<void> {
   return p;
 }
 
-/** A nonblocking all-reduce in flight; its buffer must not be touched until it completes. */
+/** A nonblocking collective in flight; its buffers must not be touched until it completes. */
 export class MpiRequest {
   #done = false;
   constructor(
     private readonly mpi: Mpi,
     private readonly req: Uint8Array,
     /** Kept referenced until completion: MPI writes into it. */
-    readonly data: Float32Array,
+    readonly data: Float32Array | Int32Array | Uint8Array,
+    /** What it is, for a timeout's message. */
+    readonly what = "a collective",
   ) {}
   /** Whether it has completed; each call lets MPI progress it. */
   test(): boolean {
@@ -278,12 +285,21 @@ export class MpiRequest {
    * Resolves when it completes, polling `MPI_Test` from the event loop so that other work (a GPU readback
    * being awaited) proceeds meanwhile. Each turn tests for up to `spinUs` microseconds, then yields one
    * event-loop turn (a message-channel task: nested `setTimeout(0)`s are clamped to 4 ms, which made a
-   * 4 KiB all-reduce take ~9 ms).
+   * 4 KiB all-reduce take ~9 ms). With `timeoutMs`, throws `MpiError("timeout")` once that long has passed
+   * without completion: another rank has hung or died, and the caller should abort the job.
    */
-  async done(spinUs = 50): Promise<void> {
+  async done(spinUs = 50, timeoutMs = Infinity): Promise<void> {
+    const start = performance.now();
     for (;;) {
       const t0 = performance.now();
       do if (this.test()) return; while ((performance.now() - t0) * 1e3 < spinUs);
+      if (performance.now() - start > timeoutMs) {
+        throw new MpiError(
+          "timeout",
+          `rank ${this.mpi.rank}: ${this.what} did not complete within ${(timeoutMs / 1000).toFixed(0)} s: ` +
+            `another rank has hung or died`,
+        );
+      }
       await nextTask();
     }
   }
@@ -422,7 +438,27 @@ export class Mpi {
       "MPI_Iallreduce",
       this.#f.MPI_Iallreduce(this.#inPlace, data, data.length, this.#h.FLOAT, this.#h.SUM, this.#h.COMM_WORLD, req),
     );
-    return new MpiRequest(this, req, data);
+    return new MpiRequest(this, req, data, `an all-reduce of ${data.length} floats`);
+  }
+
+  /**
+   * Starts {@link allgather} without waiting (`MPI_Iallgather`): the request's `data` is the concatenation,
+   * valid once it completes.
+   */
+  iallgather<T extends Float32Array | Int32Array | Uint8Array>(data: T): MpiRequest & { data: T } {
+    this.#live();
+    const C = data.constructor as { new (n: number): T };
+    const out = new C(data.length * this.size);
+    const type = data instanceof Float32Array ? this.#h.FLOAT : data instanceof Int32Array ? this.#h.INT : this.#h.BYTE;
+    const req = new Uint8Array(8);
+    this.#check(
+      "MPI_Iallgather",
+      this.#f.MPI_Iallgather(data, data.length, type, out, data.length, type, this.#h.COMM_WORLD, req),
+    );
+    // the send buffer must stay alive too: kept by the closure below
+    const r = new MpiRequest(this, req, out, `an all-gather of ${data.length} values`) as MpiRequest & { data: T };
+    sendKeep.set(r, data);
+    return r;
   }
 
   /** @internal `MPI_Test` of a request buffer. */

@@ -21,13 +21,22 @@
  * distillation centre, and the mean of their gradients makes one SGD step. Their keys are enqueued together
  * after the last, and the centre moves once, by the mean of the micro-batches' teacher means.
  *
+ * Data parallelism (`ranks`, {@link StepRanks}: R processes, one device each) runs the same step with its M
+ * micro-batches dealt out over the ranks: rank r runs micro-batches r·M/R … (r+1)·M/R − 1 of the global batch
+ * and the results meet where the single process would add them. With shuffle-BN the ranks all-gather the key
+ * views (the permutation is drawn from the seed and the step, identical everywhere), each runs its slots'
+ * key passes, and the key outputs are all-gathered before they are put back in image order. After the online
+ * passes one readback brings the partial sums (gradients, loss values, centre moves ÷ M) and this rank's
+ * keys to the host; they are all-reduced and all-gathered, uploaded, and every rank runs the same update.
+ * BN running statistics stay per rank.
+ *
  * @module
  */
 import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { readBuffer, type Tensor } from "../gpu/tensor.ts";
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
@@ -97,6 +106,33 @@ export interface StepSchedule {
 }
 
 /**
+ * The ranks that share a step's batch, and the collectives the step needs from them (src/dist/comm.ts gives
+ * them over MPI). Every rank calls the same collectives in the same order.
+ */
+export interface StepRanks {
+  /** This process's rank, 0 … size − 1. */
+  readonly rank: number;
+  /** Ranks in all. */
+  readonly size: number;
+  /** Sums `data` element-wise over the ranks, in place; resolves when every rank has the sums. */
+  allreduceSum(data: Float32Array): Promise<Float32Array>;
+  /** Every rank's `data` (all the same length) concatenated in rank order. */
+  allgather(data: Float32Array): Promise<Float32Array>;
+}
+
+/** Where a data-parallel step's wall time went, summed since the step was built (milliseconds). */
+export interface StepCommTimes {
+  /** Steps measured. */
+  steps: number;
+  /** From the submission before an exchange until its readback arrived (GPU work, then the copy to the host). */
+  gpuAndReadback: number;
+  /** In the collectives (all-reduce, all-gather), including the wait for the slowest rank. */
+  communication: number;
+  /** Bytes this rank sent into collectives. */
+  bytes: number;
+}
+
+/**
  * Names of the scalars read back per step, in ring order: the three losses, then the distillation's
  * collapse readings (bottleneck alignment, teacher entropy in nats; 0 without distillation).
  */
@@ -143,6 +179,7 @@ interface StepParts extends OwnsTensors {
   shuffleOrder: Tensor[];
   accumulation: Accumulation | null;
   keySlices: KeySlice[];
+  ranks: StepRanks | null;
 }
 
 /** The bound step. */
@@ -188,9 +225,16 @@ export class PlrcStep {
   readonly #keySlices: KeySlice[];
   #queuePtr = 0;
   readonly #shuffleOrder: Tensor[];
-  /** Accumulation only: the uploaded batch's micro-batches and its key views (in the key encoder's order). */
-  #micro: { batches: PlrcBatch[]; keyViews: [Float32Array, Float32Array] } | null = null;
+  /**
+   * Accumulation only: this process's micro-batches of the uploaded batch and its key views (in the key
+   * encoder's order), whose first part is micro-batch `keyFirst` of the global batch.
+   */
+  #micro: { batches: PlrcBatch[]; keyViews: [Float32Array, Float32Array]; keyFirst: number; stepIndex: number } | null =
+    null;
   readonly #accumulation: Accumulation | null;
+  readonly #ranks: StepRanks | null;
+  /** Data parallelism: where the step's time went (null on one device). */
+  readonly commTimes: StepCommTimes | null;
 
   private constructor(p: StepParts) {
     this.gpu = p.gpu, this.cfg = p.cfg, this.online = p.online, this.momentum = p.momentum;
@@ -198,6 +242,8 @@ export class PlrcStep {
     this.sgd = p.sgd, this.emaDispatch = p.emaDispatch, this.ring = p.ring;
     this.lossTensors = p.lossTensors, this.owned = p.owned, this.gradDispatches = p.gradDispatches;
     this.#shuffleOrder = p.shuffleOrder, this.#accumulation = p.accumulation, this.#keySlices = p.keySlices;
+    this.#ranks = p.ranks;
+    this.commTimes = p.ranks ? { steps: 0, gpuAndReadback: 0, communication: 0, bytes: 0 } : null;
     const { q, kA1, kB0, losses: { image, point, distill }, accumulation } = p;
     // the momentum encoder's pass; with accumulation it runs over the whole batch before the online passes
     this.keyPass = [...kA1.forward, ...kB0.forward];
@@ -222,11 +268,19 @@ export class PlrcStep {
     this.dispatches = [...(accumulation ? [...this.keyPass, ...p.unshuffle] : []), ...this.pass, ...this.update];
   }
 
-  /** Binds every kernel of the step for `cfg`. */
-  static async build(gpu: Gpu, cfg: StepConfig): Promise<PlrcStep> {
-    const m = cfg.accumulate ?? 1, R = cfg.resolution;
-    if (!Number.isInteger(m) || m < 1 || cfg.batch % m) {
-      throw new Error(`batch ${cfg.batch} does not split into ${m} equal micro-batches`);
+  /**
+   * Binds every kernel of the step for `cfg`. With `ranks` (more than one) this process runs its share of the
+   * global batch `cfg.batch`: `cfg.accumulate` micro-batches of `cfg.batch / (ranks · accumulate)` images.
+   */
+  static async build(gpu: Gpu, cfg: StepConfig, ranks: StepRanks | null = null): Promise<PlrcStep> {
+    if (ranks && ranks.size <= 1) ranks = null;
+    const perRank = cfg.accumulate ?? 1, R = cfg.resolution;
+    const m = perRank * (ranks?.size ?? 1); // micro-batches of the global batch
+    if (!Number.isInteger(perRank) || perRank < 1 || cfg.batch % m) {
+      throw new Error(
+        `batch ${cfg.batch} does not split into ${m} equal micro-batches` +
+          (ranks ? ` (${ranks.size} ranks × ${perRank} micro-batches each)` : ""),
+      );
     }
     const B = cfg.batch / m; // images bound per pass: the whole batch, or one micro-batch
     const groups = Math.max(1, Math.floor(B / cfg.bnGroupSize));
@@ -393,6 +447,7 @@ export class PlrcStep {
       shuffleOrder: order,
       accumulation,
       keySlices,
+      ranks,
       owned: arena.owned,
     });
   }
@@ -402,11 +457,28 @@ export class PlrcStep {
    * drawn from the seed and `stepIndex` (so resume stays exact).
    */
   upload(b: PlrcBatch, stepIndex = 0): void {
-    if (b.n !== this.cfg.batch) throw new Error(`step: a batch of ${b.n} images, bound for ${this.cfg.batch}`);
-    const keyViews = this.#keyViews(b, stepIndex);
+    const ranks = this.#ranks;
+    if (b.n !== this.localBatch) {
+      throw new Error(
+        `step: a batch of ${b.n} images, bound for ${this.localBatch}` +
+          (ranks ? ` on each of ${ranks.size} ranks` : ""),
+      );
+    }
+    if (ranks) {
+      // the key views are prepared in run(): with shuffle-BN they are all-gathered first
+      const own = this.#accumulation!.parts / ranks.size;
+      this.#micro = {
+        batches: splitBatch(b, own),
+        keyViews: [b.viewA1, b.viewB0],
+        keyFirst: ranks.rank * own,
+        stepIndex,
+      };
+      return;
+    }
+    const keyViews = this.#keyViews(b.n, [b.viewA1, b.viewB0], stepIndex);
     if (this.#accumulation) {
       // the passes' images go up one by one in run(), each before its own submission
-      this.#micro = { batches: splitBatch(b, this.#accumulation.parts), keyViews };
+      this.#micro = { batches: splitBatch(b, this.#accumulation.parts), keyViews, keyFirst: 0, stepIndex };
       return;
     }
     this.kA1.input.upload(keyViews[0]);
@@ -418,11 +490,11 @@ export class PlrcStep {
    * The A1 and B0 views in the order the key encoder sees them: with shuffle-BN, a random image order per
    * view, drawn from the seed and the step (its inverse goes up for the gathers); else as they are.
    */
-  #keyViews(b: PlrcBatch, stepIndex: number): [Float32Array, Float32Array] {
-    if (!this.#shuffleOrder.length) return [b.viewA1, b.viewB0];
-    const B = b.n, per = b.viewA1.length / B;
+  #keyViews(B: number, views: [Float32Array, Float32Array], stepIndex: number): [Float32Array, Float32Array] {
+    if (!this.#shuffleOrder.length) return views;
+    const per = views[0].length / B;
     const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex);
-    return [b.viewA1, b.viewB0].map((view, k) => {
+    return views.map((view, k) => {
       const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
       const shuffled = new Float32Array(view.length);
       perm.forEach((img, j) => shuffled.set(view.subarray(img * per, (img + 1) * per), j * per));
@@ -470,14 +542,26 @@ export class PlrcStep {
     // kept: every pass re-uploads its micro-batch, so running again repeats the step's data (as bench does)
     const micro = this.#micro;
     if (!micro) throw new Error("step: run() before upload()");
+    const ranks = this.#ranks;
+    const own = acc.parts / (ranks?.size ?? 1), first = (ranks?.rank ?? 0) * own;
+    let keyViews = micro.keyViews, keyFirst = micro.keyFirst;
+    if (ranks && this.#shuffleOrder.length) {
+      // shuffle-BN across ranks: every rank gets the whole batch's key views and draws the same permutation
+      const t = performance.now();
+      const all = [await ranks.allgather(keyViews[0]), await ranks.allgather(keyViews[1])] as const;
+      this.#count(t, 0, keyViews[0].byteLength * 2);
+      keyViews = this.#keyViews(this.cfg.batch, [all[0], all[1]], micro.stepIndex);
+      keyFirst = 0;
+    }
     // one submission per micro-batch: its upload is queued after the previous submission, so no wait
     let rec = new Recorder(this.gpu, profiler);
     const old = await this.ring.begin(rec);
     acc.begin(rec);
-    // the momentum encoder over the whole batch, a micro-batch of (shuffled) images at a time
+    // the momentum encoder over this process's micro-batches (their slots of the shuffled batch with shuffle-BN)
     const inputs = [this.kA1.input, this.kB0.input];
-    for (let j = 0; j < acc.parts; j++) {
-      inputs.forEach((t, k) => t.upload(micro.keyViews[k].subarray(j * t.numel, (j + 1) * t.numel)));
+    for (let j = first; j < first + own; j++) {
+      const at = j - keyFirst;
+      inputs.forEach((t, k) => t.upload(keyViews[k].subarray(at * t.numel, (at + 1) * t.numel)));
       rec.runAll(this.keyPass);
       for (const s of this.#keySlices) {
         rec.copy(
@@ -491,11 +575,19 @@ export class PlrcStep {
       rec.submit();
       rec = new Recorder(this.gpu, profiler);
     }
+    if (ranks && this.#shuffleOrder.length) {
+      // every slot's key outputs on every rank, so that each can put its own images' back in order
+      await this.#exchange(
+        this.#keySlices.map((s) => ({ tensor: s.whole, part: s.output.byteLength, op: "gather" as const })),
+        first,
+        own,
+      );
+    }
     rec.runAll(this.unshuffle);
     // then the online passes, each with its micro-batch's slice of the key outputs
-    for (let i = 0; i < acc.parts; i++) {
-      if (i > 0) rec = new Recorder(this.gpu, profiler);
-      this.#uploadOnline(micro.batches[i]);
+    for (let i = first; i < first + own; i++) {
+      if (i > first) rec = new Recorder(this.gpu, profiler);
+      this.#uploadOnline(micro.batches[i - first]);
       for (const s of this.#keySlices) {
         rec.copy(
           s.ordered.buffer,
@@ -506,11 +598,31 @@ export class PlrcStep {
         );
       }
       rec.runAll(this.pass);
-      acc.collect(rec, i);
-      if (this.losses.distill) acc.moveCenter(rec, i, this.losses.distill.centerUpdate);
-      if (i < acc.parts - 1) rec.submit();
+      acc.collect(rec, i, i === first);
+      if (this.losses.distill) acc.moveCenter(rec, i === first, this.losses.distill.centerUpdate);
+      if (i < first + own - 1) rec.submit();
     }
-    acc.end(rec);
+    if (ranks) {
+      // this rank's partial sums (÷ M) become the whole step's, and its keys join the others'
+      rec.submit();
+      const f = this.online.flat();
+      await this.#exchange(
+        [
+          { tensor: acc.gradSum, op: "sum", to: f.grads },
+          ...acc.losses.map((t) => ({ tensor: t, op: "sum" as const })),
+          ...(acc.centerSum && this.losses.distill
+            ? [{ tensor: acc.centerSum, op: "sum" as const, to: this.losses.distill.center }]
+            : []),
+          { tensor: acc.stepKeys, part: this.losses.image.keys.byteLength, op: "gather" as const },
+        ],
+        first,
+        own,
+      );
+      this.commTimes!.steps++;
+      rec = new Recorder(this.gpu, profiler);
+    } else {
+      acc.end(rec);
+    }
     rec.runAll(this.update);
     this.ring.end(rec, step);
     rec.submit();
@@ -518,17 +630,60 @@ export class PlrcStep {
     return old;
   }
 
+  #count(t0: number, gpuMs: number, bytes: number): void {
+    const c = this.commTimes!;
+    c.gpuAndReadback += gpuMs;
+    c.communication += performance.now() - t0 - gpuMs;
+    c.bytes += bytes;
+  }
+
+  /**
+   * Data parallelism: reads the tensors back (after the work submitted so far), combines them over the ranks
+   * and uploads the results: "sum" all-reduces the whole tensor (into `to`, or in place); "gather" all-gathers
+   * this rank's parts `first … first + own − 1` (each `part` bytes) so that every rank holds all parts.
+   * The readbacks of all tensors are started together: one wait for the GPU.
+   */
+  async #exchange(
+    items: { tensor: Tensor; op: "sum" | "gather"; part?: number; to?: Tensor }[],
+    first: number,
+    own: number,
+  ): Promise<void> {
+    const ranks = this.#ranks!;
+    const t0 = performance.now();
+    const host = await Promise.all(items.map((x) => {
+      const range = x.op === "gather"
+        ? { offset: x.tensor.byteOffset + first * x.part!, bytes: own * x.part! }
+        : { offset: x.tensor.byteOffset, bytes: x.tensor.byteLength };
+      return readBuffer(this.gpu, x.tensor.buffer, range.bytes, range.offset);
+    }));
+    const t1 = performance.now();
+    let bytes = 0;
+    for (let k = 0; k < items.length; k++) {
+      const x = items[k], data = new Float32Array(host[k]);
+      bytes += data.byteLength;
+      if (x.op === "sum") (x.to ?? x.tensor).upload(await ranks.allreduceSum(data));
+      else x.tensor.upload(await ranks.allgather(data));
+    }
+    this.#count(t0, t1 - t0, bytes);
+  }
+
   /** The step's loss values as the metrics ring reads them (the micro-batches' mean with accumulation). */
   get lossValues(): Tensor[] {
     return this.#accumulation?.losses ?? this.lossTensors;
+  }
+
+  /** Images this process uploads per step: the global batch, or its share of it on one rank of many. */
+  get localBatch(): number {
+    return this.cfg.batch / (this.#ranks?.size ?? 1);
   }
 
   /** Dispatches recorded in one step (a profiler's capacity). */
   get dispatchesPerStep(): number {
     const a = this.#accumulation;
     const centre = this.losses.distill?.centerUpdate.length ?? 0;
+    const parts = a ? a.parts / (this.#ranks?.size ?? 1) : 1;
     return a
-      ? a.parts * (this.keyPass.length + this.pass.length + a.perPass + centre) + this.unshuffle.length +
+      ? parts * (this.keyPass.length + this.pass.length + a.perPass + centre) + this.unshuffle.length +
         this.update.length
       : this.dispatches.length;
   }
@@ -562,12 +717,18 @@ interface Accumulation extends OwnsTensors {
   perPass: number;
   /** The mean loss values (what the metrics ring reads). */
   losses: Tensor[];
+  /** The mean gradient (a partial sum on one rank of many). */
+  gradSum: Tensor;
+  /** The mean of the micro-batches' moved centres (null without distillation). */
+  centerSum: Tensor | null;
+  /** Every micro-batch's keys, in micro-batch order. */
+  stepKeys: Tensor;
   /** Before the first micro-batch: keep the centre the losses must all see. */
   begin(rec: Recorder): void;
-  /** After micro-batch `i`'s pass: add its gradients and losses (÷ parts), keep its keys. */
-  collect(rec: Recorder, i: number): void;
-  /** After micro-batch `i`'s pass: its centre update, added (÷ parts), then the kept centre put back. */
-  moveCenter(rec: Recorder, i: number, centerUpdate: Dispatch[]): void;
+  /** After micro-batch `i`'s pass: add its gradients and losses (÷ parts; `first`: start the sums), keep its keys. */
+  collect(rec: Recorder, i: number, first: boolean): void;
+  /** After a pass: its centre update, added (÷ parts; `first`: start the sum), then the kept centre put back. */
+  moveCenter(rec: Recorder, first: boolean, centerUpdate: Dispatch[]): void;
   /** After the last: the mean gradient where the optimizer reads it, the mean centre in place. */
   end(rec: Recorder): void;
 }
@@ -597,12 +758,15 @@ async function buildAccumulation(
     parts,
     perPass: 1 + l.length + (c ? 1 + 1 : 0),
     losses: l.map((x) => x.y),
+    gradSum: g.y,
+    centerSum: c?.y ?? null,
+    stepKeys,
     owned: arena.owned,
     begin(rec) {
       if (center && kept) rec.copyTensor(center, kept);
     },
-    collect(rec, i) {
-      for (const x of [g, ...l]) rec.run(i ? x.next : x.first);
+    collect(rec, i, first) {
+      for (const x of [g, ...l]) rec.run(first ? x.first : x.next);
       rec.copy(
         keys.buffer,
         keys.byteOffset,
@@ -611,10 +775,10 @@ async function buildAccumulation(
         keys.byteLength,
       );
     },
-    moveCenter(rec, i, centerUpdate) {
+    moveCenter(rec, first, centerUpdate) {
       if (!c || !center || !kept) return;
       rec.runAll(centerUpdate);
-      rec.run(i ? c.next : c.first);
+      rec.run(first ? c.first : c.next);
       rec.copyTensor(kept, center);
     },
     end(rec) {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { freshSeed } from "../util.ts";
 import { detectLaunch, Mpi, MpiError } from "../../src/dist/mpi.ts";
+import { MPICH_RUN, mpirun as launch, NO_LAUNCHER, OMPI_RUN, type Run, WHY } from "./launch.ts";
 
 /** A fresh seed per run (PLRC_TEST_SEED fixes it), printed so that a failure can be rerun. */
 function seed(): number {
@@ -17,49 +18,10 @@ function seed(): number {
 
 const WORKER = new URL("./mpi_worker.ts", import.meta.url).pathname;
 
-function onPath(name: string): string | null {
-  if (name.includes("/")) return exists(name) ? name : null;
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir && exists(`${dir}/${name}`)) return `${dir}/${name}`;
-  }
-  return null;
-}
-function exists(p: string): boolean {
-  try {
-    return Deno.statSync(p).isFile;
-  } catch {
-    return false;
-  }
-}
+if (NO_LAUNCHER) console.warn(`MPI tests${WHY}`);
 
-const MPICH_RUN = Deno.env.get("PLRC_MPIRUN") || onPath("mpiexec.mpich") || onPath("mpirun");
-const OMPI_RUN = onPath("mpirun.openmpi");
-const noLauncher = MPICH_RUN === null;
-/** Appended to the name of a test that is ignored, so that the report says why. */
-const WHY = noLauncher ? " [ignored: no mpirun on PATH; apt-get install mpich libmpich-dev]" : "";
-if (noLauncher) console.warn(`MPI tests${WHY}`);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function mpirun(launcher: string, args: string[], ompi = false): Promise<Run> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  const pre = ompi ? ["--oversubscribe"] : [];
-  // Open MPI refuses root unless told; CI containers run as root
-  if (ompi) Object.assign(env, { OMPI_ALLOW_RUN_AS_ROOT: "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1" });
-  const cmd = new Deno.Command("timeout", {
-    args: ["120", launcher, ...pre, "-n", "2", Deno.execPath(), "run", "-A", WORKER, ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const out = await cmd.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const mpirun = (launcher: string, args: string[], ompi = false) =>
+  launch(launcher, [WORKER, ...args], { ompi, timeoutS: 120 });
 
 function checkRun(r: Run, abi: string) {
   assert.deepEqual(r.code, 0, `mpirun failed:\n${r.stdout}\n${r.stderr}`);
@@ -75,7 +37,7 @@ function checkRun(r: Run, abi: string) {
 
 Deno.test({
   name: "mpi (MPICH launcher): 2 ranks, all-reduce sums exact, nonblocking all-reduce, all-gather order, bcast" + WHY,
-  ignore: noLauncher,
+  ignore: NO_LAUNCHER,
   async fn() {
     checkRun(await mpirun(MPICH_RUN!, ["check", String(seed())]), "mpich");
   },
@@ -83,7 +45,7 @@ Deno.test({
 
 Deno.test({
   name: "mpi (MPICH launcher): a rank that aborts ends the job with its code and MPI's message" + WHY,
-  ignore: noLauncher,
+  ignore: NO_LAUNCHER,
   async fn() {
     const r = await mpirun(MPICH_RUN!, ["abort"]);
     assert.deepEqual(r.code, 7, r.stderr);
@@ -94,7 +56,7 @@ Deno.test({
 
 Deno.test({
   name: "mpi (MPICH launcher): a rank that exits without finalising ends the job non-zero" + WHY,
-  ignore: noLauncher,
+  ignore: NO_LAUNCHER,
   async fn() {
     const r = await mpirun(MPICH_RUN!, ["exit"]);
     assert.ok(r.code !== 0 && r.code !== 124, `exit code ${r.code}: ${r.stderr}`);

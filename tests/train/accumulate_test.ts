@@ -4,83 +4,22 @@
  * values, centre moves and updated parameters, and both sets of keys in the queue.
  */
 import assert from "node:assert/strict";
-import { sync } from "../../src/gpu/recorder.ts";
-import { makeBatch, splitBatch } from "../../src/data/batch.ts";
-import { dataConfigOf, deriveConfig, resolveConfig } from "../../src/train/config/mod.ts";
-import { stepConfigOf } from "../../src/train/plan.ts";
-import { scenesSource } from "../../src/data/sources.ts";
-import { PlrcStep } from "../../src/train/step.ts";
-import { assertClose, gpu, GPU_TEST, maxRelErr, TINY_MODEL } from "../util.ts";
+import { splitBatch } from "../../src/data/batch.ts";
+import { assertClose, GPU_TEST, maxRelErr } from "../util.ts";
+import { type After, eightImages as eight, oneStep as step } from "./one_step.ts";
 
 const SEED = Number(Deno.env.get("PLRC_TEST_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 
-interface After {
-  grads: Float64Array;
-  params: Float64Array;
-  momentum: Float64Array;
-  losses: number[];
-  queue: Float64Array;
-  center: Float64Array;
-}
-
-const f64 = async (t: { read(): Promise<ArrayLike<number>> }) => Float64Array.from(await t.read());
-
-async function oneStep(
+const oneStep = (
   batch: number,
   accumulate: number,
-  data: ReturnType<typeof makeBatch>,
+  data: Awaited<ReturnType<typeof eight>>,
   shuffleBn = false,
   method = "plrc",
-): Promise<After> {
-  const g = await gpu();
-  const cfg = resolveConfig({
-    sets: [
-      ...TINY_MODEL,
-      "data.resolution=32",
-      "loss.image.queue=16",
-      `train.batchSize=${batch}`,
-      `train.accumulate=${accumulate}`,
-      "model.bnGroup=4",
-      `model.shuffleBn=${shuffleBn}`,
-      `method=${method}`,
-      `seed=${SEED % 1000}`,
-    ],
-  });
-  const d = deriveConfig(cfg, { datasetSize: 16 });
-  const sc = stepConfigOf(cfg, d);
-  const step = await PlrcStep.build(g, sc);
-  // poison what a step must overwrite: gradients and the accumulation buffers
-  step.online.flat().grads.fill(NaN);
-  for (const t of step.owned) if (t.name.startsWith("mean ") || t.name.startsWith("keys of")) t.fill(NaN);
-  step.upload(data, 3);
-  await step.run(3, { lr: 0.05, ema: 0.9, teacherTemperature: 0.04 });
-  await sync(g);
-  // the trainable entries only (the flat buffers pad entries to alignment; nothing reads the padding)
-  const entries = [...step.online.entries.values()].filter((e) =>
-    e.spec.kind !== "running_mean" && e.spec.kind !== "running_var"
-  );
-  const live = (x: Float64Array) =>
-    Float64Array.from(entries.flatMap((e) => [...x.subarray(e.offset, e.offset + e.numel)]));
-  const out: After = {
-    grads: live(await f64(step.online.flat().grads)),
-    params: live(await f64(step.online.flat().params)),
-    momentum: live(await f64(step.momentum.flat().params)),
-    losses: await Promise.all(step.lossValues.map(async (t) => (await t.read())[0])),
-    queue: await f64(step.losses.image.queue),
-    center: step.losses.distill ? await f64(step.losses.distill.center) : new Float64Array(),
-  };
-  step.dispose();
-  return out;
-}
+): Promise<After> => step({ batch, accumulate, shuffleBn, method, seed: SEED }, data);
+const eightImages = () => eight(SEED);
 
 const mean = (a: Float64Array, b: Float64Array) => a.map((x, i) => (x + b[i]) / 2);
-
-/** One batch of 8 scenes at 32 px, made with the tests' configuration seed. */
-async function eightImages(): Promise<ReturnType<typeof makeBatch>> {
-  const src = scenesSource({ count: 16, size: 48, classes: 6, seed: 5 });
-  const items = await Promise.all([...Array(8).keys()].map(async (i) => ({ ...(await src.get(i)), key: i })));
-  return makeBatch(items, dataConfigOf(resolveConfig({ sets: ["data.resolution=32", `seed=${SEED % 1000}`] })));
-}
 
 Deno.test({
   name: "accumulate: 2 micro-batches of 4 equal two 4-image steps (gradients, losses, parameters, queue, centre)",
