@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Mpi, MpiError } from "./mpi.ts";
+import { type Mpi, MpiError } from "./mpi.ts";
 
 /** Options of {@link MpiRanks}. */
 export interface RanksOptions {
