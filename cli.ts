@@ -15,7 +15,7 @@ import { compareCommand } from "./src/cli/compare.ts";
 import { type Command, EXIT, UsageError } from "./src/cli/usage.ts";
 import { closest } from "./src/util/text.ts";
 import { LimitError, NoAdapterError, OutOfMemoryError } from "./src/gpu/device.ts";
-import { MpiError } from "./src/dist/mpi.ts";
+import { Mpi, MpiError } from "./src/dist/mpi.ts";
 import { VERSION } from "./src/version.ts";
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
@@ -48,6 +48,22 @@ export async function main(args: string[]): Promise<number> {
   }
   if (name === "--version" || name === "-V") return console.log(VERSION), EXIT.ok;
   const cmd = COMMANDS[name];
+  const code = await runCommand(name, cmd, rest);
+  // a data-parallel job: leave MPI cleanly, or end every rank when this one failed (the others would wait)
+  const mpi = Mpi.current;
+  if (mpi && mpi.size > 1 && code !== EXIT.ok && code !== 130 && code !== 143) {
+    console.error(`plrc ${name}: rank ${mpi.rank} of ${mpi.size} failed (exit ${code}): ending the MPI job`);
+    mpi.abort(code);
+  }
+  mpi?.finalize();
+  return code;
+}
+
+async function runCommand(
+  name: string,
+  cmd: { run: Command } | undefined,
+  rest: string[],
+): Promise<number> {
   try {
     if (!cmd) {
       const near = closest(name, Object.keys(COMMANDS), 2);
@@ -73,6 +89,9 @@ export async function main(args: string[]): Promise<number> {
     if (e instanceof MpiError) {
       // no MPI library, no FFI permission, or a failed collective: the message says which and what to do
       console.error(`plrc ${name}: MPI: ${e.message}`);
+      if (e.kind === "timeout") {
+        console.error(`plrc ${name}: if a step can legitimately take longer, raise --set distributed.timeout=SECONDS`);
+      }
       return EXIT.failure;
     }
     if (e instanceof NoAdapterError) {

@@ -27,9 +27,13 @@ import { readTorchvisionBackbone } from "../export/import.ts";
 import { knnMonitor } from "../eval/monitor.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { parseOptions, UsageError } from "./usage.ts";
+import { detectLaunch, Mpi } from "../dist/mpi.ts";
+import { MpiRanks } from "../dist/comm.ts";
+import { listPciGpus, localRankFromEnv, planRankDevice, type RankDevice } from "../dist/device_select.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
               [--resume PATH | --auto-resume | --force] [--set key=value ...] [--log-format text|json]
+              [--distributed mpi|none]
 
 Pre-trains a detection backbone with Point-Level Region Contrast on the images in DIR (default: the
 built-in procedural scenes, with the cpu-tiny preset: 128 steps, 30 s to 2.5 min on a 2-core CPU machine).
@@ -47,6 +51,9 @@ built-in procedural scenes, with the cpu-tiny preset: 128 steps, 30 s to 2.5 min
   --log-format F  text (default) or json: one JSON object per log line on stdout, {"time", "level"
                   (info|warning|error), "message"}, and for a step line "record" (its metrics.jsonl
                   record); no progress bar. train.log stays text
+  --distributed B mpi: data-parallel over the ranks of an MPI job, one process per GPU, e.g.
+                  mpirun -n 4 plrc pretrain --distributed mpi --out runs/a (docs/distributed.md);
+                  the same as --set distributed.backend=B
   -h, --help      this text
 
 The run directory gets config.yaml (the resolved configuration), metrics.jsonl, train.log and
@@ -76,6 +83,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     set: { type: "string", multiple: true },
     profile: { type: "boolean" },
     "log-format": { type: "string" },
+    distributed: { type: "string" },
     help: { type: "boolean", short: "h" },
   }, PRETRAIN_HELP);
   if (values.help) return console.log(PRETRAIN_HELP), 0;
@@ -117,7 +125,12 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       file: file ?? undefined,
       fileName: values.config ?? saved?.name,
       sets: values.set ?? [],
-      overrides: values.data ? [{ path: "data.source", value: values.data, origin: "--data" }] : [],
+      overrides: [
+        ...(values.data ? [{ path: "data.source" as const, value: values.data, origin: "--data" }] : []),
+        ...(values.distributed !== undefined
+          ? [{ path: "distributed.backend" as const, value: values.distributed, origin: "--distributed" }]
+          : []),
+      ],
     });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof UsageError) throw new UsageError(e.message, PRETRAIN_HELP);
@@ -134,32 +147,58 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const resumeRun = values.resume && basename(dirname(values.resume)) === "checkpoints"
     ? dirname(dirname(values.resume))
     : null;
+  // data parallelism: this process joins the MPI job (cli.ts finalises it, or aborts it on an error)
+  const dist = joinRanks(cfg);
+  const ranks = dist?.ranks ?? null, lead = !ranks || ranks.rank === 0;
+  if (ranks && !values.out && !resumeRun) {
+    throw new UsageError("--distributed mpi needs --out DIR: every rank writes into the same run directory");
+  }
   const outDir = values.out ?? resumeRun ?? join("runs", timestamp());
+  // rank 0 alone prepares the run directory; the others wait for it
   const holdsRun = (await exists(join(outDir, "metrics.jsonl"))) || (await exists(join(outDir, "checkpoints")));
-  if (holdsRun && !resume && !values["auto-resume"] && !values.force) {
+  await ranks?.barrier();
+  if (!lead) {
+    // nothing to check or prepare here
+  } else if (holdsRun && !resume && !values["auto-resume"] && !values.force) {
     throw new UsageError(
       `${outDir} holds a run: continue it with --auto-resume, start it again with --force (its checkpoints and ` +
         "metrics are deleted), or choose another --out",
       PRETRAIN_HELP,
     );
-  }
-  if (holdsRun && !resume && !values["auto-resume"] && values.force) {
+  } else if (holdsRun && !resume && !values["auto-resume"] && values.force) {
     for (const f of ["metrics.jsonl", "monitor.jsonl", "checkpoints"]) {
       await Deno.remove(join(outDir, f), { recursive: true }).catch(() => {});
     }
   }
   const newDir = !(await exists(outDir));
-  await Deno.mkdir(outDir, { recursive: true });
-  const logFile = await Deno.open(join(outDir, "train.log"), { append: true, create: true });
+  if (lead) await Deno.mkdir(outDir, { recursive: true });
+  await ranks?.barrier();
+  const logFile = lead ? await Deno.open(join(outDir, "train.log"), { append: true, create: true }) : null;
   const enc = new TextEncoder();
-  const fileLog = (line: string) => logFile.writeSync(enc.encode(line + "\n"));
+  const fileLog = (line: string) => logFile?.writeSync(enc.encode(line + "\n"));
   const log = (line: string, record?: object) => {
+    if (!lead) {
+      // the other ranks print only errors (rank 0 logs the same warnings), marked with their rank
+      if (/^\s*error:/.test(line)) console.error(`rank ${ranks!.rank}: ${line}`);
+      return;
+    }
     console.log(logFormat === "json" ? jsonLogLine(line, record) : line);
     fileLog(line);
   };
 
   try {
     log(`plrc ${VERSION} pretrain: preset ${cfg.preset}, method ${cfg.method}, run directory ${outDir}`);
+    if (ranks) {
+      const m = cfg.train.accumulate, b = cfg.train.batchSize / ranks.size;
+      log(
+        `distributed: ${ranks.size} MPI ranks (${ranks.mpi.library.version}); each runs ${b} of the ` +
+          `${cfg.train.batchSize} images of a step${m > 1 ? ` as ${m} micro-batches` : ""}; rank 0: ${
+            dist!.device.note
+          }`,
+      );
+    } else if (cfg.distributed.backend === "mpi") {
+      log("distributed: mpi, but this process was not launched as one of several MPI ranks: it trains alone");
+    }
     if (values["auto-resume"]) {
       log(resume ? `auto-resume: found ${resume}` : "auto-resume: no checkpoint yet, starting fresh");
     }
@@ -199,6 +238,12 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     }) ?? undefined;
     const gpu = await getGpu();
     log(`adapter: ${gpu.summary.description}, backend ${gpu.summary.backend}, class ${gpu.summary.adapterClass}`);
+    if (dist?.device.shared && gpu.summary.adapterClass === "gpu" && !cfg.distributed.shareDevice) {
+      throw new UsageError(
+        `rank ${ranks!.rank}: ${dist.device.note}: ranks sharing one GPU only slow each other down; start one ` +
+          "rank per GPU, or allow it with --set distributed.shareDevice=true",
+      );
+    }
     const checks = await selfCheck(gpu);
     const bad = checks.filter((r) => !r.ok);
     if (bad.length) {
@@ -223,7 +268,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       ).catch(async (e) => {
         // nothing to train on is the user's data, not a crash: exit 2, and no empty run directory left behind
         if (!(e instanceof NoUsableImagesError)) throw e;
-        if (newDir) await Deno.remove(outDir, { recursive: true }).catch(() => {});
+        if (newDir && lead) await Deno.remove(outDir, { recursive: true }).catch(() => {});
         throw new UsageError(e.message, PRETRAIN_HELP);
       });
       log(fs.report);
@@ -244,7 +289,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       );
     }
     const configText = configToYaml(cfg);
-    await Deno.writeTextFile(join(outDir, "config.yaml"), configText);
+    if (lead) await Deno.writeTextFile(join(outDir, "config.yaml"), configText);
     log(
       `data: ${source.description}; ${d.totalSteps} steps of batch ${cfg.train.batchSize}${
         cfg.train.accumulate > 1
@@ -263,6 +308,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       init,
       monitor,
       progressBar: logFormat === "text",
+      ranks: ranks ?? undefined,
     });
     // a picture of the first sample, so a user can see at a glance that crops, masks and points line up
     plan.firstBatch = (batch) =>
@@ -313,8 +359,30 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     log(`export the backbone: plrc export --ckpt ${result.checkpoint} --format torchvision --out backbone.safetensors`);
     return 0;
   } finally {
-    logFile.close();
+    logFile?.close();
   }
+}
+
+/** This process's place in a data-parallel job, and how its GPU was chosen. */
+interface Joined {
+  ranks: MpiRanks;
+  device: RankDevice;
+}
+
+/**
+ * Joins the MPI job when `distributed.backend` is mpi and a launcher started several ranks (null otherwise:
+ * one process trains as without MPI). Each rank's GPU is chosen before the first adapter request.
+ */
+function joinRanks(cfg: PlrcConfig): Joined | null {
+  if (cfg.distributed.backend !== "mpi") return null;
+  const launch = detectLaunch();
+  if (!launch || launch.size <= 1) return null;
+  const env = Deno.env.toObject();
+  const local = localRankFromEnv(env) ?? { rank: launch.localRank ?? 0, size: launch.localSize ?? 1 };
+  const device = planRankDevice(local.rank, local.size, listPciGpus(), env);
+  for (const [k, v] of Object.entries(device.env)) Deno.env.set(k, v);
+  const mpi = Mpi.current ?? Mpi.init();
+  return { ranks: new MpiRanks(mpi, { timeoutMs: cfg.distributed.timeout * 1000 }), device };
 }
 
 async function exists(path: string): Promise<boolean> {

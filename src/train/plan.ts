@@ -6,7 +6,7 @@
 import { configToYaml, dataConfigOf, deriveConfig, type PlrcConfig, resnetConfigOf, schedules } from "./config/mod.ts";
 import type { StepConfig } from "./step.ts";
 import type { ImageSource } from "../data/sources.ts";
-import type { Monitor, TrainPlan } from "./trainer.ts";
+import type { Monitor, TrainPlan, TrainRanks } from "./trainer.ts";
 
 /** The step's binding parameters from a resolved configuration. */
 export function stepConfigOf(cfg: PlrcConfig, d: ReturnType<typeof deriveConfig>): StepConfig {
@@ -74,6 +74,8 @@ export interface PlanOptions {
   init?: Map<string, Float32Array>;
   /** Runs every `monitor.every` steps on the online store. */
   monitor?: Monitor;
+  /** Data parallelism: the ranks sharing each batch. */
+  ranks?: TrainRanks;
 }
 
 /** The whole training plan for `cfg` on `source`, writing into `outDir`. */
@@ -106,5 +108,6 @@ export function makePlan(
     profile: o.profile,
     init: o.init,
     monitor: o.monitor,
+    ranks: o.ranks,
   };
 }

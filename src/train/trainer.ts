@@ -4,6 +4,11 @@
  * the next batch is built while it runs), schedules, lagged metrics,
  * NaN/Inf stop, periodic and final checkpoints written atomically, SIGINT/SIGTERM handling, exact resume.
  *
+ * Data-parallel (`plan.ranks`): every rank runs this loop on its shard of each global batch
+ * (src/dist/shard.ts) and the step combines the ranks' work; rank 0 alone writes metrics, checkpoints and
+ * pictures and logs (the others print only errors), every rank resumes from the same checkpoint, and a stop (signal, NaN) seen by one rank
+ * stops them all after the same step.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -21,6 +26,14 @@ import { dropLastSteps, type Schedules } from "./config/derive.ts";
 import { PlrcStep, STEP_SCALARS, type StepConfig } from "./step.ts";
 import type { StepScalars } from "./metrics_ring.ts";
 import type { ImageSource } from "../data/sources.ts";
+import { shardStep } from "../dist/shard.ts";
+import type { StepRanks } from "./step.ts";
+
+/** The ranks of a data-parallel run as the loop needs them: the step's collectives and a vote. */
+export interface TrainRanks extends StepRanks {
+  /** Whether any rank says yes (a signal seen by one rank stops them all after the same step). */
+  any(flag: boolean): Promise<boolean>;
+}
 
 /**
  * What the trainer runs every `every` steps and after the last on the online store: a few named numbers for
@@ -83,6 +96,11 @@ export interface TrainPlan {
   progressBar?: boolean;
   /** Time every kernel of one step (the third of this run) with timestamp queries and log the breakdown. */
   profile?: boolean;
+  /**
+   * Data parallelism: the ranks sharing each batch of `step.batch` images (this process runs its shard).
+   * Rank 0 writes the run's files; the others write nothing and print only errors.
+   */
+  ranks?: TrainRanks;
 }
 
 /** What a finished (or stopped) run reports. */
@@ -193,12 +211,27 @@ export async function train(
   log: LogSink,
   fileLog: LogSink = log,
 ): Promise<TrainResult> {
+  const ranks = plan.ranks && plan.ranks.size > 1 ? plan.ranks : null;
+  const lead = !ranks || ranks.rank === 0;
+  if (!lead) {
+    // the other ranks print only errors (rank 0 logs the same warnings), marked with their rank
+    const mark = (line: string) => {
+      if (/^\s*error:/.test(line)) console.error(`rank ${ranks!.rank}: ${line}`);
+    };
+    log = mark, fileLog = mark;
+    plan = { ...plan, quiet: true, progressBar: false, monitor: undefined, firstBatch: undefined };
+  }
   const tty = (plan.progressBar ?? true) && Deno.stdout.isTerminal();
   const B = plan.step.batch;
   const total = plan.totalSteps;
   const ckptDir = join(plan.outDir, "checkpoints");
-  await Deno.mkdir(ckptDir, { recursive: true });
-  const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, plan.step));
+  if (lead) await Deno.mkdir(ckptDir, { recursive: true });
+  if (ranks) await sameRun(ranks, plan);
+  const step = await withMemoryCheck(
+    gpu,
+    "building the training step",
+    () => PlrcStep.build(gpu, plan.step, ranks),
+  );
   if (!plan.quiet) {
     // what the step holds on the GPU, so that a user can size train.batchSize and train.accumulate
     log(
@@ -229,7 +262,7 @@ export async function train(
     return [sig, on] as const;
   });
 
-  const metricsFile = await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true });
+  const metricsFile = lead ? await Deno.open(join(plan.outDir, "metrics.jsonl"), { append: true, create: true }) : null;
   const monitorFile = plan.monitor
     ? await Deno.open(join(plan.outDir, "monitor.jsonl"), { append: true, create: true })
     : null;
@@ -286,7 +319,7 @@ export async function train(
           `collapse)`,
       );
     }
-    await metricsFile.write(enc.encode(JSON.stringify(rec) + "\n"));
+    await metricsFile?.write(enc.encode(JSON.stringify(rec) + "\n"));
     // time left at the mean pace so far (the first steps compile kernels, so it only gets better)
     const doneSteps = r.step + 1 - start, left = total - r.step - 1;
     const eta = left * ((now - t0) / 1000 / Math.max(doneSteps, 1));
@@ -316,9 +349,10 @@ export async function train(
     await sync(gpu);
     if (nan) return null; // keep the last good checkpoint
     const path = join(ckptDir, name);
+    if (!lead) return path; // rank 0 writes it
     await saveCheckpoint(path, {
       ...checkpointParts(step),
-      meta: { step: s, queuePointer: step.queuePointer, config: plan.configText },
+      meta: { step: s, queuePointer: step.queuePointer, config: plan.configText, ranks: ranks?.size ?? 1 },
     });
     return path;
   };
@@ -332,7 +366,20 @@ export async function train(
     workers: plan.workers ?? 0,
     prefetch: plan.prefetch,
     end: total,
-    requests: (s) => batchRequests(plan.step.seed, count, B, s, plan.stepsPerEpoch),
+    requests: ranks
+      ? (s) =>
+        shardStep(
+          {
+            seed: plan.step.seed,
+            count,
+            batch: B,
+            ranks: ranks.size,
+            rank: ranks.rank,
+            stepsPerEpoch: plan.stepsPerEpoch,
+          },
+          s,
+        ).items
+      : (s) => batchRequests(plan.step.seed, count, B, s, plan.stepsPerEpoch),
   });
   try {
     for (let s = start; s < total; s++) {
@@ -381,12 +428,14 @@ export async function train(
         );
         lastT = performance.now(); // the monitor's time is not the next step's
       }
+      // a signal seen by one rank stops every rank after this step
+      if (ranks && await ranks.any(stop !== null)) stop ??= "signal";
       if (stop) break;
       if (plan.checkpointInterval > 0 && done % plan.checkpointInterval === 0 && done < total) {
         const p = await save(done);
         if (p) {
           lastCkpt = p;
-          await keepPeriodic(ckptDir, p, done, plan.keepLast);
+          if (lead) await keepPeriodic(ckptDir, p, done, plan.keepLast);
         }
       }
     }
@@ -395,7 +444,7 @@ export async function train(
   } finally {
     feeder.close();
     for (const [sig, on] of listeners) Deno.removeSignalListener(sig, on);
-    metricsFile.close();
+    metricsFile?.close();
     monitorFile?.close();
   }
   const secs = (performance.now() - t0) / 1000;
@@ -427,6 +476,33 @@ export async function train(
     checkpoint: lastCkpt,
     imagesPerSecond: (B * (done - start)) / Math.max(secs, 1e-9),
   };
+}
+
+/**
+ * Checks that every rank runs the same plan on the same data (same image count, batch, steps, resume
+ * point): ranks that disagree would deadlock or silently train on different things.
+ */
+async function sameRun(ranks: TrainRanks, plan: TrainPlan): Promise<void> {
+  const mine = [plan.source.count, plan.step.batch, plan.totalSteps, plan.stepsPerEpoch, plan.step.seed];
+  const all = await ranks.allgather(Float32Array.from(mine));
+  const names = ["images", "batch", "steps", "steps per epoch", "seed"];
+  for (let r = 0; r < ranks.size; r++) {
+    const theirs = all.subarray(r * mine.length, (r + 1) * mine.length);
+    const k = mine.findIndex((v, i) => Math.fround(v) !== theirs[i]);
+    if (k >= 0) {
+      throw new Error(
+        `rank ${ranks.rank} and rank ${r} disagree on the run: ${names[k]} ${mine[k]} here, ${theirs[k]} there ` +
+          `(every rank must see the same data.source and configuration)`,
+      );
+    }
+  }
+  const B = plan.step.batch, R = ranks.size, m = plan.step.accumulate ?? 1;
+  if (B % (R * m)) {
+    throw new Error(
+      `train.batchSize ${B} does not split over ${R} ranks × ${m} micro-batches (train.accumulate): choose a ` +
+        `multiple of ${R * m}`,
+    );
+  }
 }
 
 /** The GPU state a checkpoint holds. */

@@ -146,6 +146,8 @@ export interface PlrcConfig {
   checkpoint: { interval: number; unit: "epoch" | "step"; keepLast: number };
   /** `device.*`: device options. */
   device: { f16Storage: boolean };
+  /** `distributed.*`: data-parallel training over MPI ranks. */
+  distributed: { backend: "none" | "mpi"; timeout: number; shareDevice: boolean };
 }
 
 /** The dotted key paths of the leaves of `T` (arrays are leaves), each prefixed with `P`. */
@@ -662,6 +664,29 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     doc: "Reserved for f16 activation storage (adapters with shader-f16), which is not built yet: only false " +
       "is accepted, so that a configuration asking for it fails instead of silently training in f32.",
   },
+
+  "distributed.backend": {
+    type: "enum",
+    values: ["none", "mpi"],
+    default: "none",
+    doc: "none: one process. mpi: one process per GPU, launched by mpirun, mpiexec, srun or the Kubernetes MPI " +
+      "Operator (plrc pretrain --distributed mpi); the ranks share train.batchSize (each runs batchSize / ranks " +
+      "images as train.accumulate micro-batches) and average their gradients, as one process with ranks × " +
+      "accumulate micro-batches would. Run by a single process, mpi trains as none. docs/distributed.md.",
+  },
+  "distributed.timeout": {
+    type: "number",
+    min: 1,
+    default: 600,
+    doc: "Seconds a rank waits for the others in one exchange before it ends the job (a rank that hung or " +
+      "died); it must cover the first step's kernel compilation.",
+  },
+  "distributed.shareDevice": {
+    type: "bool",
+    default: false,
+    doc: "Let several ranks of one machine use the same GPU (otherwise refused: they would only slow each " +
+      "other down). CPU adapters are always shared.",
+  },
 };
 
 /** Every key path, in schema order. */
@@ -685,6 +710,7 @@ export const SECTION_DOCS: Record<string, string> = {
   log: "Logging",
   checkpoint: "Checkpoints",
   device: "Device",
+  distributed: "Distributed training (MPI)",
 };
 
 /** A configuration problem (or several): a {@link UsageError}, so the CLI exits with code 2. */
