@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { freshSeed } from "../util.ts";
 import { detectLaunch, Mpi, MpiError } from "../../src/dist/mpi.ts";
+import { batchIndices } from "../../src/train/trainer.ts";
 import { MPICH_RUN, mpirun as launch, NO_LAUNCHER, OMPI_RUN, type Run, WHY } from "./launch.ts";
 
 /** A fresh seed per run (PLRC_TEST_SEED fixes it), printed so that a failure can be rerun. */
@@ -71,6 +72,31 @@ Deno.test({
     checkRun(await mpirun(OMPI_RUN!, ["check", String(seed())], true), "openmpi");
     const r = await mpirun(OMPI_RUN!, ["abort"], true);
     assert.deepEqual(r.code, 7, r.stderr);
+  },
+});
+
+Deno.test({
+  name: "mpi: sharding under mpirun -n 2: over each epoch the ranks' images are the epoch's images, each once" + WHY,
+  ignore: NO_LAUNCHER,
+  async fn() {
+    const s = seed(), count = 37, batch = 8, epochs = 3, spe = Math.floor(count / batch);
+    const r = await mpirun(MPICH_RUN!, ["shard", String(s), String(count), String(batch), String(epochs)]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l)) as { rank: number; gathered: number[][][] }[];
+    assert.equal(lines.length, 2);
+    // both ranks gathered the same thing
+    assert.deepEqual(lines[0].gathered, lines[1].gathered);
+    for (let e = 0; e < epochs; e++) {
+      const [r0, r1] = lines[0].gathered[e];
+      assert.equal(r0.length, (spe * batch) / 2, `rank 0's share of epoch ${e}`);
+      assert.equal(r1.length, (spe * batch) / 2, `rank 1's share of epoch ${e}`);
+      // the single process's epoch: the same images, each taken once by exactly one rank
+      const single = Array.from({ length: spe }, (_, k) => batchIndices(s, count, batch, e * spe + k).indices).flat();
+      assert.deepEqual([...r0, ...r1].sort((a, b) => a - b), [...single].sort((a, b) => a - b), `epoch ${e}`);
+      assert.equal(new Set([...r0, ...r1]).size, spe * batch, `no image twice in epoch ${e}`);
+    }
+    // and epochs differ in order and in the images dropped
+    assert.notDeepEqual(lines[0].gathered[0], lines[0].gathered[1]);
   },
 });
 

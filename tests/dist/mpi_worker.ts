@@ -1,9 +1,11 @@
 /**
  * One rank of the MPI tests, run by tests/dist/mpi_test.ts under `mpirun -n 2`: `check` runs every collective
  * on fresh random data against sums computed here, `abort` makes rank 1 abort while rank 0 waits in a barrier,
- * `exit` makes rank 1 exit without finalising. Prints one JSON line per rank on success.
+ * `exit` makes rank 1 exit without finalising, `shard SEED COUNT BATCH EPOCHS` all-gathers every rank's images of
+ * each epoch as the trainer shards them. Prints one JSON line per rank on success.
  */
 import { detectLaunch, Mpi, MpiError } from "../../src/dist/mpi.ts";
+import { shardEpoch } from "../../src/dist/shard.ts";
 import { Rng } from "../../src/util/rng.ts";
 
 const mode = Deno.args[0] ?? "check";
@@ -27,6 +29,22 @@ if (mode === "exit") {
   if (rank === 1) Deno.exit(5);
   mpi.barrier();
   fail("the barrier returned although rank 1 exited");
+}
+
+if (mode === "shard") {
+  const [seed, count, batch, epochs] = Deno.args.slice(1).map(Number);
+  const gathered: number[][][] = [];
+  for (let e = 0; e < epochs; e++) {
+    const mine = Int32Array.from(shardEpoch({ seed, count, batch, ranks: size, rank }, e));
+    // every rank takes the same number of images, so the all-gather's equal parts hold them all
+    const all = mpi.allgather(mine);
+    gathered.push(
+      Array.from({ length: size }, (_, r) => Array.from(all.subarray(r * mine.length, (r + 1) * mine.length))),
+    );
+  }
+  console.log(JSON.stringify({ rank, size, gathered }));
+  mpi.finalize();
+  Deno.exit(0);
 }
 
 const seed = Number(Deno.args[1] ?? 1);

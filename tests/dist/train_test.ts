@@ -103,6 +103,56 @@ function rankPid(out: string, rank: number): number | null {
   return null;
 }
 
+/** Sends `signal` to rank `rank` of the job writing into `out` once it has written a periodic checkpoint. */
+async function signalRank(out: string, rank: number, signal: Deno.Signal): Promise<boolean> {
+  for (let t = 0; t < 6000; t++) {
+    let have = false;
+    try {
+      have = [...Deno.readDirSync(`${out}/checkpoints`)].some((e) => /^step_\d+\.safetensors$/.test(e.name));
+    } catch {
+      // not created yet
+    }
+    const pid = have ? rankPid(out, rank) : null;
+    if (pid !== null) return Deno.kill(pid, signal), true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+Deno.test({
+  name: "dist: a rank that hangs (SIGSTOP) ends the job after distributed.timeout with a message naming it" + WHY,
+  ignore: NO_LAUNCHER,
+  ...GPU_TEST,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "plrc-dist-hang-" });
+    try {
+      const out = `${dir}/run`;
+      const job = pretrain(2, out, [
+        "--distributed",
+        "mpi",
+        "--set",
+        "train.maxSteps=400",
+        "--set",
+        "distributed.timeout=3",
+      ]);
+      const t0 = performance.now();
+      assert.ok(await signalRank(out, 1, "SIGSTOP"), "rank 1 was found and stopped");
+      const ended = await finish(job);
+      const secs = (performance.now() - t0) / 1000;
+      assert.equal(ended.code, 1, ended.out);
+      assert.match(
+        ended.out,
+        /rank 0: an? [a-z-]+ of \d+ \w+ did not complete within 3 s: another rank has hung or died/,
+      );
+      assert.match(ended.out, /raise --set distributed\.timeout/);
+      assert.match(ended.out, /rank 0 of 2 failed \(exit 1\): ending the MPI job/);
+      assert.ok(secs < 60, `the job ended ${secs.toFixed(0)} s after the hang, not at the launch timeout`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test({
   name: "dist: a rank killed with SIGKILL ends the job; --auto-resume finishes it, exactly with 2 ranks, " +
     "and with 1 process" + WHY,
@@ -119,18 +169,7 @@ Deno.test({
         const out = `${dir}/${name}`;
         const job = pretrain(2, out, dist);
         // kill rank 1 once a checkpoint exists and before the run ends
-        let killed = false;
-        for (let t = 0; t < 6000 && !killed; t++) {
-          let have = false;
-          try {
-            have = [...Deno.readDirSync(`${out}/checkpoints`)].some((e) => /^step_\d+\.safetensors$/.test(e.name));
-          } catch {
-            // not created yet
-          }
-          const pid = have ? rankPid(out, 1) : null;
-          if (pid !== null) Deno.kill(pid, "SIGKILL"), killed = true;
-          else await new Promise((r) => setTimeout(r, 10));
-        }
+        const killed = await signalRank(out, 1, "SIGKILL");
         const ended = await finish(job);
         assert.ok(killed, `rank 1 was found and killed (${name}):\n${ended.out}`);
         assert.ok(ended.code !== 0 && ended.code !== 124, `the job ended non-zero, not by timeout: ${ended.code}`);
