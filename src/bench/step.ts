@@ -12,7 +12,7 @@ import { makeBatch } from "../data/batch.ts";
 import { dataConfigOf, deriveConfig, type PlrcConfig } from "../train/config/mod.ts";
 import { stepConfigOf } from "../train/plan.ts";
 import { scenesSource } from "../data/sources.ts";
-import { PlrcStep, STEP_SCALARS } from "../train/step.ts";
+import { PlrcStep, STEP_SCALARS, type StepRanks } from "../train/step.ts";
 import { kernelFamily } from "../train/profile.ts";
 
 export { kernelFamily };
@@ -74,10 +74,35 @@ export interface StepMeasurement {
   adapter: string;
   /** The adapter's backend. */
   backend: string;
+  /**
+   * Under MPI (several ranks): where a step's wall time went on rank 0, in milliseconds per step. `gpuWaitMs`:
+   * waiting for this rank's GPU work before the exchanges (the step's compute not hidden behind recording);
+   * `readbackMs`: copying the exchanged tensors to the host, measured alone on an idle GPU;
+   * `communicationMs`: in the collectives, the wait for the slowest rank included; `hostMs`: the rest
+   * (recording, uploads, the update). Null on one process.
+   */
+  distributed: {
+    ranks: number;
+    gpuWaitMs: number;
+    readbackMs: number;
+    communicationMs: number;
+    hostMs: number;
+    /** Bytes this rank sent into collectives per step. */
+    bytesPerStep: number;
+  } | null;
 }
 
-/** Runs `steps` training steps (after 2 warm-up steps) and one profiled step. */
-export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<StepMeasurement> {
+/**
+ * Runs `steps` training steps (after 2 warm-up steps) and one profiled step. With `ranks` (an MPI job) every
+ * rank runs its share of the batch and the measurement splits the step's time (see
+ * {@link StepMeasurement.distributed}).
+ */
+export async function benchStep(
+  gpu: Gpu,
+  cfg: PlrcConfig,
+  steps = 5,
+  ranks: StepRanks | null = null,
+): Promise<StepMeasurement> {
   const src = scenesSource({
     count: Math.max(64, cfg.train.batchSize),
     size: cfg.data.scenes.size,
@@ -86,19 +111,39 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
   });
   const d = deriveConfig(cfg, { datasetSize: src.count });
   const sc = stepConfigOf(cfg, d);
-  const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, sc));
+  const step = await withMemoryCheck(gpu, "building the training step", () => PlrcStep.build(gpu, sc, ranks));
+  // this process's images: the whole batch, or its rank's share
+  const first = (ranks?.rank ?? 0) * step.localBatch;
   const items = await Promise.all(
-    Array.from({ length: sc.batch }, async (_, i) => ({ ...(await src.get(i)), key: i })),
+    Array.from({ length: step.localBatch }, async (_, i) => ({ ...(await src.get(first + i)), key: first + i })),
   );
   const batch = makeBatch(items, dataConfigOf(cfg));
   step.upload(batch);
   const schedule = { lr: sc.optim.lr, ema: sc.ema, teacherTemperature: sc.temperatures.teacher };
   for (let i = 0; i < 2; i++) await step.run(i, schedule);
   await sync(gpu);
+  const c0 = step.commTimes ? { ...step.commTimes } : null;
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) await step.run(2 + i, schedule);
   await sync(gpu);
   const ms = (performance.now() - t0) / steps;
+  let distributed: StepMeasurement["distributed"] = null;
+  if (c0 && step.commTimes && ranks) {
+    const c = step.commTimes, per = (k: "gpuAndReadback" | "communication" | "bytes") => (c[k] - c0[k]) / steps;
+    // the readback alone: the same tensors copied to the host with the GPU idle
+    const r0 = performance.now();
+    await step.readExchanged();
+    const readbackMs = performance.now() - r0;
+    const wait = per("gpuAndReadback");
+    distributed = {
+      ranks: ranks.size,
+      gpuWaitMs: Math.max(0, wait - readbackMs),
+      readbackMs: Math.min(readbackMs, wait),
+      communicationMs: per("communication"),
+      hostMs: Math.max(0, ms - wait - per("communication")),
+      bytesPerStep: per("bytes"),
+    };
+  }
   let byFamily: Record<string, number> | null = null, total: number | null = null;
   let top: [string, number][] | null = null;
   if (gpu.hasTimestamps) {
@@ -155,6 +200,7 @@ export async function benchStep(gpu: Gpu, cfg: PlrcConfig, steps = 5): Promise<S
     peakGpuMiB: gpu.memory.peakBytes / 2 ** 20,
     adapter: gpu.summary.description,
     backend: gpu.summary.backend,
+    distributed,
   };
   step.dispose();
   return out;

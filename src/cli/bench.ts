@@ -12,6 +12,7 @@ import { benchDataFeeder } from "../bench/data_feeder.ts";
 import { benchStep } from "../bench/step.ts";
 import { benchAllreduce, formatBytes } from "../bench/allreduce.ts";
 import { detectLaunch, Mpi } from "../dist/mpi.ts";
+import { joinRanks } from "./ranks.ts";
 import { resolveConfig } from "../train/config/mod.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 
@@ -26,7 +27,8 @@ Suites:
   resnet     a whole backbone step: forward, backward, SGD (GFLOP/s and images/s)
   step       the whole PLRC training step at a preset's size (--preset, --set k=v, --batch B,
              --resolution R): ms/step, images/s, backbone GFLOP/s, plrc's GPU memory, GPU time
-             per kernel family
+             per kernel family; under mpirun the ranks share the batch and the step's time is split
+             into GPU wait, readback, communication and host
   data       JPEG decode (1 and 2 workers), cache reads, view-pair batches at R 64 and 224,
              training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224, scenes
              rendered and read from a warm scene cache (img/s)
@@ -124,8 +126,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
     if (values.resolution !== undefined) sets.push(`data.resolution=${values.resolution}`);
     const cfg = resolveConfig({ preset: values.preset as never, sets });
+    // under mpirun every rank runs its share of the batch; rank 0 reports
+    const joined = joinRanks(cfg.distributed.timeout);
     const g = await getGpu();
-    const m = await benchStep(g, cfg, Math.max(1, reps));
+    const m = await benchStep(g, cfg, Math.max(1, reps), joined?.ranks ?? null);
+    if (joined && joined.ranks.rank !== 0) return 0;
     if (values.json) console.log(JSON.stringify(m));
     else {
       console.log(
@@ -137,6 +142,16 @@ export async function benchCommand(argv: string[]): Promise<number> {
           `${m.backboneGflops.toFixed(2)} GFLOP/s, ${m.dispatchesPerStep} dispatches/step, ` +
           `${m.peakGpuMiB.toFixed(0)} MiB in plrc's buffers`,
       );
+      const d = m.distributed;
+      if (d) {
+        console.log(
+          `${d.ranks} ranks, rank 0's step: GPU wait ${d.gpuWaitMs.toFixed(1)} ms, readback ${
+            d.readbackMs.toFixed(1)
+          } ms, communication ${d.communicationMs.toFixed(1)} ms (${formatBytes(d.bytesPerStep)} sent), host ${
+            d.hostMs.toFixed(1)
+          } ms`,
+        );
+      }
       for (const [f, ms] of Object.entries(m.gpuMsByFamily ?? {}).sort((a, b) => b[1] - a[1])) {
         console.log(`  ${f.padEnd(36)} ${ms.toFixed(1).padStart(9)} ms  ${(100 * ms / m.gpuMsTotal!).toFixed(1)}%`);
       }

@@ -27,9 +27,7 @@ import { readTorchvisionBackbone } from "../export/import.ts";
 import { knnMonitor } from "../eval/monitor.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { parseOptions, UsageError } from "./usage.ts";
-import { detectLaunch, Mpi } from "../dist/mpi.ts";
-import { MpiRanks } from "../dist/comm.ts";
-import { listPciGpus, localRankFromEnv, planRankDevice, type RankDevice } from "../dist/device_select.ts";
+import { joinRanks } from "./ranks.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
               [--resume PATH | --auto-resume | --force] [--set key=value ...] [--log-format text|json]
@@ -148,7 +146,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     ? dirname(dirname(values.resume))
     : null;
   // data parallelism: this process joins the MPI job (cli.ts finalises it, or aborts it on an error)
-  const dist = joinRanks(cfg);
+  const dist = cfg.distributed.backend === "mpi" ? joinRanks(cfg.distributed.timeout) : null;
   const ranks = dist?.ranks ?? null, lead = !ranks || ranks.rank === 0;
   if (ranks && !values.out && !resumeRun) {
     throw new UsageError("--distributed mpi needs --out DIR: every rank writes into the same run directory");
@@ -361,28 +359,6 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   } finally {
     logFile?.close();
   }
-}
-
-/** This process's place in a data-parallel job, and how its GPU was chosen. */
-interface Joined {
-  ranks: MpiRanks;
-  device: RankDevice;
-}
-
-/**
- * Joins the MPI job when `distributed.backend` is mpi and a launcher started several ranks (null otherwise:
- * one process trains as without MPI). Each rank's GPU is chosen before the first adapter request.
- */
-function joinRanks(cfg: PlrcConfig): Joined | null {
-  if (cfg.distributed.backend !== "mpi") return null;
-  const launch = detectLaunch();
-  if (!launch || launch.size <= 1) return null;
-  const env = Deno.env.toObject();
-  const local = localRankFromEnv(env) ?? { rank: launch.localRank ?? 0, size: launch.localSize ?? 1 };
-  const device = planRankDevice(local.rank, local.size, listPciGpus(), env);
-  for (const [k, v] of Object.entries(device.env)) Deno.env.set(k, v);
-  const mpi = Mpi.current ?? Mpi.init();
-  return { ranks: new MpiRanks(mpi, { timeoutMs: cfg.distributed.timeout * 1000 }), device };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -630,6 +630,17 @@ export class PlrcStep {
     return old;
   }
 
+  /**
+   * Data parallelism: reads back what a step exchanges after its passes (gradient, loss values, centre, this
+   * rank's keys), without exchanging it: what `bench step` times as the readback alone.
+   */
+  async readExchanged(): Promise<void> {
+    const acc = this.#accumulation;
+    if (!acc) return;
+    const ts = [acc.gradSum, ...acc.losses, ...(acc.centerSum ? [acc.centerSum] : []), acc.stepKeys];
+    await Promise.all(ts.map((t) => readBuffer(this.gpu, t.buffer, t.byteLength, t.byteOffset)));
+  }
+
   #count(t0: number, gpuMs: number, bytes: number): void {
     const c = this.commTimes!;
     c.gpuAndReadback += gpuMs;

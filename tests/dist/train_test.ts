@@ -193,3 +193,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "dist: bench step --json under mpirun -n 2 splits rank 0's step into GPU wait, readback, communication, host" +
+    WHY,
+  ignore: NO_LAUNCHER,
+  ...GPU_TEST,
+  async fn() {
+    const args = [Deno.execPath(), "run", "-A", CLI, "bench", "step", "--json", "--reps", "2", "--batch", "8"];
+    const sets = [...TINY_MODEL, "data.resolution=32", "model.bnGroup=4"].flatMap((s) => ["--set", s]);
+    const o = await new Deno.Command("timeout", {
+      args: ["300", MPICH_RUN!, "-n", "2", ...args, ...sets],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(o.stdout);
+    assert.equal(o.code, 0, out + new TextDecoder().decode(o.stderr));
+    const rows = out.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(rows.length, 1, "rank 0 alone prints");
+    const d = rows[0].distributed;
+    assert.equal(d.ranks, 2);
+    for (const k of ["gpuWaitMs", "readbackMs", "communicationMs", "hostMs"]) {
+      assert.ok(Number.isFinite(d[k]) && d[k] >= 0, `${k} ${d[k]}`);
+    }
+    // the parts add up to the step, and the exchange moved at least the gradient
+    const sum = d.gpuWaitMs + d.readbackMs + d.communicationMs + d.hostMs;
+    assert.ok(Math.abs(sum - rows[0].msPerStep) < 0.05 * rows[0].msPerStep + 1, `${sum} vs ${rows[0].msPerStep}`);
+    assert.ok(d.bytesPerStep > 4 * 10_000, `bytes per step ${d.bytesPerStep}`);
+  },
+});
