@@ -226,8 +226,23 @@ export function toHost(dtype: DType, data: ArrayLike<number> | HostArray): HostA
   }
 }
 
-/** Copies `bytes` of `buffer` to the host through a temporary staging buffer (one GPU wait). */
-export async function readBuffer(gpu: Gpu, buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+/** Bytes copied out of a mapped staging buffer per `getMappedRange` call (see {@link readBuffer}). */
+const MAPPED_CHUNK = 64 << 10;
+
+/**
+ * Copies `bytes` of `buffer` to the host through a temporary staging buffer (one GPU wait), into `into`
+ * (at least `bytes` long; kept by a caller that reads the same tensors every step) or a new buffer.
+ * The mapped range is copied out in chunks of at most 4 MiB: Deno's `getMappedRange` hands back a fresh
+ * copy, and large fresh copies ran ~25× slower than small ones on the 2-core CPU machine (bench/NOTES.md).
+ */
+export async function readBuffer(
+  gpu: Gpu,
+  buffer: GPUBuffer,
+  bytes: number,
+  offset = 0,
+  into?: ArrayBuffer,
+): Promise<ArrayBuffer> {
+  if (into && into.byteLength < bytes) throw new RangeError(`readBuffer: ${into.byteLength} bytes to hold ${bytes}`);
   const staging = gpu.device.createBuffer({
     size: bytes,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -236,7 +251,12 @@ export async function readBuffer(gpu: Gpu, buffer: GPUBuffer, bytes: number, off
   enc.copyBufferToBuffer(buffer, offset, staging, 0, bytes);
   gpu.device.queue.submit([enc.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
-  const out = staging.getMappedRange().slice(0);
+  const out = into ?? new ArrayBuffer(bytes);
+  const dst = new Uint8Array(out, 0, bytes);
+  for (let o = 0; o < bytes; o += MAPPED_CHUNK) {
+    const n = Math.min(MAPPED_CHUNK, bytes - o);
+    dst.set(new Uint8Array(staging.getMappedRange(o, n)), o);
+  }
   staging.unmap();
   staging.destroy();
   return out;

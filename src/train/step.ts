@@ -36,7 +36,8 @@ import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import { readBuffer, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { Readback } from "../gpu/readback.ts";
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
@@ -233,6 +234,8 @@ export class PlrcStep {
     null;
   readonly #accumulation: Accumulation | null;
   readonly #ranks: StepRanks | null;
+  /** Data parallelism: the staging and host buffers of each exchange point, made on first use. */
+  readonly #readers = new Map<string, Readback>();
   /** Data parallelism: where the step's time went (null on one device). */
   readonly commTimes: StepCommTimes | null;
 
@@ -578,6 +581,7 @@ export class PlrcStep {
     if (ranks && this.#shuffleOrder.length) {
       // every slot's key outputs on every rank, so that each can put its own images' back in order
       await this.#exchange(
+        "key outputs",
         this.#keySlices.map((s) => ({ tensor: s.whole, part: s.output.byteLength, op: "gather" as const })),
         first,
         own,
@@ -607,6 +611,7 @@ export class PlrcStep {
       rec.submit();
       const f = this.online.flat();
       await this.#exchange(
+        "partial sums and keys",
         [
           { tensor: acc.gradSum, op: "sum", to: f.grads },
           ...acc.losses.map((t) => ({ tensor: t, op: "sum" as const })),
@@ -635,10 +640,7 @@ export class PlrcStep {
    * rank's keys), without exchanging it: what `bench step` times as the readback alone.
    */
   async readExchanged(): Promise<void> {
-    const acc = this.#accumulation;
-    if (!acc) return;
-    const ts = [acc.gradSum, ...acc.losses, ...(acc.centerSum ? [acc.centerSum] : []), acc.stepKeys];
-    await Promise.all(ts.map((t) => readBuffer(this.gpu, t.buffer, t.byteLength, t.byteOffset)));
+    await this.#readers.get("partial sums and keys")?.read();
   }
 
   #count(t0: number, gpuMs: number, bytes: number): void {
@@ -652,30 +654,41 @@ export class PlrcStep {
    * Data parallelism: reads the tensors back (after the work submitted so far), combines them over the ranks
    * and uploads the results: "sum" all-reduces the whole tensor (into `to`, or in place); "gather" all-gathers
    * this rank's parts `first … first + own − 1` (each `part` bytes) so that every rank holds all parts.
-   * The readbacks of all tensors are started together: one wait for the GPU.
+   * All ranges come back in one copy through a staging buffer kept per exchange point (`key`).
    */
   async #exchange(
+    key: string,
     items: { tensor: Tensor; op: "sum" | "gather"; part?: number; to?: Tensor }[],
     first: number,
     own: number,
   ): Promise<void> {
     const ranks = this.#ranks!;
     const t0 = performance.now();
-    const host = await Promise.all(items.map((x) => {
-      const range = x.op === "gather"
-        ? { offset: x.tensor.byteOffset + first * x.part!, bytes: own * x.part! }
-        : { offset: x.tensor.byteOffset, bytes: x.tensor.byteLength };
-      return readBuffer(this.gpu, x.tensor.buffer, range.bytes, range.offset);
-    }));
-    const t1 = performance.now();
-    let bytes = 0;
-    for (let k = 0; k < items.length; k++) {
-      const x = items[k], data = new Float32Array(host[k]);
-      bytes += data.byteLength;
-      if (x.op === "sum") (x.to ?? x.tensor).upload(await ranks.allreduceSum(data));
-      else x.tensor.upload(await ranks.allgather(data));
+    let reader = this.#readers.get(key);
+    if (!reader) {
+      reader = new Readback(
+        this.gpu,
+        items.map((x) =>
+          x.op === "gather"
+            ? { buffer: x.tensor.buffer, offset: x.tensor.byteOffset + first * x.part!, bytes: own * x.part! }
+            : { buffer: x.tensor.buffer, offset: x.tensor.byteOffset, bytes: x.tensor.byteLength }
+        ),
+        `exchange: ${key}`,
+      );
+      this.#readers.set(key, reader);
     }
-    this.#count(t0, t1 - t0, bytes);
+    const host = await reader.read();
+    const t1 = performance.now();
+    // the sums lie one after another in the host buffer: one all-reduce over all of them
+    const sums = items.filter((x) => x.op === "sum").length;
+    if (items.slice(0, sums).some((x) => x.op !== "sum")) throw new Error("exchange: sums must come first");
+    if (sums) await ranks.allreduceSum(new Float32Array(reader.host, 0, (reader.offsets[sums] ?? reader.bytes) / 4));
+    for (let k = 0; k < items.length; k++) {
+      const x = items[k];
+      if (x.op === "sum") (x.to ?? x.tensor).upload(host[k]);
+      else x.tensor.upload(await ranks.allgather(host[k]));
+    }
+    this.#count(t0, t1 - t0, reader.bytes);
   }
 
   /** The step's loss values as the metrics ring reads them (the micro-batches' mean with accumulation). */
@@ -714,6 +727,7 @@ export class PlrcStep {
       for (const t of l?.owned ?? []) t.dispose();
     }
     for (const t of this.owned) t.dispose();
+    for (const r of this.#readers.values()) r.destroy();
     this.ring.destroy();
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * Repeated readbacks of the same GPU ranges (what a data-parallel step exchanges every step) through one
+ * staging buffer and one host buffer that live as long as the reader: a fresh staging buffer and a fresh
+ * host buffer cost their first touch every time, which dominated a 64 MiB readback on the 2-core CPU
+ * machine (bench/NOTES.md, 2026-12-06).
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+
+/** One range to read: `bytes` of `buffer` from `offset` (both multiples of 4). */
+export interface ReadRange {
+  buffer: GPUBuffer;
+  offset: number;
+  bytes: number;
+}
+
+/** Bytes copied out of the mapped staging buffer per `getMappedRange` call: large fresh copies are slow. */
+const MAPPED_CHUNK = 64 << 10;
+
+/** Reads a fixed list of ranges back, again and again, into the same host memory. */
+export class Readback {
+  readonly #staging: GPUBuffer;
+  /** The host copy: the ranges one after another, each at its `offsets` entry. */
+  readonly host: ArrayBuffer;
+  /** Byte offset of each range in {@link host}. */
+  readonly offsets: number[];
+  readonly bytes: number;
+
+  constructor(private readonly gpu: Gpu, private readonly ranges: ReadRange[], label = "readback") {
+    let at = 0;
+    this.offsets = ranges.map((r) => {
+      if (r.bytes % 4 || r.offset % 4) throw new RangeError(`${label}: ranges must be multiples of 4 bytes`);
+      const o = at;
+      at += r.bytes;
+      return o;
+    });
+    this.bytes = at;
+    this.#staging = gpu.device.createBuffer({
+      label,
+      size: Math.max(4, at),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.host = new ArrayBuffer(at);
+  }
+
+  /**
+   * Copies every range into the host buffer (after the work submitted so far: one GPU wait) and returns a
+   * float32 view of each. The views are overwritten by the next read.
+   */
+  async read(): Promise<Float32Array[]> {
+    const enc = this.gpu.device.createCommandEncoder();
+    this.ranges.forEach((r, k) => enc.copyBufferToBuffer(r.buffer, r.offset, this.#staging, this.offsets[k], r.bytes));
+    this.gpu.device.queue.submit([enc.finish()]);
+    await this.#staging.mapAsync(GPUMapMode.READ);
+    const dst = new Uint8Array(this.host);
+    for (let o = 0; o < this.bytes; o += MAPPED_CHUNK) {
+      const n = Math.min(MAPPED_CHUNK, this.bytes - o);
+      dst.set(new Uint8Array(this.#staging.getMappedRange(o, n)), o);
+    }
+    this.#staging.unmap();
+    return this.ranges.map((r, k) => new Float32Array(this.host, this.offsets[k], r.bytes / 4));
+  }
+
+  /** Frees the staging buffer. */
+  destroy(): void {
+    this.#staging.destroy();
+  }
+}
