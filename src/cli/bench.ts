@@ -33,8 +33,9 @@ Suites:
              training batches through the feeder with 0, 1 and 2 data workers at R 128 and 224, scenes
              rendered and read from a warm scene cache (img/s)
   allreduce  float32 sum all-reduce over the ranks of an MPI job, blocking and nonblocking, 4 KiB to
-             128 MiB (--size in KiB, comma-separated): ms, algorithm and bus GB/s. Run under MPI:
-             mpirun -n 2 deno run -A cli.ts bench allreduce (rank 0 prints)
+             128 MiB (--size in KiB, comma-separated): ms, algorithm and bus GB/s; --through-gpu adds
+             a training step's gradient exchange (GPU readback, bucketed all-reduce, upload), each
+             part timed. Run under MPI: mpirun -n 2 deno run -A cli.ts bench allreduce (rank 0 prints)
 
 Model options for conv and resnet: --depth 18|34|50 (50), --width W (0.25), --batch B (8),
 --resolution R (64); the paper setting is --width 1 --batch 64 --resolution 224.
@@ -63,6 +64,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       resolution: { type: "string" },
       preset: { type: "string" },
       set: { type: "string", multiple: true },
+      "through-gpu": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     BENCH_HELP,
@@ -98,17 +100,29 @@ export async function benchCommand(argv: string[]): Promise<number> {
         }`,
       );
     }
-    await benchAllreduce(mpi, { sizes, reps: values.reps === undefined ? undefined : reps }, (r) => {
+    const gpu = values["through-gpu"] ? await getGpu() : undefined;
+    const modes = gpu ? ["blocking", "nonblocking", "through-gpu"] as const : undefined;
+    await benchAllreduce(mpi, {
+      sizes,
+      reps: values.reps === undefined ? undefined : reps,
+      modes: modes && [...modes],
+      gpu,
+    }, (r) => {
       if (!lead) return;
       if (values.json) console.log(JSON.stringify(r));
       else {
+        const p = r.parts;
         console.log(
           `${formatBytes(r.bytes).padStart(10)} ${r.mode.padEnd(12)} ${r.ms.toFixed(3).padStart(10)} ` +
-            `${r.algGBps.toFixed(2).padStart(9)} ${r.busGBps.toFixed(2).padStart(9)}`,
+            `${r.algGBps.toFixed(2).padStart(9)} ${r.busGBps.toFixed(2).padStart(9)}` +
+            (p
+              ? `  (${p.chunks} chunks: readback ${p.readbackMs.toFixed(1)} ms, then all-reduce and upload ${
+                p.reduceAndUploadMs.toFixed(1)
+              } ms)`
+              : ""),
         );
       }
     });
-    mpi.finalize();
     return 0;
   }
   if (suite === "data") {

@@ -48,7 +48,7 @@ export class Readback {
    * Copies every range into the host buffer (after the work submitted so far: one GPU wait) and returns a
    * float32 view of each. The views are overwritten by the next read.
    */
-  async read(): Promise<Float32Array[]> {
+  async read(): Promise<Float32Array<ArrayBuffer>[]> {
     const enc = this.gpu.device.createCommandEncoder();
     this.ranges.forEach((r, k) => enc.copyBufferToBuffer(r.buffer, r.offset, this.#staging, this.offsets[k], r.bytes));
     this.gpu.device.queue.submit([enc.finish()]);

@@ -38,6 +38,9 @@ import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { Readback } from "../gpu/readback.ts";
+import { type StepRanks, SumExchange } from "./exchange.ts";
+
+export type { StepRanks };
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { gatherBlocks, invertPermutation } from "../kernels/gather.ts";
@@ -104,21 +107,6 @@ export interface StepSchedule {
   ema: number;
   /** Teacher temperature of the distillation. */
   teacherTemperature: number;
-}
-
-/**
- * The ranks that share a step's batch, and the collectives the step needs from them (src/dist/comm.ts gives
- * them over MPI). Every rank calls the same collectives in the same order.
- */
-export interface StepRanks {
-  /** This process's rank, 0 … size − 1. */
-  readonly rank: number;
-  /** Ranks in all. */
-  readonly size: number;
-  /** Sums `data` element-wise over the ranks, in place; resolves when every rank has the sums. */
-  allreduceSum(data: Float32Array): Promise<Float32Array>;
-  /** Every rank's `data` (all the same length) concatenated in rank order. */
-  allgather(data: Float32Array): Promise<Float32Array>;
 }
 
 /** Where a data-parallel step's wall time went, summed since the step was built (milliseconds). */
@@ -235,7 +223,7 @@ export class PlrcStep {
   readonly #accumulation: Accumulation | null;
   readonly #ranks: StepRanks | null;
   /** Data parallelism: the staging and host buffers of each exchange point, made on first use. */
-  readonly #readers = new Map<string, Readback>();
+  readonly #exchanges = new Map<string, { sums: SumExchange | null; gathers: Readback | null }>();
   /** Data parallelism: where the step's time went (null on one device). */
   readonly commTimes: StepCommTimes | null;
 
@@ -582,7 +570,8 @@ export class PlrcStep {
       // every slot's key outputs on every rank, so that each can put its own images' back in order
       await this.#exchange(
         "key outputs",
-        this.#keySlices.map((s) => ({ tensor: s.whole, part: s.output.byteLength, op: "gather" as const })),
+        [],
+        this.#keySlices.map((s) => ({ tensor: s.whole, part: s.output.byteLength })),
         first,
         own,
       );
@@ -613,13 +602,11 @@ export class PlrcStep {
       await this.#exchange(
         "partial sums and keys",
         [
-          { tensor: acc.gradSum, op: "sum", to: f.grads },
-          ...acc.losses.map((t) => ({ tensor: t, op: "sum" as const })),
-          ...(acc.centerSum && this.losses.distill
-            ? [{ tensor: acc.centerSum, op: "sum" as const, to: this.losses.distill.center }]
-            : []),
-          { tensor: acc.stepKeys, part: this.losses.image.keys.byteLength, op: "gather" as const },
+          { tensor: acc.gradSum, to: f.grads },
+          ...acc.losses.map((t) => ({ tensor: t })),
+          ...(acc.centerSum && this.losses.distill ? [{ tensor: acc.centerSum, to: this.losses.distill.center }] : []),
         ],
+        [{ tensor: acc.stepKeys, part: this.losses.image.keys.byteLength }],
         first,
         own,
       );
@@ -640,7 +627,8 @@ export class PlrcStep {
    * rank's keys), without exchanging it: what `bench step` times as the readback alone.
    */
   async readExchanged(): Promise<void> {
-    await this.#readers.get("partial sums and keys")?.read();
+    const e = this.#exchanges.get("partial sums and keys");
+    await Promise.all([e?.sums?.readOnly(), e?.gathers?.read()]);
   }
 
   #count(t0: number, gpuMs: number, bytes: number): void {
@@ -651,44 +639,60 @@ export class PlrcStep {
   }
 
   /**
-   * Data parallelism: reads the tensors back (after the work submitted so far), combines them over the ranks
-   * and uploads the results: "sum" all-reduces the whole tensor (into `to`, or in place); "gather" all-gathers
-   * this rank's parts `first … first + own − 1` (each `part` bytes) so that every rank holds all parts.
-   * All ranges come back in one copy through a staging buffer kept per exchange point (`key`).
+   * Data parallelism: combines tensors over the ranks after the work submitted so far. `sums` are summed
+   * (into `to`, or in place) through a {@link SumExchange}; each of `gathers` is all-gathered from this
+   * rank's parts `first … first + own − 1` (each `part` bytes) so that every rank holds all parts. Their
+   * readbacks go through staging buffers kept per exchange point (`key`); the collectives run in the same
+   * order on every rank: the sums' all-reduces, then the all-gathers.
    */
   async #exchange(
     key: string,
-    items: { tensor: Tensor; op: "sum" | "gather"; part?: number; to?: Tensor }[],
+    sums: { tensor: Tensor; to?: Tensor }[],
+    gathers: { tensor: Tensor; part: number }[],
     first: number,
     own: number,
   ): Promise<void> {
     const ranks = this.#ranks!;
     const t0 = performance.now();
-    let reader = this.#readers.get(key);
-    if (!reader) {
-      reader = new Readback(
-        this.gpu,
-        items.map((x) =>
-          x.op === "gather"
-            ? { buffer: x.tensor.buffer, offset: x.tensor.byteOffset + first * x.part!, bytes: own * x.part! }
-            : { buffer: x.tensor.buffer, offset: x.tensor.byteOffset, bytes: x.tensor.byteLength }
-        ),
-        `exchange: ${key}`,
-      );
-      this.#readers.set(key, reader);
+    let point = this.#exchanges.get(key);
+    if (!point) {
+      point = {
+        sums: sums.length
+          ? new SumExchange(
+            this.gpu,
+            ranks,
+            sums.map(({ tensor: t, to }) => ({
+              buffer: t.buffer,
+              offset: t.byteOffset,
+              bytes: t.byteLength,
+              to: to ? { buffer: to.buffer, offset: to.byteOffset } : undefined,
+            })),
+          )
+          : null,
+        gathers: gathers.length
+          ? new Readback(
+            this.gpu,
+            gathers.map((x) => ({
+              buffer: x.tensor.buffer,
+              offset: x.tensor.byteOffset + first * x.part,
+              bytes: own * x.part,
+            })),
+            `exchange: ${key}`,
+          )
+          : null,
+      };
+      this.#exchanges.set(key, point);
     }
-    const host = await reader.read();
-    const t1 = performance.now();
-    // the sums lie one after another in the host buffer: one all-reduce over all of them
-    const sums = items.filter((x) => x.op === "sum").length;
-    if (items.slice(0, sums).some((x) => x.op !== "sum")) throw new Error("exchange: sums must come first");
-    if (sums) await ranks.allreduceSum(new Float32Array(reader.host, 0, (reader.offsets[sums] ?? reader.bytes) / 4));
-    for (let k = 0; k < items.length; k++) {
-      const x = items[k];
-      if (x.op === "sum") (x.to ?? x.tensor).upload(host[k]);
-      else x.tensor.upload(await ranks.allgather(host[k]));
+    const gathered = point.gathers?.read();
+    let readMs = 0;
+    if (point.sums) readMs += (await point.sums.run()).readbackMs;
+    if (gathered) {
+      const t = performance.now();
+      const host = await gathered;
+      readMs += performance.now() - t;
+      for (let k = 0; k < gathers.length; k++) gathers[k].tensor.upload(await ranks.allgather(host[k]));
     }
-    this.#count(t0, t1 - t0, reader.bytes);
+    this.#count(t0, readMs, (point.sums?.bytes ?? 0) + (point.gathers?.bytes ?? 0));
   }
 
   /** The step's loss values as the metrics ring reads them (the micro-batches' mean with accumulation). */
@@ -727,7 +731,7 @@ export class PlrcStep {
       for (const t of l?.owned ?? []) t.dispose();
     }
     for (const t of this.owned) t.dispose();
-    for (const r of this.#readers.values()) r.destroy();
+    for (const e of this.#exchanges.values()) e.sums?.destroy(), e.gathers?.destroy();
     this.ring.destroy();
   }
 }

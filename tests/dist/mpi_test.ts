@@ -100,6 +100,19 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "mpi: a step's exchange of sums over 2 ranks in 4 KiB chunks cut across ranges: exact sums, into place " +
+    "or into another buffer, nothing else touched" + WHY,
+  ignore: NO_LAUNCHER,
+  async fn() {
+    const r = await mpirun(MPICH_RUN!, ["exchange", String(seed())]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    // 2500 + 3001 + 1500 floats in chunks of 1024
+    assert.deepEqual(lines.map((l) => [l.ok, l.chunks]), [[true, 7], [true, 7]]);
+  },
+});
+
 Deno.test("mpi: a missing library is a typed error that says what to install", () => {
   let e: unknown;
   try {

@@ -2,10 +2,15 @@
  * One rank of the MPI tests, run by tests/dist/mpi_test.ts under `mpirun -n 2`: `check` runs every collective
  * on fresh random data against sums computed here, `abort` makes rank 1 abort while rank 0 waits in a barrier,
  * `exit` makes rank 1 exit without finalising, `shard SEED COUNT BATCH EPOCHS` all-gathers every rank's images of
- * each epoch as the trainer shards them. Prints one JSON line per rank on success.
+ * each epoch as the trainer shards them, `exchange SEED` sums ranges of GPU buffers over the ranks through
+ * src/train/exchange.ts in small chunks and checks them. Prints one JSON line per rank on success.
  */
 import { detectLaunch, Mpi, MpiError } from "../../src/dist/mpi.ts";
 import { shardEpoch } from "../../src/dist/shard.ts";
+import { MpiRanks } from "../../src/dist/comm.ts";
+import { getGpu } from "../../src/gpu/device.ts";
+import { readBuffer } from "../../src/gpu/tensor.ts";
+import { SumExchange } from "../../src/train/exchange.ts";
 import { Rng } from "../../src/util/rng.ts";
 
 const mode = Deno.args[0] ?? "check";
@@ -43,6 +48,47 @@ if (mode === "shard") {
     );
   }
   console.log(JSON.stringify({ rank, size, gathered }));
+  mpi.finalize();
+  Deno.exit(0);
+}
+
+if (mode === "exchange") {
+  // three ranges over two buffers, one summed into a third buffer; 4 KiB chunks so that chunks cut ranges
+  const seed = Number(Deno.args[1]);
+  const g = await getGpu();
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const mk = (n: number) => g.device.createBuffer({ size: n * 4, usage });
+  const a = mk(5000), b = mk(3001), out = mk(1500);
+  const valuesOf = (r: number, buf: number, n: number) => Rng.derive(seed + buf, r).normals(n);
+  g.device.queue.writeBuffer(a, 0, Float32Array.from(valuesOf(rank, 0, 5000)));
+  g.device.queue.writeBuffer(b, 0, Float32Array.from(valuesOf(rank, 1, 3001)));
+  g.device.queue.writeBuffer(out, 0, new Float32Array(1500).fill(NaN));
+  const ranges = [
+    { buffer: a, offset: 4 * 100, bytes: 4 * 2500 }, // in place, three chunks
+    { buffer: b, offset: 0, bytes: 4 * 3001 }, // in place, crosses chunk boundaries
+    { buffer: a, offset: 4 * 3000, bytes: 4 * 1500, to: { buffer: out, offset: 0 } }, // into another buffer
+  ];
+  const ex = new SumExchange(g, new MpiRanks(mpi, { timeoutMs: 60_000 }), ranges, 4096);
+  await ex.run();
+  const read = async (buf: GPUBuffer, n: number) => new Float32Array(await readBuffer(g, buf, n * 4));
+  const [ga, gb, go] = [await read(a, 5000), await read(b, 3001), await read(out, 1500)];
+  const sum = (buf: number, n: number) => {
+    const s = new Float32Array(n);
+    for (let r = 0; r < size; r++) valuesOf(r, buf, n).forEach((v, i) => s[i] += v);
+    return s;
+  };
+  const sa = sum(0, 5000), sb = sum(1, 3001), mine = valuesOf(rank, 0, 5000);
+  const bad: string[] = [];
+  for (let i = 0; i < 5000; i++) {
+    // summed where a range covers it (the third range sums into `out`, leaving a alone), untouched elsewhere
+    const want = i >= 100 && i < 2600 ? sa[i] : mine[i];
+    if (ga[i] !== want) bad.push(`a[${i}] ${ga[i]} != ${want}`);
+  }
+  for (let i = 0; i < 3001; i++) if (gb[i] !== sb[i]) bad.push(`b[${i}] ${gb[i]} != ${sb[i]}`);
+  for (let i = 0; i < 1500; i++) if (go[i] !== sa[3000 + i]) bad.push(`out[${i}] ${go[i]} != ${sa[3000 + i]}`);
+  if (bad.length) fail(`${bad.length} wrong values, first ${bad.slice(0, 3).join("; ")}`);
+  console.log(JSON.stringify({ rank, size, chunks: ex.chunks, ok: true }));
+  ex.destroy();
   mpi.finalize();
   Deno.exit(0);
 }
