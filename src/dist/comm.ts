@@ -52,6 +52,31 @@ export class MpiRanks {
     return r.data;
   }
 
+  /**
+   * Sends `sendCounts[q]` floats of `data` (consecutive, in rank order) to each rank q and returns what every
+   * rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p).
+   */
+  async alltoallv(data: Float32Array, sendCounts: number[], recvCounts: number[]): Promise<Float32Array> {
+    const displs = (c: number[]) => Int32Array.from(c.map((_, i) => c.slice(0, i).reduce((a, b) => a + b, 0)));
+    const total = recvCounts.reduce((a, b) => a + b, 0);
+    if (sendCounts.reduce((a, b) => a + b, 0) !== data.length) {
+      throw new RangeError(
+        `alltoallv: counts sum to ${sendCounts.reduce((a, b) => a + b, 0)}, data holds ${data.length}`,
+      );
+    }
+    const recv = new Float32Array(total);
+    const r = this.mpi.ialltoallv(
+      data,
+      Int32Array.from(sendCounts),
+      displs(sendCounts),
+      recv,
+      Int32Array.from(recvCounts),
+      displs(recvCounts),
+    );
+    await r.done(50, this.#timeout);
+    return recv;
+  }
+
   /** Whether any rank says yes (a stop request seen by one rank stops them all at the same step). */
   async any(flag: boolean): Promise<boolean> {
     const x = await this.allreduceSum(Float32Array.of(flag ? 1 : 0));

@@ -168,6 +168,10 @@ function symbolsFor(h: "i32" | "pointer") {
     MPI_Wait: { parameters: ["buffer", "pointer"], result: "i32" },
     MPI_Allgather: { parameters: ["buffer", "i32", h, "buffer", "i32", h, h], result: "i32" },
     MPI_Iallgather: { parameters: ["buffer", "i32", h, "buffer", "i32", h, h, "buffer"], result: "i32" },
+    MPI_Ialltoallv: {
+      parameters: ["buffer", "buffer", "buffer", h, "buffer", "buffer", "buffer", h, h, "buffer"],
+      result: "i32",
+    },
     MPI_Bcast: { parameters: ["buffer", "i32", h, "i32", h], result: "i32" },
     MPI_Barrier: { parameters: [h], result: "i32" },
     MPI_Abort: { parameters: [h, "i32"], result: "i32" },
@@ -458,6 +462,34 @@ export class Mpi {
     // the send buffer must stay alive too: kept by the closure below
     const r = new MpiRequest(this, req, out, `an all-gather of ${data.length} values`) as MpiRequest & { data: T };
     sendKeep.set(r, data);
+    return r;
+  }
+
+  /**
+   * Starts a personalised exchange (`MPI_Ialltoallv` of floats): `send[sendDispls[q] …]` (`sendCounts[q]`
+   * floats) goes to rank q, and what rank p sends here lands at `recv[recvDispls[p] …]` (`recvCounts[p]`).
+   * Every array must stay untouched until the request completes.
+   */
+  ialltoallv(
+    send: Float32Array,
+    sendCounts: Int32Array,
+    sendDispls: Int32Array,
+    recv: Float32Array,
+    recvCounts: Int32Array,
+    recvDispls: Int32Array,
+  ): MpiRequest {
+    this.#live();
+    for (const a of [sendCounts, sendDispls, recvCounts, recvDispls]) {
+      if (a.length !== this.size) throw new MpiError("state", `alltoallv: ${a.length} counts for ${this.size} ranks`);
+    }
+    const req = new Uint8Array(8);
+    const f = this.#h.FLOAT;
+    this.#check(
+      "MPI_Ialltoallv",
+      this.#f.MPI_Ialltoallv(send, sendCounts, sendDispls, f, recv, recvCounts, recvDispls, f, this.#h.COMM_WORLD, req),
+    );
+    const r = new MpiRequest(this, req, recv, `an all-to-all of ${send.length} floats`);
+    sendKeep.set(r, [send, sendCounts, sendDispls, recvCounts, recvDispls]);
     return r;
   }
 

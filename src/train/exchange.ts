@@ -26,6 +26,11 @@ export interface StepRanks {
   allreduceSum(data: Float32Array): Promise<Float32Array>;
   /** Every rank's `data` (all the same length) concatenated in rank order. */
   allgather(data: Float32Array): Promise<Float32Array>;
+  /**
+   * Sends `sendCounts[q]` consecutive floats of `data` to each rank q (in rank order) and resolves with what
+   * each rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p).
+   */
+  alltoallv(data: Float32Array, sendCounts: number[], recvCounts: number[]): Promise<Float32Array>;
 }
 
 /** One range to sum over the ranks: read from `buffer` at `offset`, written back to `to` (default: in place). */
@@ -115,4 +120,53 @@ export class SumExchange {
   destroy(): void {
     for (const c of this.#chunks) c.reader.destroy();
   }
+}
+
+/**
+ * Who sends which image where when the ranks run the key encoder in the shuffle-BN order. Slot j of the
+ * global batch of B images holds image `perm[j]`; rank r owns images r·b … (r+1)·b − 1 and runs the key
+ * passes of the same range of slots (b = B / ranks). Lists are of local indices (0 … b − 1).
+ */
+export interface ShuffleRoutes {
+  /** Per destination rank: this rank's images it needs, in the order of the slots they fill there. */
+  sendImages: number[][];
+  /** Per source rank: this rank's slots that its images fill, in the order they arrive. */
+  recvSlots: number[][];
+}
+
+/**
+ * The routes of `perm` for `rank`. The key outputs go back the same way reversed: slot `recvSlots[p][t]`'s
+ * output to rank p, arriving there as its image `sendImages[r][t]`.
+ */
+export function shuffleRoutes(perm: readonly number[], ranks: number, rank: number): ShuffleRoutes {
+  const B = perm.length, b = B / ranks;
+  if (!Number.isInteger(b)) throw new RangeError(`a batch of ${B} does not split over ${ranks} ranks`);
+  const sendImages: number[][] = Array.from({ length: ranks }, () => []);
+  const recvSlots: number[][] = Array.from({ length: ranks }, () => []);
+  for (let j = 0; j < B; j++) {
+    const holder = Math.floor(j / b), owner = Math.floor(perm[j] / b);
+    if (owner === rank) sendImages[holder].push(perm[j] - rank * b);
+    if (holder === rank) recvSlots[owner].push(j - rank * b);
+  }
+  return { sendImages, recvSlots };
+}
+
+/**
+ * Moves blocks of `per` floats between ranks: block `send[q][t]` of `from` goes to rank q, and the t-th
+ * block from rank p is written to block `recv[p][t]` of `into`.
+ */
+export async function routeBlocks(
+  ranks: StepRanks,
+  from: Float32Array,
+  into: Float32Array,
+  per: number,
+  send: number[][],
+  recv: number[][],
+): Promise<void> {
+  const out = new Float32Array(send.reduce((n, l) => n + l.length, 0) * per);
+  let at = 0;
+  for (const list of send) for (const i of list) out.set(from.subarray(i * per, (i + 1) * per), at), at += per;
+  const got = await ranks.alltoallv(out, send.map((l) => l.length * per), recv.map((l) => l.length * per));
+  at = 0;
+  for (const list of recv) for (const i of list) into.set(got.subarray(at, at + per), i * per), at += per;
 }

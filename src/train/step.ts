@@ -38,7 +38,7 @@ import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { Readback } from "../gpu/readback.ts";
-import { type StepRanks, SumExchange } from "./exchange.ts";
+import { routeBlocks, type ShuffleRoutes, shuffleRoutes, type StepRanks, SumExchange } from "./exchange.ts";
 
 export type { StepRanks };
 import { type PlrcBatch, splitBatch } from "../data/batch.ts";
@@ -224,6 +224,8 @@ export class PlrcStep {
   readonly #ranks: StepRanks | null;
   /** Data parallelism: the staging and host buffers of each exchange point, made on first use. */
   readonly #exchanges = new Map<string, { sums: SumExchange | null; gathers: Readback | null }>();
+  /** Data parallelism with shuffle-BN: the readback of this rank's slots of the key outputs. */
+  #keyReader: Readback | null = null;
   /** Data parallelism: where the step's time went (null on one device). */
   readonly commTimes: StepCommTimes | null;
 
@@ -317,7 +319,7 @@ export class PlrcStep {
       }
       if (m === 1) return ordered;
       const input = alloc([...t.shape], `${t.name} (this micro-batch)`);
-      keySlices.push({ output: t, whole, ordered, input });
+      keySlices.push({ view, output: t, whole, ordered, input });
       return input;
     };
     const kA1y1 = await keyIn(kA1.heads.y1, 0), kA1z = await keyIn(kA1.heads.z, 0);
@@ -484,14 +486,21 @@ export class PlrcStep {
   #keyViews(B: number, views: [Float32Array, Float32Array], stepIndex: number): [Float32Array, Float32Array] {
     if (!this.#shuffleOrder.length) return views;
     const per = views[0].length / B;
-    const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex);
+    const perms = this.#drawPermutations(stepIndex);
     return views.map((view, k) => {
-      const perm = rng.shuffle(Array.from({ length: B }, (_, i) => i)); // slot j holds image perm[j]
+      const perm = perms[k]; // slot j holds image perm[j]
       const shuffled = new Float32Array(view.length);
       perm.forEach((img, j) => shuffled.set(view.subarray(img * per, (img + 1) * per), j * per));
       this.#shuffleOrder[k].upload(invertPermutation(perm)); // image i sits in slot inv[i]
       return shuffled;
     }) as [Float32Array, Float32Array];
+  }
+
+  /** Shuffle-BN: the image order of the key views A1 and B0 at `stepIndex` (slot j holds image perm[j]). */
+  #drawPermutations(stepIndex: number): [number[], number[]] {
+    const rng = Rng.derive(this.cfg.seed ^ 0x5bf1, stepIndex), B = this.cfg.batch;
+    const a = rng.shuffle(Array.from({ length: B }, (_, i) => i));
+    return [a, rng.shuffle(Array.from({ length: B }, (_, i) => i))];
   }
 
   /** Uploads what the online pass over `b` reads: view A0, points and matched pairs. */
@@ -535,14 +544,20 @@ export class PlrcStep {
     if (!micro) throw new Error("step: run() before upload()");
     const ranks = this.#ranks;
     const own = acc.parts / (ranks?.size ?? 1), first = (ranks?.rank ?? 0) * own;
-    let keyViews = micro.keyViews, keyFirst = micro.keyFirst;
+    let keyViews = micro.keyViews;
+    const keyFirst = micro.keyFirst;
+    let routes: ShuffleRoutes[] | null = null;
     if (ranks && this.#shuffleOrder.length) {
-      // shuffle-BN across ranks: every rank gets the whole batch's key views and draws the same permutation
-      const t = performance.now();
-      const all = [await ranks.allgather(keyViews[0]), await ranks.allgather(keyViews[1])] as const;
+      // shuffle-BN across ranks: every rank draws the same permutations and receives the images of its slots
+      routes = this.#drawPermutations(micro.stepIndex).map((p) => shuffleRoutes(p, ranks.size, ranks.rank));
+      const t = performance.now(), per = keyViews[0].length / this.localBatch;
+      const slotted: Float32Array[] = [];
+      for (const k of [0, 1]) {
+        slotted.push(new Float32Array(keyViews[k].length));
+        await routeBlocks(ranks, keyViews[k], slotted[k], per, routes[k].sendImages, routes[k].recvSlots);
+      }
       this.#count(t, 0, keyViews[0].byteLength * 2);
-      keyViews = this.#keyViews(this.cfg.batch, [all[0], all[1]], micro.stepIndex);
-      keyFirst = 0;
+      keyViews = [slotted[0], slotted[1]];
     }
     // one submission per micro-batch: its upload is queued after the previous submission, so no wait
     let rec = new Recorder(this.gpu, profiler);
@@ -566,17 +581,12 @@ export class PlrcStep {
       rec.submit();
       rec = new Recorder(this.gpu, profiler);
     }
-    if (ranks && this.#shuffleOrder.length) {
-      // every slot's key outputs on every rank, so that each can put its own images' back in order
-      await this.#exchange(
-        "key outputs",
-        [],
-        this.#keySlices.map((s) => ({ tensor: s.whole, part: s.output.byteLength })),
-        first,
-        own,
-      );
+    if (routes) {
+      // each slot's key outputs go back to the rank that owns its image, in that rank's image order
+      await this.#returnKeyOutputs(routes, first, own);
+    } else {
+      rec.runAll(this.unshuffle);
     }
-    rec.runAll(this.unshuffle);
     // then the online passes, each with its micro-batch's slice of the key outputs
     for (let i = first; i < first + own; i++) {
       if (i > first) rec = new Recorder(this.gpu, profiler);
@@ -629,6 +639,37 @@ export class PlrcStep {
   async readExchanged(): Promise<void> {
     const e = this.#exchanges.get("partial sums and keys");
     await Promise.all([e?.sums?.readOnly(), e?.gathers?.read()]);
+  }
+
+  /**
+   * Shuffle-BN across ranks: reads back this rank's slots of every key output, sends each slot's rows to the
+   * rank that owns its image, and uploads the rows received into this rank's images of the image-ordered
+   * outputs the online passes read.
+   */
+  async #returnKeyOutputs(routes: ShuffleRoutes[], first: number, own: number): Promise<void> {
+    const ranks = this.#ranks!, b = this.localBatch;
+    const t0 = performance.now();
+    let reader = this.#keyReader;
+    if (!reader) {
+      reader = this.#keyReader = new Readback(
+        this.gpu,
+        this.#keySlices.map((s) => ({
+          buffer: s.whole.buffer,
+          offset: s.whole.byteOffset + first * s.output.byteLength,
+          bytes: own * s.output.byteLength,
+        })),
+        "shuffle-BN key outputs",
+      );
+    }
+    const host = await reader.read();
+    const t1 = performance.now();
+    for (const [k, s] of this.#keySlices.entries()) {
+      const per = host[k].length / b, r = routes[s.view];
+      const mine = new Float32Array(host[k].length);
+      await routeBlocks(ranks, host[k], mine, per, r.recvSlots, r.sendImages);
+      this.gpu.device.queue.writeBuffer(s.ordered.buffer, s.ordered.byteOffset + ranks.rank * b * per * 4, mine);
+    }
+    this.#count(t0, t1 - t0, reader.bytes);
   }
 
   #count(t0: number, gpuMs: number, bytes: number): void {
@@ -732,6 +773,7 @@ export class PlrcStep {
     }
     for (const t of this.owned) t.dispose();
     for (const e of this.#exchanges.values()) e.sums?.destroy(), e.gathers?.destroy();
+    this.#keyReader?.destroy();
     this.ring.destroy();
   }
 }
@@ -819,6 +861,8 @@ async function buildAccumulation(
 
 /** Accumulation: one key-encoder output, its whole-batch buffers, and the micro-batch slice the losses read. */
 interface KeySlice {
+  /** The key view it comes from: 0 for A1, 1 for B0. */
+  view: 0 | 1;
   output: Tensor;
   whole: Tensor;
   ordered: Tensor;
