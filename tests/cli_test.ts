@@ -400,3 +400,23 @@ Deno.test("pretrain --log-format json prints one JSON object per log line; a ste
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("pretrain --distributed mpi outside an MPI launch trains alone without opening MPI; a bad backend is exit 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // a library that does not exist: opening MPI would fail, so finishing proves it was not opened
+    const env = { PLRC_MPI_LIBRARY: "/nonexistent/libmpi.so" };
+    const run = await runCli(
+      ["pretrain", "--distributed", "mpi", "--out", dir, "--set", "train.maxSteps=2", "--set", "model.width=0.0625"],
+      env,
+    );
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.stdout, /distributed: mpi, but this process was not launched as one of several MPI ranks/);
+    assert.match(run.stdout, /finished after 2 steps/);
+    const bad = await runCli(["pretrain", "--distributed", "nccl", "--out", `${dir}/b`]);
+    assert.equal(bad.code, 2, bad.text);
+    assert.match(bad.stderr, /distributed\.backend: got "nccl".*none, mpi/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -25,6 +25,7 @@ export class MpiRanks {
   readonly #timeout: number;
   readonly #bucket: number;
 
+  /** The ranks of `mpi`'s world. */
   constructor(readonly mpi: Mpi, o: RanksOptions = {}) {
     this.rank = mpi.rank, this.size = mpi.size;
     this.#timeout = o.timeoutMs ?? 600_000;

@@ -23,8 +23,9 @@
 export interface PciGpu {
   /** `domain:bus:slot.function`, e.g. `0000:18:00.0`. */
   address: string;
-  /** Hexadecimal PCI vendor and device ids without `0x`, e.g. `10de`, `2335`. */
+  /** Hexadecimal PCI vendor id without `0x`, e.g. `10de`. */
   vendor: string;
+  /** Hexadecimal PCI device id without `0x`, e.g. `2335`. */
   device: string;
 }
 

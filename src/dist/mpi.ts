@@ -25,6 +25,7 @@ export type MpiErrorKind =
 
 /** A failed MPI operation; `kind` says which way, `mpiCode` is the MPI error code of a failed call. */
 export class MpiError extends Error {
+  /** `kind`: which way it failed; `mpiCode`: the MPI error code of a failed call. */
   constructor(readonly kind: MpiErrorKind, message: string, readonly mpiCode?: number) {
     super(message);
     this.name = "MpiError";
@@ -35,10 +36,13 @@ export class MpiError extends Error {
 export interface MpiLaunch {
   /** The launcher family whose variables were found. */
   launcher: "hydra" | "openmpi" | "pmix" | "slurm";
+  /** This process's rank in the job. */
   rank: number;
+  /** Ranks in the job. */
   size: number;
   /** The rank among the ranks on this machine (what picks a GPU), when the launcher says. */
   localRank: number | null;
+  /** Ranks on this machine, when the launcher says. */
   localSize: number | null;
 }
 
@@ -116,7 +120,8 @@ export interface MpiInitOptions {
   threadLevel?: 0 | 1 | 2 | 3;
 }
 
-type Abi = "mpich" | "openmpi";
+/** The two MPI ABIs driven here: MPICH's (integer handles) and Open MPI's (pointer handles). */
+export type Abi = "mpich" | "openmpi";
 type Handle = number | Deno.PointerValue;
 
 /** Handle values of the MPICH ABI, as MPICH 4's `mpi.h` defines them. */
@@ -268,6 +273,7 @@ function nextTask(): Promise<void> {
 /** A nonblocking collective in flight; its buffers must not be touched until it completes. */
 export class MpiRequest {
   #done = false;
+  /** Made by the nonblocking collectives of {@link Mpi}; `req` is the MPI request handle's buffer. */
   constructor(
     private readonly mpi: Mpi,
     private readonly req: Uint8Array,
@@ -320,7 +326,7 @@ export class Mpi {
 
   private constructor(
     private readonly lib: Bound,
-    /** The library opened and the ABI it was driven with. */
+    /** The library opened (`path`), the ABI it was driven with (`abi`) and its version line. */
     readonly library: { path: string; abi: Abi; version: string },
     handles: Record<HandleName, Handle>,
     readonly rank: number,

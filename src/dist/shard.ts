@@ -21,6 +21,7 @@ import { Rng } from "../util/rng.ts";
 
 /** A sharding that cannot be made (the batch does not split over the ranks). */
 export class ShardError extends Error {
+  /** `message` says what does not split. */
   constructor(message: string) {
     super(message);
     this.name = "ShardError";
@@ -39,6 +40,7 @@ export function epochPermutation(seed: number, epoch: number, count: number): nu
 
 /** Where one rank stands in the sharding. */
 export interface ShardSpec {
+  /** The run's seed (the epoch permutations derive from it). */
   seed: number;
   /** Images in the data set. */
   count: number;
@@ -46,6 +48,7 @@ export interface ShardSpec {
   batch: number;
   /** Ranks sharing the batch. */
   ranks: number;
+  /** This rank, 0 … ranks − 1. */
   rank: number;
   /** Steps per epoch; default {@link shardStepsPerEpoch}. */
   stepsPerEpoch?: number;

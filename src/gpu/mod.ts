@@ -34,3 +34,5 @@ export type { Access, BufferDecl, Grid, Kernel, KernelSpec, Params, UniformDecl 
 export { TensorArena } from "./bound.ts";
 export type { Bound, OwnsTensors } from "./bound.ts";
 export { Profiler, Recorder, summarise, sync } from "./recorder.ts";
+export { Readback } from "./readback.ts";
+export type { ReadRange } from "./readback.ts";

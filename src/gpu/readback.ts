@@ -10,8 +10,11 @@ import type { Gpu } from "./device.ts";
 
 /** One range to read: `bytes` of `buffer` from `offset` (both multiples of 4). */
 export interface ReadRange {
+  /** The GPU buffer read. */
   buffer: GPUBuffer;
+  /** Byte offset in it. */
   offset: number;
+  /** Bytes read. */
   bytes: number;
 }
 
@@ -25,8 +28,10 @@ export class Readback {
   readonly host: ArrayBuffer;
   /** Byte offset of each range in {@link host}. */
   readonly offsets: number[];
+  /** Bytes read in all. */
   readonly bytes: number;
 
+  /** A reader of `ranges` on `gpu` (its staging buffer labelled `label`). */
   constructor(private readonly gpu: Gpu, private readonly ranges: ReadRange[], label = "readback") {
     let at = 0;
     this.offsets = ranges.map((r) => {

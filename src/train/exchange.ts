@@ -35,13 +35,17 @@ export interface StepRanks {
 
 /** One range to sum over the ranks: read from `buffer` at `offset`, written back to `to` (default: in place). */
 export interface SumRange extends ReadRange {
+  /** Where the sums are written (a buffer and byte offset); default: back where they were read. */
   to?: { buffer: GPUBuffer; offset: number };
 }
 
 /** Milliseconds of one exchange: until the last readback arrived, then until the last upload was queued. */
 export interface ExchangeTimes {
+  /** From the start until the last chunk's readback arrived. */
   readbackMs: number;
+  /** From then until the last chunk was reduced and its upload queued. */
   reduceAndUploadMs: number;
+  /** Bytes exchanged. */
   bytes: number;
 }
 
@@ -51,6 +55,7 @@ export class SumExchange {
   /** Bytes exchanged per run. */
   readonly bytes: number;
 
+  /** The exchange of `ranges` over `ranks`, read back in chunks of at most `chunkBytes`. */
   constructor(
     private readonly gpu: Gpu,
     private readonly ranks: StepRanks,

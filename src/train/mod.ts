@@ -31,9 +31,26 @@ export {
   type Monitor,
   train,
   type TrainPlan,
+  type TrainRanks,
   type TrainResult,
 } from "./trainer.ts";
-export { PlrcStep, STEP_SCALARS, type StepConfig, type StepLosses, type StepSchedule } from "./step.ts";
+export {
+  PlrcStep,
+  STEP_SCALARS,
+  type StepCommTimes,
+  type StepConfig,
+  type StepLosses,
+  type StepRanks,
+  type StepSchedule,
+} from "./step.ts";
+export {
+  type ExchangeTimes,
+  routeBlocks,
+  type ShuffleRoutes,
+  shuffleRoutes,
+  SumExchange,
+  type SumRange,
+} from "./exchange.ts";
 export {
   CHECKPOINT_FORMAT,
   type CheckpointContent,
