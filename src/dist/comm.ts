@@ -12,7 +12,7 @@ import { type Mpi, MpiError } from "./mpi.ts";
 export interface RanksOptions {
   /** Longest wait for the other ranks in one collective, in milliseconds (default 10 minutes). */
   timeoutMs?: number;
-  /** Floats per all-reduce bucket (default 4 Mi floats, 16 MiB). */
+  /** Floats per all-reduce bucket, and per chunk of a step's exchange (default 4 Mi floats, 16 MiB). */
   bucket?: number;
 }
 
@@ -22,6 +22,8 @@ export class MpiRanks {
   readonly rank: number;
   /** Ranks in all. */
   readonly size: number;
+  /** Bytes per chunk of a step's exchange of sums (the bucket size). */
+  readonly chunkBytes: number;
   readonly #timeout: number;
   readonly #bucket: number;
 
@@ -31,9 +33,10 @@ export class MpiRanks {
     this.#timeout = o.timeoutMs ?? 600_000;
     this.#bucket = o.bucket ?? (4 << 20);
     if (!(this.#timeout > 0)) throw new RangeError(`timeoutMs must be positive, got ${o.timeoutMs}`);
-    if (!(Number.isInteger(this.#bucket) && this.#bucket > 0)) {
-      throw new RangeError(`bucket must be a positive integer, got ${o.bucket}`);
+    if (!(Number.isInteger(this.#bucket) && this.#bucket > 0 && this.#bucket % 64 === 0)) {
+      throw new RangeError(`bucket must be a positive multiple of 64 floats, got ${o.bucket}`);
     }
+    this.chunkBytes = this.#bucket * 4;
   }
 
   /** Sums `data` over the ranks in place, in buckets started together. */

@@ -187,6 +187,11 @@ export class Dispatch {
   readonly bindGroup: GPUBindGroup;
   readonly #uniform: GPUBuffer | null;
   readonly #params: Params;
+  /**
+   * The byte ranges this dispatch may write (its read_write bindings): what tells a data-parallel step when
+   * a gradient is final and can be read back while the rest of the backward still runs.
+   */
+  readonly writes: { buffer: GPUBuffer; offset: number; bytes: number }[];
 
   /** Binds `kernel` to `buffers` (in the order of its declarations) and `params` (its uniforms), dispatched over `grid`. */
   constructor(
@@ -209,6 +214,13 @@ export class Dispatch {
         : { buffer: b.buffer, offset: b.byteOffset, size: Math.min(b.bindingSize, b.buffer.size - b.byteOffset) },
     }));
     this.#params = { ...params };
+    this.writes = buffers.flatMap((b, i) =>
+      spec.buffers[i].access !== "read_write"
+        ? []
+        : b instanceof GPUBuffer
+        ? [{ buffer: b, offset: 0, bytes: b.size }]
+        : [{ buffer: b.buffer, offset: b.byteOffset, bytes: Math.min(b.bindingSize, b.buffer.size - b.byteOffset) }]
+    );
     const u = spec.uniforms ?? [];
     if (u.length) {
       for (const d of u) {

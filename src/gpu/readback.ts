@@ -7,6 +7,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
+import { Recorder } from "./recorder.ts";
 
 /** One range to read: `bytes` of `buffer` from `offset` (both multiples of 4). */
 export interface ReadRange {
@@ -54,9 +55,19 @@ export class Readback {
    * float32 view of each. The views are overwritten by the next read.
    */
   async read(): Promise<Float32Array<ArrayBuffer>[]> {
-    const enc = this.gpu.device.createCommandEncoder();
-    this.ranges.forEach((r, k) => enc.copyBufferToBuffer(r.buffer, r.offset, this.#staging, this.offsets[k], r.bytes));
-    this.gpu.device.queue.submit([enc.finish()]);
+    const rec = new Recorder(this.gpu);
+    this.record(rec);
+    rec.submit();
+    return await this.collect();
+  }
+
+  /** Records the copies of the ranges into the staging buffer: {@link collect} after `rec` is submitted. */
+  record(rec: Recorder): void {
+    this.ranges.forEach((r, k) => rec.copy(r.buffer, r.offset, this.#staging, this.offsets[k], r.bytes));
+  }
+
+  /** Waits for the copies recorded by {@link record} and returns the host views, as {@link read} does. */
+  async collect(): Promise<Float32Array<ArrayBuffer>[]> {
     await this.#staging.mapAsync(GPUMapMode.READ);
     const dst = new Uint8Array(this.host);
     for (let o = 0; o < this.bytes; o += MAPPED_CHUNK) {

@@ -24,6 +24,8 @@ export interface StepRanks {
   readonly size: number;
   /** Sums `data` element-wise over the ranks, in place; resolves when every rank has the sums. */
   allreduceSum(data: Float32Array): Promise<Float32Array>;
+  /** Bytes per chunk of a step's exchange of sums (default 16 MiB). */
+  readonly chunkBytes?: number;
   /** Every rank's `data` (all the same length) concatenated in rank order. */
   allgather(data: Float32Array): Promise<Float32Array>;
   /**
@@ -92,12 +94,32 @@ export class SumExchange {
     return this.#chunks.length;
   }
 
-  /** Reads, all-reduces and uploads every range (after the work submitted so far). */
-  async run(): Promise<ExchangeTimes> {
+  /** The reader of chunk `k` (to record its copy with other work: {@link run}'s `reads`). */
+  reader(k: number): Readback {
+    return this.#chunks[k].reader;
+  }
+
+  /** The ranges chunk `k` reads, as pieces of the ranges given. */
+  chunkRanges(k: number): ReadRange[] {
+    return this.#chunks[k].parts.map((p) => ({
+      buffer: p.range.buffer,
+      offset: p.range.offset + p.at,
+      bytes: p.bytes,
+    }));
+  }
+
+  /**
+   * Reads, all-reduces and uploads every range. By default every chunk is read after the work submitted so
+   * far; `reads[k]` gives chunk k's readback instead (its copy recorded elsewhere, e.g. in the middle of a
+   * backward), and `order` the order in which the chunks are awaited and reduced (the same on every rank).
+   */
+  async run(
+    reads: Promise<Float32Array<ArrayBuffer>[]>[] = this.#chunks.map((c) => c.reader.read()),
+    order: readonly number[] = this.#chunks.map((_, k) => k),
+  ): Promise<ExchangeTimes> {
     const t0 = performance.now();
-    const reads = this.#chunks.map((c) => c.reader.read());
     const done: Promise<void>[] = [];
-    for (let k = 0; k < this.#chunks.length; k++) {
+    for (const k of order) {
       const host = await reads[k];
       const { reader, parts } = this.#chunks[k];
       const whole = new Float32Array(reader.host, 0, reader.bytes / 4);

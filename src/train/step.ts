@@ -36,7 +36,7 @@ import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import { Readback } from "../gpu/readback.ts";
 import { routeBlocks, type ShuffleRoutes, shuffleRoutes, type StepRanks, SumExchange } from "./exchange.ts";
 
@@ -226,6 +226,8 @@ export class PlrcStep {
   readonly #exchanges = new Map<string, { sums: SumExchange | null; gathers: Readback | null }>();
   /** Data parallelism with shuffle-BN: the readback of this rank's slots of the key outputs. */
   #keyReader: Readback | null = null;
+  /** Data parallelism: the gradient's chunked exchange during the last pass, made on first use. */
+  #overlap: GradientOverlap | null = null;
   /** Data parallelism: where the step's time went (null on one device). */
   readonly commTimes: StepCommTimes | null;
 
@@ -546,6 +548,8 @@ export class PlrcStep {
     const own = acc.parts / (ranks?.size ?? 1), first = (ranks?.rank ?? 0) * own;
     let keyViews = micro.keyViews;
     const keyFirst = micro.keyFirst;
+    const overlap = ranks ? await this.#gradientOverlap() : null;
+    let gradReads: Promise<Float32Array<ArrayBuffer>[]>[] | null = null;
     let routes: ShuffleRoutes[] | null = null;
     if (ranks && this.#shuffleOrder.length) {
       // shuffle-BN across ranks: every rank draws the same permutations and receives the images of its slots
@@ -600,19 +604,42 @@ export class PlrcStep {
           s.input.byteLength,
         );
       }
-      rec.runAll(this.pass);
-      acc.collect(rec, i, i === first);
+      if (overlap && i === first + own - 1) {
+        // the last pass goes in segments: after the last write to a gradient chunk, that chunk's share of the
+        // sum is added and copied out, and the segment submitted, so its readback and all-reduce can start
+        // while the rest of the backward runs
+        const flush = (chunks: number[]) => {
+          for (const k of chunks) {
+            rec.run(i === first ? overlap.collect[k].first : overlap.collect[k].next);
+            overlap.exchange.reader(k).record(rec);
+          }
+          rec.submit();
+          for (const k of chunks) gradReads![k] = overlap.exchange.reader(k).collect();
+          rec = new Recorder(this.gpu, profiler);
+        };
+        gradReads = new Array(overlap.exchange.chunks);
+        this.pass.forEach((d, j) => {
+          rec.run(d);
+          const done = overlap.after.get(j);
+          if (done) flush(done);
+        });
+        acc.collect(rec, i, i === first, false);
+      } else {
+        rec.runAll(this.pass);
+        acc.collect(rec, i, i === first);
+      }
       if (this.losses.distill) acc.moveCenter(rec, i === first, this.losses.distill.centerUpdate);
       if (i < first + own - 1) rec.submit();
     }
-    if (ranks) {
+    if (ranks && overlap && gradReads) {
       // this rank's partial sums (÷ M) become the whole step's, and its keys join the others'
       rec.submit();
-      const f = this.online.flat();
+      const t0 = performance.now();
+      const g = await overlap.exchange.run(gradReads, overlap.order);
+      this.#count(t0, g.readbackMs, g.bytes);
       await this.#exchange(
         "partial sums and keys",
         [
-          { tensor: acc.gradSum, to: f.grads },
           ...acc.losses.map((t) => ({ tensor: t })),
           ...(acc.centerSum && this.losses.distill ? [{ tensor: acc.centerSum, to: this.losses.distill.center }] : []),
         ],
@@ -638,7 +665,49 @@ export class PlrcStep {
    */
   async readExchanged(): Promise<void> {
     const e = this.#exchanges.get("partial sums and keys");
-    await Promise.all([e?.sums?.readOnly(), e?.gathers?.read()]);
+    await Promise.all([this.#overlap?.exchange.readOnly(), e?.sums?.readOnly(), e?.gathers?.read()]);
+  }
+
+  /**
+   * Data parallelism: how the gradient leaves during the last pass. The mean gradient is cut into chunks
+   * (`ranks.chunkBytes`); each chunk gets its own share of the micro-batch sum and is read back right after
+   * the last dispatch of the pass that writes into it (found from the dispatches' write ranges), so the late
+   * layers' chunks are on their way while the early layers' backward still runs.
+   */
+  async #gradientOverlap(): Promise<GradientOverlap> {
+    if (this.#overlap) return this.#overlap;
+    const acc = this.#accumulation!, ranks = this.#ranks!, f = this.online.flat(), y = acc.gradSum;
+    const chunkBytes = Math.max(256, Math.floor((ranks.chunkBytes ?? 16 << 20) / 256) * 256);
+    const exchange = new SumExchange(this.gpu, ranks, [{
+      buffer: y.buffer,
+      offset: y.byteOffset,
+      bytes: y.byteLength,
+      to: { buffer: f.grads.buffer, offset: f.grads.byteOffset },
+    }], chunkBytes);
+    const w = 1 / acc.parts, gb = f.grads.buffer;
+    const collect: GradientOverlap["collect"] = [], spans: [number, number][] = [];
+    for (let k = 0; k < exchange.chunks; k++) {
+      const [r] = exchange.chunkRanges(k), at = r.offset - y.byteOffset, n = r.bytes / 4;
+      const yv = Tensor.view(this.gpu, y.buffer, y.byteOffset + at, [n], "f32", `mean gradient, chunk ${k}`);
+      const xv = Tensor.view(this.gpu, gb, f.grads.byteOffset + at, [n], "f32", `gradient, chunk ${k}`);
+      collect.push({ first: await scale(this.gpu, xv, w, yv), next: await axpy(this.gpu, w, xv, yv) });
+      spans.push([f.grads.byteOffset + at, f.grads.byteOffset + at + r.bytes]);
+    }
+    // the last dispatch of a pass that writes into each chunk (the first, for a chunk nothing writes)
+    const last = spans.map(() => 0);
+    this.pass.forEach((d, j) => {
+      for (const wr of d.writes) {
+        if (wr.buffer !== gb) continue;
+        spans.forEach(([a, b], k) => {
+          if (wr.offset < b && a < wr.offset + wr.bytes) last[k] = j;
+        });
+      }
+    });
+    const after = new Map<number, number[]>();
+    last.forEach((j, k) => after.set(j, [...(after.get(j) ?? []), k]));
+    const order = last.map((j, k) => [j, k]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, k]) => k);
+    this.#overlap = { exchange, collect, after, order };
+    return this.#overlap;
   }
 
   /**
@@ -741,6 +810,15 @@ export class PlrcStep {
     return this.#accumulation?.losses ?? this.lossTensors;
   }
 
+  /**
+   * Data parallelism, after the first step: the gradient's chunks and the submissions the last pass was cut
+   * into to read them back early (null on one process).
+   */
+  get gradientExchange(): { chunks: number; segments: number } | null {
+    const o = this.#overlap;
+    return o ? { chunks: o.exchange.chunks, segments: o.after.size } : null;
+  }
+
   /** Images this process uploads per step: the global batch, or its share of it on one rank of many. */
   get localBatch(): number {
     return this.cfg.batch / (this.#ranks?.size ?? 1);
@@ -774,6 +852,7 @@ export class PlrcStep {
     for (const t of this.owned) t.dispose();
     for (const e of this.#exchanges.values()) e.sums?.destroy(), e.gathers?.destroy();
     this.#keyReader?.destroy();
+    this.#overlap?.exchange.destroy();
     this.ring.destroy();
   }
 }
@@ -796,8 +875,11 @@ interface Accumulation extends OwnsTensors {
   stepKeys: Tensor;
   /** Before the first micro-batch: keep the centre the losses must all see. */
   begin(rec: Recorder): void;
-  /** After micro-batch `i`'s pass: add its gradients and losses (÷ parts; `first`: start the sums), keep its keys. */
-  collect(rec: Recorder, i: number, first: boolean): void;
+  /**
+   * After micro-batch `i`'s pass: add its gradients (unless `grads` is false: added chunk by chunk elsewhere)
+   * and losses (÷ parts; `first`: start the sums), keep its keys.
+   */
+  collect(rec: Recorder, i: number, first: boolean, grads?: boolean): void;
   /** After a pass: its centre update, added (÷ parts; `first`: start the sum), then the kept centre put back. */
   moveCenter(rec: Recorder, first: boolean, centerUpdate: Dispatch[]): void;
   /** After the last: the mean gradient where the optimizer reads it, the mean centre in place. */
@@ -836,8 +918,8 @@ async function buildAccumulation(
     begin(rec) {
       if (center && kept) rec.copyTensor(center, kept);
     },
-    collect(rec, i, first) {
-      for (const x of [g, ...l]) rec.run(first ? x.first : x.next);
+    collect(rec, i, first, grads = true) {
+      for (const x of grads ? [g, ...l] : l) rec.run(first ? x.first : x.next);
       rec.copy(
         keys.buffer,
         keys.byteOffset,
@@ -857,6 +939,18 @@ async function buildAccumulation(
       if (c && center) rec.copyTensor(c.y, center);
     },
   };
+}
+
+/** Data parallelism: the gradient's exchange during the last pass (see `PlrcStep.#gradientOverlap`). */
+interface GradientOverlap {
+  /** The mean gradient, chunk by chunk, summed over the ranks into the gradient the optimizer reads. */
+  exchange: SumExchange;
+  /** Per chunk: its share of the micro-batch sum (`first` starts it, `next` adds). */
+  collect: { first: Dispatch; next: Dispatch }[];
+  /** Pass dispatch index → the chunks whose last write it is. */
+  after: Map<number, number[]>;
+  /** Chunks in the order they become final (the same on every rank). */
+  order: number[];
 }
 
 /** Accumulation: one key-encoder output, its whole-batch buffers, and the micro-batch slice the losses read. */

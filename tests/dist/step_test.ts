@@ -60,10 +60,16 @@ Deno.test({
         assertClose(r0.momentum, ref.momentum, { rtol: 1e-5, atol: 1e-7 }, `momentum encoder ${at}`);
         assertClose(r0.queue, ref.queue, { rtol: 1e-4, atol: 1e-6 }, `queue ${at}`);
         assertClose(r0.center, ref.center, { rtol: 1e-4, atol: 1e-7 }, `distillation centre ${at}`);
+        // the gradient left in many chunks, read back from several points of the last backward
+        const ge = r0.gradientExchange!;
+        assert.ok(ge.chunks >= 8 && ge.segments >= 4, `chunks ${ge.chunks}, segments ${ge.segments} ${at}`);
         // the queue got both ranks' keys: rows 0-3 (rank 0's images) and 4-7 (rank 1's) differ
         const D = 16;
         assert.ok(maxRelErr(r0.queue.slice(0, 4 * D), r0.queue.slice(4 * D, 8 * D)) > 1e-2, `two key sets ${at}`);
-        console.log(`${c.label}: max relative gradient difference ${maxRelErr(r0.grads, ref.grads).toExponential(1)}`);
+        console.log(
+          `${c.label}: max relative gradient difference ${maxRelErr(r0.grads, ref.grads).toExponential(1)}; ` +
+            `gradient in ${ge.chunks} chunks from ${ge.segments} points of the last pass`,
+        );
       }
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -18,6 +18,8 @@ export interface After {
   losses: number[];
   queue: Float64Array;
   center: Float64Array;
+  /** Data parallelism: the gradient's chunks and the last pass's segments (null on one process). */
+  gradientExchange?: { chunks: number; segments: number } | null;
 }
 
 /** How the step is set up. */
@@ -70,6 +72,7 @@ export async function oneStep(c: StepCase, data: PlrcBatch, ranks: StepRanks | n
     losses: await Promise.all(step.lossValues.map(async (t) => (await t.read())[0])),
     queue: await f64(step.losses.image.queue),
     center: step.losses.distill ? await f64(step.losses.distill.center) : new Float64Array(),
+    gradientExchange: step.gradientExchange,
   };
   step.dispose();
   return out;
