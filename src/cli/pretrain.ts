@@ -28,6 +28,8 @@ import { knnMonitor } from "../eval/monitor.ts";
 import { renderSample } from "../viz/pictures.ts";
 import { parseOptions, UsageError } from "./usage.ts";
 import { joinRanks } from "./ranks.ts";
+import type { RankDevice } from "../dist/device_select.ts";
+import type { AdapterClass } from "../gpu/device.ts";
 
 export const PRETRAIN_HELP = `plrc pretrain [--config FILE.yaml] [--data DIR|scenes] [--out DIR]
               [--resume PATH | --auto-resume | --force] [--set key=value ...] [--log-format text|json]
@@ -236,12 +238,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     }) ?? undefined;
     const gpu = await getGpu();
     log(`adapter: ${gpu.summary.description}, backend ${gpu.summary.backend}, class ${gpu.summary.adapterClass}`);
-    if (dist?.device.shared && gpu.summary.adapterClass === "gpu" && !cfg.distributed.shareDevice) {
-      throw new UsageError(
-        `rank ${ranks!.rank}: ${dist.device.note}: ranks sharing one GPU only slow each other down; start one ` +
-          "rank per GPU, or allow it with --set distributed.shareDevice=true",
-      );
-    }
+    const refusal = dist && sharedDeviceRefusal(dist.device, gpu.summary.adapterClass, cfg.distributed.shareDevice);
+    if (refusal) throw new UsageError(`rank ${ranks!.rank}: ${refusal}`);
     const checks = await selfCheck(gpu);
     const bad = checks.filter((r) => !r.ok);
     if (bad.length) {
@@ -359,6 +357,16 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   } finally {
     logFile?.close();
   }
+}
+
+/**
+ * Why this rank must not train on its adapter (null: it may): several local ranks on one GPU only slow each
+ * other down, unless `distributed.shareDevice` allows it; CPU adapters are always shared.
+ */
+export function sharedDeviceRefusal(device: RankDevice, adapter: AdapterClass, allowed: boolean): string | null {
+  if (!device.shared || adapter !== "gpu" || allowed) return null;
+  return `${device.note}: ranks sharing one GPU only slow each other down; start one rank per GPU, or allow it ` +
+    "with --set distributed.shareDevice=true";
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 /** Per-rank GPU selection: local rank from each launcher, GPUs from a sysfs tree, the variables set per rank. */
 import assert from "node:assert/strict";
 import { driPrimeTag, listPciGpus, localRankFromEnv, planRankDevice } from "../../src/dist/device_select.ts";
+import { sharedDeviceRefusal } from "../../src/cli/pretrain.ts";
 
 Deno.test("device_select: local rank from Hydra, Open MPI and Slurm variables", () => {
   assert.deepEqual(localRankFromEnv({ MPI_LOCALRANKID: "1", MPI_LOCALNRANKS: "4" }), { rank: 1, size: 4 });
@@ -47,4 +48,18 @@ Deno.test("device_select: GPUs from a sysfs tree, and each local rank's variable
   assert.equal(listPciGpus("/nonexistent").length, 0);
   assert.equal(driPrimeTag("0000:C1:00.0"), "pci-0000_c1_00_0");
   assert.throws(() => driPrimeTag("01:00.0"), RangeError);
+});
+
+Deno.test("device_select: two local ranks on one GPU are refused unless allowed; CPU adapters are shared", () => {
+  const one = [{ address: "0000:18:00.0", vendor: "10de", device: "2335" }];
+  const two = [...one, { address: "0000:19:00.0", vendor: "10de", device: "2335" }];
+  const shared = planRankDevice(1, 2, one), own = planRankDevice(1, 2, two), alone = planRankDevice(0, 1, one);
+  assert.equal(shared.shared, true);
+  assert.match(sharedDeviceRefusal(shared, "gpu", false)!, /shared by 2 local ranks.*distributed\.shareDevice=true/);
+  assert.equal(sharedDeviceRefusal(shared, "gpu", true), null);
+  assert.equal(sharedDeviceRefusal(shared, "cpu", false), null);
+  assert.equal(sharedDeviceRefusal(own, "gpu", false), null);
+  assert.equal(sharedDeviceRefusal(alone, "gpu", false), null);
+  // three ranks on two GPUs: one of them shares
+  assert.match(sharedDeviceRefusal(planRankDevice(2, 3, two), "gpu", false)!, /3 ranks for 2 GPUs, shared/);
 });
