@@ -280,6 +280,12 @@ Deno.test("plrc bench step --json runs the whole training step at a tiny size an
   assert.ok(m.msPerStep > 0 && m.imagesPerS > 0 && m.backboneGflops > 0, JSON.stringify(m));
   assert.ok(m.dispatchesPerStep > 100);
   if (m.gpuMsByFamily) assert.ok(m.gpuMsByFamily["conv forward"] > 0);
+  // the buffers by part: the encoders and parameters hold memory, and the parts add up to the peak
+  assert.equal(m.precision, "fp32");
+  const parts = m.buffersMiBByPart as Record<string, number>;
+  for (const k of ["parameters", "online encoder", "momentum encoder", "losses"]) assert.ok(parts[k] > 0, k);
+  const sum = Object.values(parts).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - m.peakGpuMiB) <= 0.05 * m.peakGpuMiB, `parts ${sum} MiB, peak ${m.peakGpuMiB} MiB`);
 });
 
 Deno.test("pretrain never overwrites a run: --out holding one needs --auto-resume or --force; --resume stays in its run", async () => {

@@ -70,6 +70,10 @@ export interface StepMeasurement {
   losses: Record<string, number>;
   /** High-water mark of plrc's own GPU buffers (MiB), pipelines and driver overhead not included. */
   peakGpuMiB: number;
+  /** The step's buffers by part (MiB; src/train/step.ts `StepBufferPart`), made once when it is bound. */
+  buffersMiBByPart: Record<string, number>;
+  /** Storage precision of activations, gradients and parameters (only fp32 is built). */
+  precision: "fp32";
   /** The adapter's description. */
   adapter: string;
   /** The adapter's backend. */
@@ -198,6 +202,8 @@ export async function benchStep(
     gpuMsTopLabels: top,
     losses,
     peakGpuMiB: gpu.memory.peakBytes / 2 ** 20,
+    buffersMiBByPart: Object.fromEntries(Object.entries(step.bufferBytes).map(([k, v]) => [k, v / 2 ** 20])),
+    precision: "fp32",
     adapter: gpu.summary.description,
     backend: gpu.summary.backend,
     distributed,

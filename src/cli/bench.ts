@@ -156,6 +156,12 @@ export async function benchCommand(argv: string[]): Promise<number> {
           `${m.backboneGflops.toFixed(2)} GFLOP/s, ${m.dispatchesPerStep} dispatches/step, ` +
           `${m.peakGpuMiB.toFixed(0)} MiB in plrc's buffers`,
       );
+      console.log(
+        `buffers by part: ${
+          Object.entries(m.buffersMiBByPart).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(1)} MiB`)
+            .join(", ")
+        } (${m.precision})`,
+      );
       const d = m.distributed;
       if (d) {
         console.log(

@@ -169,7 +169,24 @@ interface StepParts extends OwnsTensors {
   accumulation: Accumulation | null;
   keySlices: KeySlice[];
   ranks: StepRanks | null;
+  bufferBytes: Record<StepBufferPart, number>;
 }
+
+/**
+ * The parts of a step's GPU buffers: `parameters` (both encoders' weights, the online gradients, momentum
+ * buffers and weight-decay masks, BN statistics), `online encoder` (activations kept for the backward and
+ * their gradients), `momentum encoder` (its two views, forward only), `losses` (the losses' buffers, the key
+ * encoder's outputs as the losses read them, shuffle orders), `optimizer` (what the update adds),
+ * `accumulation` (micro-batch sums), `metrics ring` (loss read-back slots).
+ */
+export type StepBufferPart =
+  | "parameters"
+  | "online encoder"
+  | "momentum encoder"
+  | "losses"
+  | "optimizer"
+  | "accumulation"
+  | "metrics ring";
 
 /** The bound step. */
 export class PlrcStep {
@@ -230,6 +247,8 @@ export class PlrcStep {
   #overlap: GradientOverlap | null = null;
   /** Data parallelism: where the step's time went (null on one device). */
   readonly commTimes: StepCommTimes | null;
+  /** Bytes of plrc's GPU buffers each part of the step made when it was bound (their sum is the step's peak). */
+  readonly bufferBytes: Record<StepBufferPart, number>;
 
   private constructor(p: StepParts) {
     this.gpu = p.gpu, this.cfg = p.cfg, this.online = p.online, this.momentum = p.momentum;
@@ -238,6 +257,7 @@ export class PlrcStep {
     this.lossTensors = p.lossTensors, this.owned = p.owned, this.gradDispatches = p.gradDispatches;
     this.#shuffleOrder = p.shuffleOrder, this.#accumulation = p.accumulation, this.#keySlices = p.keySlices;
     this.#ranks = p.ranks;
+    this.bufferBytes = p.bufferBytes;
     this.commTimes = p.ranks ? { steps: 0, gpuAndReadback: 0, communication: 0, bytes: 0 } : null;
     const { q, kA1, kB0, losses: { image, point, distill }, accumulation } = p;
     // the momentum encoder's pass; with accumulation it runs over the whole batch before the online passes
@@ -280,8 +300,17 @@ export class PlrcStep {
     const B = cfg.batch / m; // images bound per pass: the whole batch, or one micro-batch
     const groups = Math.max(1, Math.floor(B / cfg.bnGroupSize));
     if (B % groups) throw new Error(`batch ${B} does not split into ghost-BN groups of ${cfg.bnGroupSize}`);
+    // plrc's buffers by part of the step: every buffer is made here, once, so the growth of the live bytes
+    // over each stage of the build is that part's share of the peak
+    const bufferBytes: Record<string, number> = {};
+    let mark = gpu.memory.liveBytes;
+    const part = (name: StepBufferPart) => {
+      bufferBytes[name] = (bufferBytes[name] ?? 0) + gpu.memory.liveBytes - mark;
+      mark = gpu.memory.liveBytes;
+    };
     const online = createEncoderStore(gpu, cfg.encoder, cfg.seed);
     const momentum = createEncoderStore(gpu, cfg.encoder, cfg.seed);
+    part("parameters");
     // the momentum encoder starts as a copy of the online one
     const fo = online.flat(), fm = momentum.flat();
     new Recorder(gpu).copyTensor(fo.params, fm.params).copyTensor(fo.stats, fm.stats).submit();
@@ -289,8 +318,10 @@ export class PlrcStep {
     const enc = (store: ParamStore, backward: boolean) =>
       buildEncoder(gpu, store, cfg.encoder, { batch: B, resolution: R, backward, bnGroups: groups });
     const q = await enc(online, true);
+    part("online encoder");
     const kA1 = await enc(momentum, false);
     const kB0 = await enc(momentum, false);
+    part("momentum encoder");
     const { h, w } = q;
     const D = cfg.encoder.heads.pointDim;
     const arena = new TensorArena(gpu);
@@ -373,6 +404,7 @@ export class PlrcStep {
       })
       : null;
 
+    part("losses");
     // weighted loss gradients into the online heads' output gradients
     const wt = cfg.weights;
     const gradDispatches: Dispatch[] = [await scale(gpu, image.dY1, wt.image, q.heads.dY1!)];
@@ -418,11 +450,14 @@ export class PlrcStep {
       distill?.alignment ?? zero,
       distill?.entropy ?? zero,
     ];
+    part("optimizer");
     const accumulation = m > 1
       ? await buildAccumulation(gpu, m, f.grads, lossTensors, image.keys, stepKeys!, distill?.center ?? null)
       : null;
     if (accumulation) arena.adopt(accumulation);
+    part("accumulation");
     const ring = new MetricsRing(gpu, accumulation?.losses ?? lossTensors);
+    part("metrics ring");
     return new PlrcStep({
       gpu,
       cfg,
@@ -444,6 +479,7 @@ export class PlrcStep {
       keySlices,
       ranks,
       owned: arena.owned,
+      bufferBytes: bufferBytes as Record<StepBufferPart, number>,
     });
   }
 
