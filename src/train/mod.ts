@@ -37,6 +37,7 @@ export {
 export {
   PlrcStep,
   STEP_SCALARS,
+  type StepBufferPart,
   type StepCommTimes,
   type StepConfig,
   type StepLosses,
