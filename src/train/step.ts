@@ -590,14 +590,7 @@ export class PlrcStep {
     if (ranks && this.#shuffleOrder.length) {
       // shuffle-BN across ranks: every rank draws the same permutations and receives the images of its slots
       routes = this.#drawPermutations(micro.stepIndex).map((p) => shuffleRoutes(p, ranks.size, ranks.rank));
-      const t = performance.now(), per = keyViews[0].length / this.localBatch;
-      const slotted: Float32Array[] = [];
-      for (const k of [0, 1]) {
-        slotted.push(new Float32Array(keyViews[k].length));
-        await routeBlocks(ranks, keyViews[k], slotted[k], per, routes[k].sendImages, routes[k].recvSlots);
-      }
-      this.#count(t, 0, keyViews[0].byteLength * 2);
-      keyViews = [slotted[0], slotted[1]];
+      keyViews = await this.#routeKeyViews(routes, keyViews);
     }
     // one submission per micro-batch: its upload is queued after the previous submission, so no wait
     let rec = new Recorder(this.gpu, profiler);
@@ -744,6 +737,23 @@ export class PlrcStep {
     const order = last.map((j, k) => [j, k]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, k]) => k);
     this.#overlap = { exchange, collect, after, order };
     return this.#overlap;
+  }
+
+  /** Shuffle-BN across ranks: this rank's key views (its images) → the images of its slots, in slot order. */
+  async #routeKeyViews(
+    routes: ShuffleRoutes[],
+    views: [Float32Array, Float32Array],
+  ): Promise<[Float32Array, Float32Array]> {
+    const t = performance.now(), per = views[0].length / this.localBatch;
+    const slotted: [Float32Array, Float32Array] = [
+      new Float32Array(views[0].length),
+      new Float32Array(views[1].length),
+    ];
+    for (const k of [0, 1]) {
+      await routeBlocks(this.#ranks!, views[k], slotted[k], per, routes[k].sendImages, routes[k].recvSlots);
+    }
+    this.#count(t, 0, views[0].byteLength * 2);
+    return slotted;
   }
 
   /**
