@@ -679,7 +679,8 @@ export const SCHEMA: { readonly [P in ConfigPath]: KeySpec<ValueAt<PlrcConfig, P
     min: 1,
     default: 600,
     doc: "Seconds a rank waits for the others in one exchange before it ends the job (a rank that hung or " +
-      "died); it must cover the first step's kernel compilation.",
+      "died); it must cover the first step's kernel compilation and a k-NN monitor run (eval.knnEvery), which " +
+      "rank 0 alone makes while the others wait.",
   },
   "distributed.shareDevice": {
     type: "bool",
