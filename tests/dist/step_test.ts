@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { assertClose, freshSeed, GPU_TEST, maxRelErr } from "../util.ts";
 import { type After, eightImages, oneStep, type StepCase } from "../train/one_step.ts";
-import { MPICH_RUN, mpirun, NO_LAUNCHER, WHY } from "./launch.ts";
+import { MPICH_RUN, mpirun, NO_LAUNCHER, OMPI_RUN, WHY } from "./launch.ts";
 
 const WORKER = new URL("./step_worker.ts", import.meta.url).pathname;
 
@@ -73,6 +73,30 @@ Deno.test({
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "dist: the same step under Open MPI's launcher (pointer handles) leaves exactly what it leaves under MPICH" +
+    (OMPI_RUN === null || NO_LAUNCHER ? " [ignored: needs mpirun.openmpi and MPICH's launcher]" : ""),
+  ignore: OMPI_RUN === null || NO_LAUNCHER,
+  ...GPU_TEST,
+  async fn() {
+    const seed = freshSeed();
+    const cases = JSON.stringify([{ batch: 8, accumulate: 1, shuffleBn: true, method: "plrc" }]);
+    const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+    try {
+      const a = await mpirun(MPICH_RUN!, [WORKER, dirs[0], String(seed), cases], { timeoutS: 600 });
+      const b = await mpirun(OMPI_RUN!, [WORKER, dirs[1], String(seed), cases], { timeoutS: 600, ompi: true });
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      for (const rank of [0, 1]) {
+        const read = (d: string) => Deno.readTextFileSync(`${d}/case-0-rank-${rank}.json`);
+        assert.equal(read(dirs[1]), read(dirs[0]), `rank ${rank} (seed ${seed})`);
+      }
+    } finally {
+      for (const d of dirs) await Deno.remove(d, { recursive: true });
     }
   },
 });
