@@ -43,6 +43,8 @@ export class BufferPool {
   #free = new Map<number, GPUBuffer[]>();
   /** Bytes currently held by live tensors. */
   liveBytes = 0;
+  /** Bytes of free buffers kept for reuse. */
+  freeBytes = 0;
   /** High-water mark of `liveBytes`. */
   peakBytes = 0;
 
@@ -61,7 +63,9 @@ export class BufferPool {
     const size = BufferPool.sizeClass(bytes);
     this.gpu.checkBufferSize(what, size);
     const list = this.#free.get(size);
-    const buf = list?.pop() ?? this.gpu.device.createBuffer({ size, usage: STORAGE, label: what });
+    const reused = list?.pop();
+    if (reused) this.freeBytes -= size;
+    const buf = reused ?? this.gpu.device.createBuffer({ size, usage: STORAGE, label: what });
     this.liveBytes += size;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
     return buf;
@@ -73,13 +77,23 @@ export class BufferPool {
     const list = this.#free.get(buf.size) ?? [];
     list.push(buf);
     this.#free.set(buf.size, list);
+    this.freeBytes += buf.size;
   }
 
   /** Destroys every pooled (free) buffer. */
   trim(): void {
     for (const list of this.#free.values()) for (const b of list) b.destroy();
     this.#free.clear();
+    this.freeBytes = 0;
   }
+}
+
+/**
+ * Bytes of plrc's GPU buffers in use on `gpu`: every buffer made, less the pool's free ones kept for reuse
+ * (which `gpu.memory` still counts).
+ */
+export function bytesInUse(gpu: Gpu): number {
+  return gpu.memory.liveBytes - poolOf(gpu).freeBytes;
 }
 
 const pools = new WeakMap<Gpu, BufferPool>();

@@ -65,12 +65,23 @@ export interface EncoderGraph {
   dispose(): void;
 }
 
-/** Binds an encoder on a batch of `batch` R×R views (NHWC input). */
+/**
+ * Binds an encoder on a batch of `batch` R×R views (NHWC input). `reuseBackboneOf`: a forward-only graph of
+ * the same configuration that runs, and is done with, before this one: this graph's backbone writes its
+ * activations into that graph's buffers (the heads' outputs, which the losses read later, stay its own).
+ */
 export async function buildEncoder(
   gpu: Gpu,
   store: ParamStore,
   c: EncoderConfig,
-  o: { batch: number; resolution: number; backward: boolean; bnGroups: number; updateRunning?: boolean },
+  o: {
+    batch: number;
+    resolution: number;
+    backward: boolean;
+    bnGroups: number;
+    updateRunning?: boolean;
+    reuseBackboneOf?: EncoderGraph;
+  },
 ): Promise<EncoderGraph> {
   const backbone = await buildResNet(gpu, store, c.backbone, {
     batch: o.batch,
@@ -79,6 +90,7 @@ export async function buildEncoder(
     backward: o.backward,
     bnGroups: o.bnGroups,
     updateRunning: o.updateRunning,
+    reuse: o.reuseBackboneOf?.backbone.activations,
   }, BACKBONE_PREFIX);
   const [, h, w] = backbone.c5Shape;
   const heads = await buildHeads(gpu, store, headsConfig(c), backbone.c5, {

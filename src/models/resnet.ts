@@ -9,7 +9,7 @@
 import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { numel, type Tensor } from "../gpu/tensor.ts";
 import { bnBackward, bnForwardEval, bnForwardTrain } from "../kernels/batchnorm.ts";
 import { convDgrad, convForward, type ConvGeom, convOutSize, convWgrad, type GemmTile } from "../kernels/gemm.ts";
 import { maxPool, maxPoolBackward, type PoolGeom, poolOutSize } from "../kernels/pool.ts";
@@ -204,12 +204,23 @@ export interface ResNetBuildOptions {
   stages?: 1 | 2 | 3 | 4;
   /** An existing input tensor [B, R, R, 3] (NHWC) to read from, e.g. shared between encoders. */
   input?: Tensor;
+  /**
+   * The `activations` of another graph of the same configuration whose forward has finished before this
+   * one runs and which nothing reads afterwards (the momentum encoder's first view, before its second): this
+   * graph writes its activations into them instead of its own buffers. Only for a graph without backward.
+   */
+  reuse?: readonly Tensor[];
 }
 
 /** A bound ResNet: input, outputs, and the dispatch lists of one forward and one backward. */
 export interface ResNetGraph extends OwnsTensors {
   /** Input images [B, R, R, 3] (NHWC). */
   input: Tensor;
+  /**
+   * The buffers the graph made for its activations (every conv, BN and pool output; not the input), with
+   * backward also for their gradients, in the order they were made: what another graph can `reuse`.
+   */
+  activations: Tensor[];
   /** The output: C5, or the last stage run when `stages` < 4. */
   c5: Tensor;
   /** Shape of `c5` [B, h, w, C] (NHWC). */
@@ -251,7 +262,14 @@ export async function buildResNet(
   const fwd: Dispatch[] = [];
   const bwd: Dispatch[] = [];
   let flopsF = 0, flopsB = 0;
-  const alloc = (shape: number[], name: string) => arena.alloc(shape, name);
+  if (o.reuse && o.backward) throw new Error("resnet: reused activations are for a graph without backward");
+  const activations: Tensor[] = [];
+  const alloc = (shape: number[], name: string) => {
+    const r = o.reuse?.[activations.length];
+    const t = r && r.dtype === "f32" && r.numel === numel(shape) ? r : arena.alloc(shape, name);
+    activations.push(t);
+    return t;
+  };
   const P = (n: string) => store.value(prefix + n);
   const G = (n: string) => store.grad(prefix + n);
 
@@ -330,7 +348,7 @@ export async function buildResNet(
   }
 
   // stem
-  const input = o.input ?? alloc([B, o.resolution, o.resolution, 3], `${prefix}input`);
+  const input = o.input ?? arena.alloc([B, o.resolution, o.resolution, 3], `${prefix}input`);
   if (input.numel !== B * o.resolution * o.resolution * 3) throw new Error("resnet: input tensor has the wrong size");
   const x0: Act = { t: input, h: o.resolution, w: o.resolution, c: 3 };
   const stem = await unit(x0, plan.stem, true);
@@ -386,6 +404,7 @@ export async function buildResNet(
 
   return {
     input,
+    activations,
     c5: cur.t,
     c5Shape: [B, cur.h, cur.w, cur.c],
     c3,

@@ -36,7 +36,7 @@ import { type OwnsTensors, TensorArena } from "../gpu/bound.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Profiler, Recorder } from "../gpu/recorder.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { bytesInUse, Tensor } from "../gpu/tensor.ts";
 import { Readback } from "../gpu/readback.ts";
 import { routeBlocks, type ShuffleRoutes, shuffleRoutes, type StepRanks, SumExchange } from "./exchange.ts";
 
@@ -97,6 +97,11 @@ export interface StepConfig {
   seed: number;
   /** Micro-batches per step (gradient accumulation); divides `batch`. Default 1. */
   accumulate?: number;
+  /**
+   * The momentum encoder's two views share the backbone's activation buffers (default true: the second
+   * view runs after the first is done with them); false gives each its own (the same results, more memory).
+   */
+  shareKeyActivations?: boolean;
 }
 
 /** Per-step values that change with the schedules. */
@@ -300,13 +305,14 @@ export class PlrcStep {
     const B = cfg.batch / m; // images bound per pass: the whole batch, or one micro-batch
     const groups = Math.max(1, Math.floor(B / cfg.bnGroupSize));
     if (B % groups) throw new Error(`batch ${B} does not split into ghost-BN groups of ${cfg.bnGroupSize}`);
-    // plrc's buffers by part of the step: every buffer is made here, once, so the growth of the live bytes
+    // plrc's buffers by part of the step: every buffer is made here, once, so the growth of the bytes in use
     // over each stage of the build is that part's share of the peak
     const bufferBytes: Record<string, number> = {};
-    let mark = gpu.memory.liveBytes;
+    let mark = bytesInUse(gpu);
     const part = (name: StepBufferPart) => {
-      bufferBytes[name] = (bufferBytes[name] ?? 0) + gpu.memory.liveBytes - mark;
-      mark = gpu.memory.liveBytes;
+      const now = bytesInUse(gpu);
+      bufferBytes[name] = (bufferBytes[name] ?? 0) + now - mark;
+      mark = now;
     };
     const online = createEncoderStore(gpu, cfg.encoder, cfg.seed);
     const momentum = createEncoderStore(gpu, cfg.encoder, cfg.seed);
@@ -315,12 +321,13 @@ export class PlrcStep {
     const fo = online.flat(), fm = momentum.flat();
     new Recorder(gpu).copyTensor(fo.params, fm.params).copyTensor(fo.stats, fm.stats).submit();
 
-    const enc = (store: ParamStore, backward: boolean) =>
-      buildEncoder(gpu, store, cfg.encoder, { batch: B, resolution: R, backward, bnGroups: groups });
+    const enc = (store: ParamStore, backward: boolean, reuseBackboneOf?: EncoderGraph) =>
+      buildEncoder(gpu, store, cfg.encoder, { batch: B, resolution: R, backward, bnGroups: groups, reuseBackboneOf });
     const q = await enc(online, true);
     part("online encoder");
+    // the second key view runs after the first is done: its backbone writes into the first one's activations
     const kA1 = await enc(momentum, false);
-    const kB0 = await enc(momentum, false);
+    const kB0 = await enc(momentum, false, cfg.shareKeyActivations === false ? undefined : kA1);
     part("momentum encoder");
     const { h, w } = q;
     const D = cfg.encoder.heads.pointDim;

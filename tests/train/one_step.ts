@@ -20,6 +20,8 @@ export interface After {
   center: Float64Array;
   /** Data parallelism: the gradient's chunks and the last pass's segments (null on one process). */
   gradientExchange?: { chunks: number; segments: number } | null;
+  /** The step's buffers by part. */
+  bufferBytes?: Record<string, number>;
 }
 
 /** How the step is set up. */
@@ -32,6 +34,8 @@ export interface StepCase {
   method?: string;
   /** Seed of the configuration (weights, queue, shuffles). */
   seed: number;
+  /** The momentum encoder's two views share backbone activation buffers (default: as the step does). */
+  shareKeyActivations?: boolean;
 }
 
 const f64 = async (t: { read(): Promise<ArrayLike<number>> }) => Float64Array.from(await t.read());
@@ -53,7 +57,9 @@ export async function oneStep(c: StepCase, data: PlrcBatch, ranks: StepRanks | n
     ],
   });
   const d = deriveConfig(cfg, { datasetSize: 16 });
-  const step = await PlrcStep.build(g, stepConfigOf(cfg, d), ranks);
+  const sc = stepConfigOf(cfg, d);
+  if (c.shareKeyActivations !== undefined) sc.shareKeyActivations = c.shareKeyActivations;
+  const step = await PlrcStep.build(g, sc, ranks);
   // poison what a step must overwrite: gradients and the accumulation buffers
   step.online.flat().grads.fill(NaN);
   for (const t of step.owned) if (t.name.startsWith("mean ") || t.name.startsWith("keys of")) t.fill(NaN);
@@ -73,6 +79,7 @@ export async function oneStep(c: StepCase, data: PlrcBatch, ranks: StepRanks | n
     queue: await f64(step.losses.image.queue),
     center: step.losses.distill ? await f64(step.losses.distill.center) : new Float64Array(),
     gradientExchange: step.gradientExchange,
+    bufferBytes: step.bufferBytes,
   };
   step.dispose();
   return out;
