@@ -153,6 +153,23 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   if (ranks && !values.out && !resumeRun) {
     throw new UsageError("--distributed mpi needs --out DIR: every rank writes into the same run directory");
   }
+  if (ranks) {
+    // the global batch is split over the ranks, then into micro-batches: both must come out whole
+    const R = ranks.size, m = cfg.train.accumulate, B = cfg.train.batchSize;
+    if (B % (R * m)) {
+      throw new UsageError(
+        `train.batchSize: ${B} does not split over ${R} ranks × ${m} micro-batches (train.accumulate): choose a ` +
+          `multiple of ${R * m}`,
+      );
+    }
+    const micro = B / (R * m), group = Math.min(cfg.model.bnGroup, micro);
+    if (micro % group) {
+      throw new UsageError(
+        `model.bnGroup: ${cfg.model.bnGroup} does not divide the micro-batch of ${micro} images that each of the ` +
+          `${R} ranks runs: choose a divisor of ${micro}, or at least ${micro}`,
+      );
+    }
+  }
   const outDir = values.out ?? resumeRun ?? join("runs", timestamp());
   // rank 0 alone prepares the run directory; the others wait for it
   const holdsRun = (await exists(join(outDir, "metrics.jsonl"))) || (await exists(join(outDir, "checkpoints")));

@@ -87,6 +87,32 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "dist: a batch that does not split over the ranks is a usage error (exit 2) naming the key, on every rank" +
+    WHY,
+  ignore: NO_LAUNCHER,
+  ...GPU_TEST,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "plrc-dist-bad-" });
+    try {
+      const r = await finish(
+        pretrain(2, `${dir}/run`, [
+          "--distributed",
+          "mpi",
+          "--set",
+          "train.batchSize=6",
+          "--set",
+          "train.accumulate=2",
+        ]),
+      );
+      assert.equal(r.code, 2, r.out);
+      assert.match(r.out, /train\.batchSize: 6 does not split over 2 ranks × 2 micro-batches .*multiple of 4/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 /** The pid of rank `rank` among the deno processes writing into `out` (read from their MPI environment). */
 function rankPid(out: string, rank: number): number | null {
   for (const e of Deno.readDirSync("/proc")) {
