@@ -66,9 +66,10 @@ export interface EncoderGraph {
 }
 
 /**
- * Binds an encoder on a batch of `batch` R×R views (NHWC input). `reuseBackboneOf`: a forward-only graph of
- * the same configuration that runs, and is done with, before this one: this graph's backbone writes its
- * activations into that graph's buffers (the heads' outputs, which the losses read later, stay its own).
+ * Binds an encoder on a batch of `batch` R×R views (NHWC input). `reuseBackboneOf`: a graph of the same
+ * configuration whose backbone buffers hold nothing live while this forward-only graph runs (one that has
+ * finished, or one that runs only later): this graph's backbone writes its activations into those buffers
+ * (the heads' outputs, which are read later, stay its own).
  */
 export async function buildEncoder(
   gpu: Gpu,

@@ -205,9 +205,10 @@ export interface ResNetBuildOptions {
   /** An existing input tensor [B, R, R, 3] (NHWC) to read from, e.g. shared between encoders. */
   input?: Tensor;
   /**
-   * The `activations` of another graph of the same configuration whose forward has finished before this
-   * one runs and which nothing reads afterwards (the momentum encoder's first view, before its second): this
-   * graph writes its activations into them instead of its own buffers. Only for a graph without backward.
+   * The `activations` of another graph of the same configuration that hold nothing live while this one runs
+   * (the online backbone's, while the momentum encoder's views run before it): this graph writes its
+   * activations into them (the i-th into the i-th, when the sizes agree) instead of its own buffers. Only for a
+   * graph without backward.
    */
   reuse?: readonly Tensor[];
 }

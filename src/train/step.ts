@@ -98,8 +98,9 @@ export interface StepConfig {
   /** Micro-batches per step (gradient accumulation); divides `batch`. Default 1. */
   accumulate?: number;
   /**
-   * The momentum encoder's two views share the backbone's activation buffers (default true: the second
-   * view runs after the first is done with them); false gives each its own (the same results, more memory).
+   * The momentum encoder's two views write their backbone activations into the online backbone's buffers
+   * (default true: the key passes run before the online pass, when those buffers hold nothing live); false
+   * gives each its own (the same results, more memory).
    */
   shareKeyActivations?: boolean;
 }
@@ -217,9 +218,12 @@ export class PlrcStep {
   readonly momentum: ParamStore;
   /** The online encoder's graph (view A0). */
   readonly q: EncoderGraph;
-  /** The momentum encoder's graph over view A1. */
+  /**
+   * The momentum encoder's graph over view A1. Its backbone writes into `q`'s backbone buffers (unless
+   * `shareKeyActivations` is false): run it before `q`'s forward, as the step does.
+   */
   readonly kA1: EncoderGraph;
-  /** The momentum encoder's graph over view B0. */
+  /** The momentum encoder's graph over view B0 (the same buffers as `kA1`'s backbone; run it after `kA1`). */
   readonly kB0: EncoderGraph;
   /** The bound losses. */
   readonly losses: StepLosses;
@@ -325,9 +329,12 @@ export class PlrcStep {
       buildEncoder(gpu, store, cfg.encoder, { batch: B, resolution: R, backward, bnGroups: groups, reuseBackboneOf });
     const q = await enc(online, true);
     part("online encoder");
-    // the second key view runs after the first is done: its backbone writes into the first one's activations
-    const kA1 = await enc(momentum, false);
-    const kB0 = await enc(momentum, false, cfg.shareKeyActivations === false ? undefined : kA1);
+    // The key passes run before the online pass of the step (or of every micro-batch), when nothing in the
+    // online backbone's buffers is live, and one after the other: both write their backbone activations into
+    // the online backbone's buffers. Only their heads' outputs, which the losses read later, are their own.
+    const share = cfg.shareKeyActivations === false ? undefined : q;
+    const kA1 = await enc(momentum, false, share);
+    const kB0 = await enc(momentum, false, share);
     part("momentum encoder");
     const { h, w } = q;
     const D = cfg.encoder.heads.pointDim;

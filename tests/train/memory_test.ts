@@ -1,14 +1,16 @@
 /**
- * The momentum encoder's second view writes its backbone activations into the first view's buffers: the
- * step must leave exactly what it leaves with separate buffers (gradients, losses, parameters, momentum
- * encoder, queue, centre), with and without accumulation and shuffle-BN, in less memory.
+ * The momentum encoder's two views write their backbone activations into the online backbone's buffers (the
+ * key passes run before the online pass): the step must leave exactly what it leaves with separate buffers
+ * (gradients, losses, parameters, momentum encoder, queue, centre), with and without accumulation and
+ * shuffle-BN, in less memory.
  */
 import assert from "node:assert/strict";
 import { freshSeed, GPU_TEST } from "../util.ts";
 import { eightImages, oneStep } from "./one_step.ts";
 
 Deno.test({
-  name: "memory: the key views sharing backbone buffers leave exactly what separate buffers leave, in less memory",
+  name:
+    "memory: the key views in the online backbone's buffers leave exactly what separate buffers leave, in less memory",
   ...GPU_TEST,
   async fn() {
     const seed = freshSeed();
@@ -23,7 +25,7 @@ Deno.test({
       }
       assert.ok(shared.grads.some((g) => g !== 0) && shared.grads.every(Number.isFinite), `real gradients ${at}`);
       const m = (r: typeof shared) => r.bufferBytes!["momentum encoder"];
-      assert.ok(m(shared) < 0.85 * m(separate), `momentum encoder ${m(shared)} B shared, ${m(separate)} B not ${at}`);
+      assert.ok(m(shared) < 0.6 * m(separate), `momentum encoder ${m(shared)} B shared, ${m(separate)} B not ${at}`);
     }
   },
 });

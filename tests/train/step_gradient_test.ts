@@ -36,10 +36,11 @@ Deno.test({
     const items = await Promise.all([0, 1, 2, 3].map(async (i) => ({ ...(await src.get(i)), key: i })));
     step.upload(makeBatch(items, dataConfigOf(cfg)));
     const w = sc.weights;
+    // in the step's order: the key views' backbones write into the online backbone's buffers, so they go first
     const forward = [
-      ...step.q.forward,
       ...step.kA1.forward,
       ...step.kB0.forward,
+      ...step.q.forward,
       ...step.losses.image.forward,
       ...step.losses.point!.forward,
       ...step.losses.distill!.forward,
