@@ -271,6 +271,16 @@ export async function buildResNet(
     activations.push(t);
     return t;
   };
+  // The backward is bound in the order it runs, so a gradient buffer whose last reader has been bound is free
+  // for any gradient bound later: `release` hands it back, and `gradAlloc` takes a free one of the same size
+  // before making a new one. The activation gradients then need a few buffers per size, not one per layer.
+  // dC5 is the graph's own (its writer and readers are outside), so it is never handed on.
+  const spare = new Map<number, Tensor[]>();
+  let dC5: Tensor | null = null;
+  const gradAlloc = (shape: number[], name: string) => spare.get(numel(shape))?.pop() ?? alloc(shape, name);
+  const release = (t: Tensor) => {
+    if (t !== dC5) spare.set(t.numel, [...(spare.get(t.numel) ?? []), t]);
+  };
   const P = (n: string) => store.value(prefix + n);
   const G = (n: string) => store.grad(prefix + n);
 
@@ -317,8 +327,9 @@ export async function buildResNet(
     fwd.push(...bn.dispatches);
     const flops = 2 * rows * u.cout * u.k * u.k * x.c;
     flopsF += flops;
+    // dy stays the caller's to release (it may be read again, by a shortcut); dh is released here
     const back = async (dy: Tensor, opts: { gradOut?: Tensor; addTo?: Tensor; needDx: boolean }) => {
-      const dh = alloc([rows, u.cout], `grad ${prefix}${u.conv} out`);
+      const dh = gradAlloc([rows, u.cout], `grad ${prefix}${u.conv} out`);
       const bb = await bnBackward(
         gpu,
         h,
@@ -339,10 +350,11 @@ export async function buildResNet(
       const wg = await convWgrad(gpu, x.t, dh, G(`${u.conv}.weight`), g, { tile: o.tile });
       bwd.push(...arena.adopt(wg).dispatches);
       flopsB += flops;
-      if (!opts.needDx) return null;
-      const dx = alloc([B * x.h * x.w, x.c], `grad ${prefix}${u.conv} in`);
+      if (!opts.needDx) return release(dh), null;
+      const dx = gradAlloc([B * x.h * x.w, x.c], `grad ${prefix}${u.conv} in`);
       bwd.push(await convDgrad(gpu, dh, P(`${u.conv}.weight`), dx, g, { residual: opts.addTo, tile: o.tile }));
       flopsB += flops;
+      release(dh);
       return dx;
     };
     return { y: { t: y, h: oh, w: ow, c: u.cout }, back };
@@ -381,25 +393,36 @@ export async function buildResNet(
       cur = last.y;
       blockBacks.push(async (dOut, needDx) => {
         // the gradient reaching the shortcut is the output gradient masked by the final ReLU
-        const gSc = alloc([B * last.y.h * last.y.w, last.y.c], `grad ${prefix}${b.prefix} shortcut`);
+        const gSc = gradAlloc([B * last.y.h * last.y.w, last.y.c], `grad ${prefix}${b.prefix} shortcut`);
         let d = (await last.back(dOut, { gradOut: gSc, needDx: true }))!;
-        for (const m of [...mains].reverse().slice(0, -1)) d = (await m.back(d, { needDx: true }))!;
-        let addTo = gSc;
-        if (ds) addTo = (await ds.back(gSc, { needDx: needDx }))!;
-        return await mains[0].back(d, { needDx, addTo: needDx ? addTo : undefined });
+        release(dOut); // read only by the last unit's BN backward
+        for (const m of [...mains].reverse().slice(0, -1)) {
+          const next = (await m.back(d, { needDx: true }))!;
+          release(d);
+          d = next;
+        }
+        let addTo: Tensor | null = gSc;
+        if (ds) {
+          addTo = await ds.back(gSc, { needDx: needDx });
+          release(gSc);
+        }
+        const dx = await mains[0].back(d, { needDx, addTo: needDx ? addTo! : undefined });
+        release(d);
+        if (addTo) release(addTo); // read by the first unit's input gradient, or not needed
+        return dx;
       });
     }
     if (si === 1 && o.c3) c3 = cur.t;
     if (si === 2 && o.c4) c4 = cur.t;
   }
 
-  let dC5: Tensor | null = null;
   if (o.backward) {
     dC5 = alloc([B * cur.h * cur.w, cur.c], `${prefix}grad C5`);
     let d: Tensor = dC5;
     for (let i = blockBacks.length - 1; i >= 0; i--) d = (await blockBacks[i](d, true))!;
-    const dStem = alloc([B * stem.y.h * stem.y.w, stem.y.c], `grad ${prefix}stem out`);
+    const dStem = gradAlloc([B * stem.y.h * stem.y.w, stem.y.c], `grad ${prefix}stem out`);
     bwd.push(await maxPoolBackward(gpu, d, arg, dStem, pg));
+    release(d);
     await stem.back(dStem, { needDx: false });
   }
 
