@@ -57,11 +57,15 @@ function lanesOf(s: BnShape): BnLanes {
   return s.c % 4 === 0 ? 4 : 1;
 }
 
-/** Rows per chunk so that groups × chunks × C/lanes invocations keep the adapter busy. */
+/**
+ * Rows per chunk so that groups × chunks × C/lanes invocations keep the adapter busy. On a CPU adapter (and
+ * unless `threads` is given) at most FOLD chunks: its cores are few, and every fold pass is one more dispatch.
+ */
 function chunking(gpu: Gpu, s: BnShape, lanes: BnLanes): { chunk: number; chunks: number } {
-  const L = s.rows / s.groups;
-  const threads = s.threads ?? (gpu.summary.adapterClass === "gpu" ? 131072 : 2048);
-  const chunks = Math.max(1, Math.min(L, Math.ceil(threads / (s.groups * s.c / lanes))));
+  const L = s.rows / s.groups, cpu = gpu.summary.adapterClass !== "gpu";
+  const threads = s.threads ?? (cpu ? 2048 : 131072);
+  const most = cpu && s.threads === undefined ? Math.min(L, FOLD) : L;
+  const chunks = Math.max(1, Math.min(most, Math.ceil(threads / (s.groups * s.c / lanes))));
   const chunk = Math.ceil(L / chunks);
   return { chunk, chunks: Math.ceil(L / chunk) };
 }
