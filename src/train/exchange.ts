@@ -1,8 +1,10 @@
 /**
- * The sums a data-parallel step exchanges after its passes (gradient, loss values, centre moves), combined
- * over the ranks: read back from the GPU, all-reduced, uploaded where the update reads them.
+ * What the ranks of a data-parallel step exchange: the collectives the step needs ({@link StepRanks}), the
+ * sums combined over the ranks ({@link SumExchange}: gradient, loss values, centre moves, read back from the
+ * GPU, all-reduced, uploaded where the update reads them), and the shuffle-BN routes of images and key
+ * outputs between ranks ({@link shuffleRoutes}, {@link routeBlocks}).
  *
- * The ranges are taken as one float sequence cut into chunks (16 MiB by default, the all-reduce size that
+ * For the sums, the ranges are taken as one float sequence cut into chunks (16 MiB by default, the all-reduce size that
  * kept its rate on the 2-core machine, bench/NOTES.md). Every chunk's copy to its staging buffer is
  * submitted at once; chunk k's all-reduce starts as soon as its readback arrives, while the later chunks are
  * still being copied out, and each chunk is uploaded as soon as its all-reduce completes. The collectives
@@ -64,7 +66,9 @@ export class SumExchange {
     ranges: SumRange[],
     chunkBytes = 16 << 20,
   ) {
-    if (!(chunkBytes > 0 && chunkBytes % 4 === 0)) throw new RangeError(`chunkBytes ${chunkBytes}`);
+    if (!(chunkBytes > 0 && chunkBytes % 4 === 0)) {
+      throw new RangeError(`exchange: chunkBytes must be a positive multiple of 4, got ${chunkBytes}`);
+    }
     let chunk: { range: SumRange; at: number; bytes: number }[] = [], used = 0, total = 0;
     const close = () => {
       if (!chunk.length) return;
