@@ -8,6 +8,7 @@
  */
 import type { Gpu } from "./device.ts";
 import { Recorder } from "./recorder.ts";
+import { copyMapped } from "./tensor.ts";
 
 /** One range to read: `bytes` of `buffer` from `offset` (both multiples of 4). */
 export interface ReadRange {
@@ -18,9 +19,6 @@ export interface ReadRange {
   /** Bytes read. */
   bytes: number;
 }
-
-/** Bytes copied out of the mapped staging buffer per `getMappedRange` call: large fresh copies are slow. */
-const MAPPED_CHUNK = 64 << 10;
 
 /** Reads a fixed list of ranges back, again and again, into the same host memory. */
 export class Readback {
@@ -69,11 +67,7 @@ export class Readback {
   /** Waits for the copies recorded by {@link record} and returns the host views, as {@link read} does. */
   async collect(): Promise<Float32Array<ArrayBuffer>[]> {
     await this.#staging.mapAsync(GPUMapMode.READ);
-    const dst = new Uint8Array(this.host);
-    for (let o = 0; o < this.bytes; o += MAPPED_CHUNK) {
-      const n = Math.min(MAPPED_CHUNK, this.bytes - o);
-      dst.set(new Uint8Array(this.#staging.getMappedRange(o, n)), o);
-    }
+    copyMapped(this.#staging, new Uint8Array(this.host), this.bytes);
     this.#staging.unmap();
     return this.ranges.map((r, k) => new Float32Array(this.host, this.offsets[k], r.bytes / 4));
   }

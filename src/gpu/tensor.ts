@@ -240,14 +240,24 @@ export function toHost(dtype: DType, data: ArrayLike<number> | HostArray): HostA
   }
 }
 
-/** Bytes copied out of a mapped staging buffer per `getMappedRange` call (see {@link readBuffer}). */
+/** Bytes copied out of a mapped buffer per `getMappedRange` call (see {@link copyMapped}). */
 const MAPPED_CHUNK = 64 << 10;
 
 /**
+ * Copies the first `bytes` of a buffer mapped for reading into `dst`, in 64 KiB pieces: Deno's
+ * `getMappedRange` hands back a fresh copy, and large fresh copies ran many times slower than small ones on
+ * the 2-core CPU machine (bench/NOTES.md, 2026-12-06).
+ */
+export function copyMapped(mapped: GPUBuffer, dst: Uint8Array, bytes: number): void {
+  for (let o = 0; o < bytes; o += MAPPED_CHUNK) {
+    const n = Math.min(MAPPED_CHUNK, bytes - o);
+    dst.set(new Uint8Array(mapped.getMappedRange(o, n)), o);
+  }
+}
+
+/**
  * Copies `bytes` of `buffer` to the host through a temporary staging buffer (one GPU wait), into `into`
- * (at least `bytes` long; kept by a caller that reads the same tensors every step) or a new buffer.
- * The mapped range is copied out in chunks of at most 4 MiB: Deno's `getMappedRange` hands back a fresh
- * copy, and large fresh copies ran ~25× slower than small ones on the 2-core CPU machine (bench/NOTES.md).
+ * (at least `bytes` long) or a new buffer. Repeated readbacks of the same ranges: src/gpu/readback.ts.
  */
 export async function readBuffer(
   gpu: Gpu,
@@ -266,11 +276,7 @@ export async function readBuffer(
   gpu.device.queue.submit([enc.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
   const out = into ?? new ArrayBuffer(bytes);
-  const dst = new Uint8Array(out, 0, bytes);
-  for (let o = 0; o < bytes; o += MAPPED_CHUNK) {
-    const n = Math.min(MAPPED_CHUNK, bytes - o);
-    dst.set(new Uint8Array(staging.getMappedRange(o, n)), o);
-  }
+  copyMapped(staging, new Uint8Array(out, 0, bytes), bytes);
   staging.unmap();
   staging.destroy();
   return out;
