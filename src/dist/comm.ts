@@ -58,17 +58,23 @@ export class MpiRanks {
 
   /**
    * Sends `sendCounts[q]` floats of `data` (consecutive, in rank order) to each rank q and returns what every
-   * rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p).
+   * rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p), in `into` when given.
    */
-  async alltoallv(data: Float32Array, sendCounts: number[], recvCounts: number[]): Promise<Float32Array> {
-    const displs = (c: number[]) => Int32Array.from(c.map((_, i) => c.slice(0, i).reduce((a, b) => a + b, 0)));
-    const total = recvCounts.reduce((a, b) => a + b, 0);
-    if (sendCounts.reduce((a, b) => a + b, 0) !== data.length) {
-      throw new RangeError(
-        `alltoallv: counts sum to ${sendCounts.reduce((a, b) => a + b, 0)}, data holds ${data.length}`,
-      );
+  async alltoallv(
+    data: Float32Array,
+    sendCounts: number[],
+    recvCounts: number[],
+    into?: Float32Array,
+  ): Promise<Float32Array> {
+    const sum = (c: number[]) => c.reduce((a, b) => a + b, 0);
+    const displs = (c: number[]) => Int32Array.from(c.map((_, i) => sum(c.slice(0, i))));
+    if (sum(sendCounts) !== data.length) {
+      throw new RangeError(`alltoallv: counts sum to ${sum(sendCounts)}, data holds ${data.length}`);
     }
-    const recv = new Float32Array(total);
+    if (into && into.length !== sum(recvCounts)) {
+      throw new RangeError(`alltoallv: ${into.length} floats to receive ${sum(recvCounts)}`);
+    }
+    const recv = into ?? new Float32Array(sum(recvCounts));
     const r = this.mpi.ialltoallv(
       data,
       Int32Array.from(sendCounts),

@@ -32,9 +32,14 @@ export interface StepRanks {
   allgather(data: Float32Array): Promise<Float32Array>;
   /**
    * Sends `sendCounts[q]` consecutive floats of `data` to each rank q (in rank order) and resolves with what
-   * each rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p).
+   * each rank sent here, concatenated in rank order (`recvCounts[p]` floats from rank p), in `into` when given.
    */
-  alltoallv(data: Float32Array, sendCounts: number[], recvCounts: number[]): Promise<Float32Array>;
+  alltoallv(
+    data: Float32Array,
+    sendCounts: number[],
+    recvCounts: number[],
+    into?: Float32Array,
+  ): Promise<Float32Array>;
 }
 
 /** One range to sum over the ranks: read from `buffer` at `offset`, written back to `to` (default: in place). */
@@ -184,7 +189,8 @@ export function shuffleRoutes(perm: readonly number[], ranks: number, rank: numb
 
 /**
  * Moves blocks of `per` floats between ranks: block `send[q][t]` of `from` goes to rank q, and the t-th
- * block from rank p is written to block `recv[p][t]` of `into`.
+ * block from rank p is written to block `recv[p][t]` of `into`. `scratch` holds the packed blocks on their
+ * way (kept by a caller that routes every step: fresh arrays cost their first touch each time).
  */
 export async function routeBlocks(
   ranks: StepRanks,
@@ -193,11 +199,18 @@ export async function routeBlocks(
   per: number,
   send: number[][],
   recv: number[][],
+  scratch?: { send: Float32Array; recv: Float32Array },
 ): Promise<void> {
-  const out = new Float32Array(send.reduce((n, l) => n + l.length, 0) * per);
+  const sendN = send.reduce((n, l) => n + l.length, 0) * per, recvN = recv.reduce((n, l) => n + l.length, 0) * per;
+  const out = scratch && scratch.send.length === sendN ? scratch.send : new Float32Array(sendN);
   let at = 0;
   for (const list of send) for (const i of list) out.set(from.subarray(i * per, (i + 1) * per), at), at += per;
-  const got = await ranks.alltoallv(out, send.map((l) => l.length * per), recv.map((l) => l.length * per));
+  const got = await ranks.alltoallv(
+    out,
+    send.map((l) => l.length * per),
+    recv.map((l) => l.length * per),
+    scratch && scratch.recv.length === recvN ? scratch.recv : undefined,
+  );
   at = 0;
   for (const list of recv) for (const i of list) into.set(got.subarray(at, at + per), i * per), at += per;
 }

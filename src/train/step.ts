@@ -252,6 +252,8 @@ export class PlrcStep {
   readonly #exchanges = new Map<string, { sums: SumExchange | null; gathers: Readback | null }>();
   /** Data parallelism with shuffle-BN: the readback of this rank's slots of the key outputs. */
   #keyReader: Readback | null = null;
+  /** Data parallelism with shuffle-BN: host arrays the routes use every step. */
+  readonly #hostArrays = new Map<string, Float32Array<ArrayBuffer>>();
   /** Data parallelism: the gradient's chunked exchange during the last pass, made on first use. */
   #overlap: GradientOverlap | null = null;
   /** Data parallelism: where the step's time went (null on one device). */
@@ -760,11 +762,15 @@ export class PlrcStep {
   ): Promise<[Float32Array, Float32Array]> {
     const t = performance.now(), per = views[0].length / this.localBatch;
     const slotted: [Float32Array, Float32Array] = [
-      new Float32Array(views[0].length),
-      new Float32Array(views[1].length),
+      this.#host("key view A1 slots", views[0].length),
+      this.#host("key view B0 slots", views[1].length),
     ];
     for (const k of [0, 1]) {
-      await routeBlocks(this.#ranks!, views[k], slotted[k], per, routes[k].sendImages, routes[k].recvSlots);
+      const scratch = {
+        send: this.#host("route send", views[k].length),
+        recv: this.#host("route recv", views[k].length),
+      };
+      await routeBlocks(this.#ranks!, views[k], slotted[k], per, routes[k].sendImages, routes[k].recvSlots, scratch);
     }
     this.#count(t, 0, views[0].byteLength * 2);
     return slotted;
@@ -794,11 +800,19 @@ export class PlrcStep {
     const t1 = performance.now();
     for (const [k, s] of this.#keySlices.entries()) {
       const per = host[k].length / b, r = routes[s.view];
-      const mine = new Float32Array(host[k].length);
-      await routeBlocks(ranks, host[k], mine, per, r.recvSlots, r.sendImages);
+      const n = host[k].length, mine = this.#host(`key output ${k}`, n);
+      const scratch = { send: this.#host(`key output ${k} send`, n), recv: this.#host(`key output ${k} recv`, n) };
+      await routeBlocks(ranks, host[k], mine, per, r.recvSlots, r.sendImages, scratch);
       this.gpu.device.queue.writeBuffer(s.ordered.buffer, s.ordered.byteOffset + ranks.rank * b * per * 4, mine);
     }
     this.#count(t0, t1 - t0, reader.bytes);
+  }
+
+  /** A host array of `n` floats kept under `name` from step to step (a fresh one costs its first touch). */
+  #host(name: string, n: number): Float32Array<ArrayBuffer> {
+    let a = this.#hostArrays.get(name);
+    if (a?.length !== n) this.#hostArrays.set(name, a = new Float32Array(n));
+    return a;
   }
 
   #count(t0: number, gpuMs: number, bytes: number): void {
