@@ -20,7 +20,7 @@ import {
 import { makePlan } from "../train/plan.ts";
 import { folderSource, type ImageSource, NoUsableImagesError, scenesSource } from "../data/sources.ts";
 import { regionModeOf } from "../train/config/mod.ts";
-import { train } from "../train/trainer.ts";
+import { otherRankLog, train } from "../train/trainer.ts";
 import { CheckpointError, latestCheckpoint, readCheckpointMeta } from "../train/checkpoint.ts";
 import { VERSION } from "../version.ts";
 import { readTorchvisionBackbone } from "../export/import.ts";
@@ -193,12 +193,9 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const logFile = lead ? await Deno.open(join(outDir, "train.log"), { append: true, create: true }) : null;
   const enc = new TextEncoder();
   const fileLog = (line: string) => logFile?.writeSync(enc.encode(line + "\n"));
+  const otherLog = lead ? null : otherRankLog(ranks!.rank);
   const log = (line: string, record?: object) => {
-    if (!lead) {
-      // the other ranks print only errors (rank 0 logs the same warnings), marked with their rank
-      if (/^\s*error:/.test(line)) console.error(`rank ${ranks!.rank}: ${line}`);
-      return;
-    }
+    if (!lead) return otherLog!(line);
     console.log(logFormat === "json" ? jsonLogLine(line, record) : line);
     fileLog(line);
   };

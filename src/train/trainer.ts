@@ -6,8 +6,8 @@
  *
  * Data-parallel (`plan.ranks`): every rank runs this loop on its shard of each global batch
  * (src/dist/shard.ts) and the step combines the ranks' work; rank 0 alone writes metrics, checkpoints and
- * pictures and logs (the others print only errors), every rank resumes from the same checkpoint, and a stop (signal, NaN) seen by one rank
- * stops them all after the same step.
+ * pictures and logs (the others print only errors), every rank resumes from the same checkpoint, and a stop
+ * (signal, NaN) seen by one rank stops them all after the same step.
  *
  * @module
  */
@@ -199,6 +199,16 @@ export function batchRequests(
 }
 
 /**
+ * What a rank other than 0 logs: only errors (rank 0 logs the same warnings, from the same numbers), on
+ * stderr, marked with the rank.
+ */
+export function otherRankLog(rank: number): LogSink {
+  return (line) => {
+    if (/^\s*error:/.test(line)) console.error(`rank ${rank}: ${line}`);
+  };
+}
+
+/**
  * Where training's log lines go. A step line comes with its metrics record (what metrics.jsonl gets), for a
  * sink that writes structured logs.
  */
@@ -214,11 +224,7 @@ export async function train(
   const ranks = plan.ranks && plan.ranks.size > 1 ? plan.ranks : null;
   const lead = !ranks || ranks.rank === 0;
   if (!lead) {
-    // the other ranks print only errors (rank 0 logs the same warnings), marked with their rank
-    const mark = (line: string) => {
-      if (/^\s*error:/.test(line)) console.error(`rank ${ranks!.rank}: ${line}`);
-    };
-    log = mark, fileLog = mark;
+    log = fileLog = otherRankLog(ranks!.rank);
     plan = { ...plan, quiet: true, progressBar: false, monitor: undefined, firstBatch: undefined };
   }
   const tty = (plan.progressBar ?? true) && Deno.stdout.isTerminal();

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { driPrimeTag, listPciGpus, localRankFromEnv, planRankDevice } from "../../src/dist/device_select.ts";
 import { sharedDeviceRefusal } from "../../src/cli/pretrain.ts";
+import { otherRankLog } from "../../src/train/trainer.ts";
 
 Deno.test("device_select: local rank from Hydra, Open MPI and Slurm variables", () => {
   assert.deepEqual(localRankFromEnv({ MPI_LOCALRANKID: "1", MPI_LOCALNRANKS: "4" }), { rank: 1, size: 4 });
@@ -62,4 +63,18 @@ Deno.test("device_select: two local ranks on one GPU are refused unless allowed;
   assert.equal(sharedDeviceRefusal(alone, "gpu", false), null);
   // three ranks on two GPUs: one of them shares
   assert.match(sharedDeviceRefusal(planRankDevice(2, 3, two), "gpu", false)!, /3 ranks for 2 GPUs, shared/);
+});
+
+Deno.test("the log of a rank other than 0 keeps only errors, marked with the rank", () => {
+  const seen: unknown[] = [], err = console.error;
+  console.error = (...a: unknown[]) => void seen.push(a.join(" "));
+  try {
+    const log = otherRankLog(3);
+    log("step 1/8 loss 6.3");
+    log("warning: the bottleneck is aligned");
+    log("error: a loss became NaN");
+  } finally {
+    console.error = err;
+  }
+  assert.deepEqual(seen, ["rank 3: error: a loss became NaN"]);
 });

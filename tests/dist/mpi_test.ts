@@ -45,12 +45,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "mpi (MPICH launcher): a rank that aborts ends the job with its code and MPI's message" + WHY,
+  name: "mpi (MPICH launcher): a rank that aborts ends the job with its code, and its last line gets through" + WHY,
   ignore: NO_LAUNCHER,
   async fn() {
     const r = await mpirun(MPICH_RUN!, ["abort"]);
     assert.deepEqual(r.code, 7, r.stderr);
-    assert.match(r.stderr, /MPI_Abort\(MPI_COMM_WORLD, 7\)|MPI_ABORT was invoked/);
+    // the aborting rank's own last line gets through (MPI's own abort report may or may not: its forwarding races
+    // with the teardown)
     assert.match(r.stderr, /rank 1: aborting on purpose/);
   },
 });
