@@ -248,8 +248,8 @@ export class PlrcStep {
     null;
   readonly #accumulation: Accumulation | null;
   readonly #ranks: StepRanks | null;
-  /** Data parallelism: the staging and host buffers of each exchange point, made on first use. */
-  readonly #exchanges = new Map<string, { sums: SumExchange | null; gathers: Readback | null }>();
+  /** Data parallelism: the exchange after the passes (loss values, centre, keys), made on first use. */
+  #tail: { sums: SumExchange | null; gathers: Readback | null } | null = null;
   /** Data parallelism with shuffle-BN: the readback of this rank's slots of the key outputs. */
   #keyReader: Readback | null = null;
   /** Data parallelism with shuffle-BN: host arrays the routes use every step. */
@@ -683,7 +683,6 @@ export class PlrcStep {
       const g = await overlap.exchange.run(gradReads, overlap.order);
       this.#count(t0, g.readbackMs, g.bytes);
       await this.#exchange(
-        "partial sums and keys",
         [
           ...acc.losses.map((t) => ({ tensor: t })),
           ...(acc.centerSum && this.losses.distill ? [{ tensor: acc.centerSum, to: this.losses.distill.center }] : []),
@@ -709,7 +708,7 @@ export class PlrcStep {
    * rank's keys), without exchanging it: what `bench step` times as the readback alone.
    */
   async readExchanged(): Promise<void> {
-    const e = this.#exchanges.get("partial sums and keys");
+    const e = this.#tail;
     await Promise.all([this.#overlap?.exchange.readOnly(), e?.sums?.readOnly(), e?.gathers?.read()]);
   }
 
@@ -826,11 +825,10 @@ export class PlrcStep {
    * Data parallelism: combines tensors over the ranks after the work submitted so far. `sums` are summed
    * (into `to`, or in place) through a {@link SumExchange}; each of `gathers` is all-gathered from this
    * rank's parts `first … first + own − 1` (each `part` bytes) so that every rank holds all parts. Their
-   * readbacks go through staging buffers kept per exchange point (`key`); the collectives run in the same
-   * order on every rank: the sums' all-reduces, then the all-gathers.
+   * readbacks go through staging buffers kept from step to step (the same tensors every time); the
+   * collectives run in the same order on every rank: the sums' all-reduces, then the all-gathers.
    */
   async #exchange(
-    key: string,
     sums: { tensor: Tensor; to?: Tensor }[],
     gathers: { tensor: Tensor; part: number }[],
     first: number,
@@ -838,9 +836,9 @@ export class PlrcStep {
   ): Promise<void> {
     const ranks = this.#ranks!;
     const t0 = performance.now();
-    let point = this.#exchanges.get(key);
+    let point = this.#tail;
     if (!point) {
-      point = {
+      point = this.#tail = {
         sums: sums.length
           ? new SumExchange(
             this.gpu,
@@ -861,11 +859,10 @@ export class PlrcStep {
               offset: x.tensor.byteOffset + first * x.part,
               bytes: own * x.part,
             })),
-            `exchange: ${key}`,
+            "exchange: keys",
           )
           : null,
       };
-      this.#exchanges.set(key, point);
     }
     const gathered = point.gathers?.read();
     let readMs = 0;
@@ -924,7 +921,7 @@ export class PlrcStep {
       for (const t of l?.owned ?? []) t.dispose();
     }
     for (const t of this.owned) t.dispose();
-    for (const e of this.#exchanges.values()) e.sums?.destroy(), e.gathers?.destroy();
+    this.#tail?.sums?.destroy(), this.#tail?.gathers?.destroy();
     this.#keyReader?.destroy();
     this.#overlap?.exchange.destroy();
     this.ring.destroy();
